@@ -1,0 +1,1 @@
+"""The `datasets` builder for Fashion-MNIST, installed as ``hf_fmnist.dataset_script``."""

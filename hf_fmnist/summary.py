@@ -1,0 +1,54 @@
+"""A human-readable summary of a Fashion-MNIST ``DatasetDict``: rows, class balance, a sample grid."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def class_counts(dataset) -> dict[str, np.ndarray]:
+    """Examples per class for each split, from the label column alone (no image is decoded)."""
+    from .data import find_columns
+
+    counts = {}
+    for split, ds in dataset.items():
+        _, label = find_columns(ds.features)
+        labels = np.asarray(ds.with_format("arrow")[:].column(label).to_numpy(zero_copy_only=False))
+        counts[split] = np.bincount(labels, minlength=ds.features[label].num_classes)
+    return counts
+
+
+def format_summary(dataset) -> str:
+    """Rows per split, then a class-by-split table of counts."""
+    from .data import find_columns
+
+    first = dataset[next(iter(dataset))]
+    names = first.features[find_columns(first.features)[1]].names
+    counts = class_counts(dataset)
+    width = max(len(n) for n in names) + 2
+    lines = ["Rows per split: " + ", ".join(f"{split} {len(ds):,}" for split, ds in dataset.items()), ""]
+    lines.append(f"{'label':<6}{'class':<{width}}" + "".join(f"{split:>10}" for split in counts))
+    for i, name in enumerate(names):
+        lines.append(f"{i:<6}{name:<{width}}" + "".join(f"{int(c[i]):>10,}" for c in counts.values()))
+    lines.append(f"{'':<6}{'total':<{width}}" + "".join(f"{int(c.sum()):>10,}" for c in counts.values()))
+    return "\n".join(lines)
+
+
+def print_summary(dataset, *, grid: str | os.PathLike | None = None, split: str | None = None) -> None:
+    """Print :func:`format_summary`; with ``grid``, save 4 sample images per class, titled with class names."""
+    print(format_summary(dataset))
+    if grid is None:
+        return
+    from .data import find_columns
+    from .plots import class_samples, image_grid
+
+    split = split or next(iter(dataset))
+    ds = dataset[split]
+    image_col, label_col = find_columns(ds.features)
+    head = ds.select(range(min(len(ds), 500)))  # plenty for 4 per class; avoids decoding the whole split
+    images = np.stack([np.asarray(im.convert("L")) for im in head[image_col]])
+    labels = np.asarray(head[label_col])
+    picked, titles = class_samples(images, labels, ds.features[label_col].names)
+    path = image_grid(picked, titles, grid, suptitle=f"Fashion-MNIST {split}: 4 samples per class")
+    print(f"\nSaved a grid of {len(picked)} {split} images with their class names to {path}")

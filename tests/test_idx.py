@@ -1,0 +1,107 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from conftest import idx_images, idx_labels, real_data, REAL_DIR
+from hf_fmnist import idx
+from hf_fmnist.idx import IdxError
+
+
+def test_reads_synthetic_gz_and_raw(synthetic, tmp_path):
+    split = idx.read_split(synthetic.folder, "train", checksums=synthetic.checksums)
+    images, labels = synthetic.arrays["train"]
+    assert split.images.dtype == np.uint8 and split.images.shape == (40, 28, 28)
+    np.testing.assert_array_equal(split.images, images)
+    np.testing.assert_array_equal(split.labels, labels)
+    # the same content, decompressed, with the plain original names
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name, content in synthetic.contents.items():
+        (plain / name).write_bytes(content)
+    again = idx.read_split(plain, "train", checksums=synthetic.checksums)
+    np.testing.assert_array_equal(again.images, images)
+
+
+def _corrupt(synthetic, name, content=None, raw_bytes=None):
+    path = synthetic.path(name)
+    path.write_bytes(raw_bytes if raw_bytes is not None else gzip.compress(content))
+    return path
+
+
+TRAIN_IMAGES, TRAIN_LABELS = idx.FILENAMES["train"]
+
+
+def _replace_header(content: bytes, offset: int, value: int) -> bytes:
+    return content[:offset] + value.to_bytes(4, "big") + content[offset + 4 :]
+
+
+CASES = {
+    "truncated gz": (TRAIN_IMAGES, lambda s: gzip.compress(s.contents[TRAIN_IMAGES])[:-2000], True, "gzip stream is truncated"),
+    "not gzip": (TRAIN_IMAGES, lambda s: b"<html>not found</html>", True, "named .gz but is not gzip data"),
+    "empty file": (TRAIN_LABELS, lambda s: b"", True, "file is empty"),
+    "bad magic": (TRAIN_IMAGES, lambda s: _replace_header(s.contents[TRAIN_IMAGES], 0, 2049), False, "bad magic number 2049"),
+    "labels given as images": (TRAIN_LABELS, lambda s: s.contents[TRAIN_IMAGES], False, "expected 2049 for labels"),
+    "wrong dims": (TRAIN_IMAGES, lambda s: idx_images(np.zeros((40, 32, 32), np.uint8)), False, "images are 32x32"),
+    "truncated data": (TRAIN_IMAGES, lambda s: s.contents[TRAIN_IMAGES][:-100], False, "truncated"),
+    "trailing bytes": (TRAIN_LABELS, lambda s: s.contents[TRAIN_LABELS] + b"\0\0\0", False, "3 unexpected trailing bytes"),
+    "count mismatch": (TRAIN_LABELS, lambda s: idx_labels(np.zeros(39, np.uint8)), False, "holds 40 images but"),
+    "label out of range": (TRAIN_LABELS, lambda s: idx_labels(np.r_[np.zeros(39), 10]), False, "label 10 at index 39"),
+    "checksum mismatch": (TRAIN_IMAGES, lambda s: _flip_pixel(s.contents[TRAIN_IMAGES]), False, "sha256"),
+}
+
+
+def _flip_pixel(content: bytes) -> bytes:
+    return content[:-1] + bytes([content[-1] ^ 1])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_corruption_is_one_clear_line(synthetic, case):
+    name, make, is_raw_file, expected = CASES[case]
+    bad = make(synthetic)
+    path = _corrupt(synthetic, name, raw_bytes=bad) if is_raw_file else _corrupt(synthetic, name, content=bad)
+    with pytest.raises(IdxError) as info:
+        idx.read_split(synthetic.folder, "train", checksums=synthetic.checksums)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+    assert str(path) in message or path.name in message  # names the file
+    assert "download" in message or "same release" in message  # says what to do
+
+
+def test_checksum_opt_out_accepts_modified_files(synthetic):
+    _corrupt(synthetic, TRAIN_IMAGES, content=_flip_pixel(synthetic.contents[TRAIN_IMAGES]))
+    with pytest.raises(IdxError, match="verify=False"):
+        idx.read_split(synthetic.folder, "train", checksums=synthetic.checksums)
+    split = idx.read_split(synthetic.folder, "train", verify=False)
+    assert split.images[-1, -1, -1] == synthetic.arrays["train"][0][-1, -1, -1] ^ 1
+
+
+def test_missing_files_are_listed_together(synthetic):
+    synthetic.path(TRAIN_IMAGES).unlink()
+    synthetic.path(TRAIN_LABELS).unlink()
+    with pytest.raises(IdxError) as info:
+        idx.find_files(synthetic.folder)
+    assert f"{TRAIN_IMAGES}.gz, {TRAIN_LABELS}.gz" in str(info.value)
+
+
+def test_not_a_folder(tmp_path):
+    with pytest.raises(IdxError, match="not a folder"):
+        idx.find_files(tmp_path / "nope")
+
+
+def test_unknown_split(synthetic):
+    with pytest.raises(IdxError, match="Unknown split 'validation'"):
+        idx.read_split(synthetic.folder, "validation")
+
+
+@real_data
+def test_real_files_verify_and_match_known_facts():
+    train = idx.read_split(REAL_DIR, "train")
+    test = idx.read_split(REAL_DIR, "test")
+    assert train.images.shape == (60_000, 28, 28) and test.images.shape == (10_000, 28, 28)
+    assert train.labels[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert test.labels[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
+    assert np.bincount(train.labels).tolist() == [6_000] * 10
+    assert np.bincount(test.labels).tolist() == [1_000] * 10
+    assert abs(train.images.mean() / 255 - 0.2860) < 0.0005
