@@ -64,3 +64,50 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
         tmp.unlink(missing_ok=True)
         plt.close(fig)
     return path
+
+
+def learning_curves(history: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Test accuracy and training loss per epoch."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax1.plot(epochs, [100 * h["eval_accuracy"] for h in history], marker="o")
+    ax1.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy")
+    ax1.grid(alpha=0.3)
+    ax2.plot(epochs, [h["train_loss"] for h in history], marker="o", color="tab:orange")
+    ax2.set(xlabel="epoch", ylabel="loss (last batch)", title="Training loss")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def confusion_matrix(cm: np.ndarray, names: Sequence[str], path: str | os.PathLike) -> Path:
+    """Counts, rows = true class, columns = predicted class; the diagonal is dimmed so errors stand out."""
+    plt = _pyplot()
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    off = cm.astype(float).copy()
+    np.fill_diagonal(off, np.nan)
+    ax.imshow(off, cmap="Reds")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=7,
+                    color="gray" if i == j else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def predictions_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, names: Sequence[str],
+                     path: str | os.PathLike, count: int = 40) -> Path:
+    """The first ``count`` images, titled "true → predicted" in red where wrong, plus the first mistakes."""
+    right = np.flatnonzero(labels == predictions)[: count // 2]
+    wrong = np.flatnonzero(labels != predictions)[: count - len(right)]
+    picks = np.concatenate([right, wrong])[:count]
+    titles = [f"{names[labels[i]]}" if labels[i] == predictions[i] else f"{names[labels[i]]}\n→ {names[predictions[i]]}"
+              for i in picks]
+    colors = ["black" if labels[i] == predictions[i] else "red" for i in picks]
+    return image_grid(images[picks], titles, path, title_colors=colors,
+                      suptitle="Test images: true label (→ prediction when wrong, in red)")

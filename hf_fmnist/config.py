@@ -1,0 +1,181 @@
+"""The training configuration: one frozen dataclass that *is* the command line.
+
+Every field becomes a ``--flag`` (names as in transformers' ``run_image_classification_no_trainer.py`` where they
+exist); the field's ``help`` metadata, with units, becomes the flag's help, and its default the flag's default. The
+parsed config is validated once in ``__post_init__`` and never mutated; it is saved as ``training_config.json`` next
+to the model and in every checkpoint.
+
+>>> cfg = TrainConfig.from_args(["--output_dir", "out", "--num_train_epochs", "3"])
+>>> cfg.num_train_epochs, cfg.model_name_or_path
+(3, 'cnn')
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import HfFmnistError
+
+CONFIG_FILE = "training_config.json"
+SCHEDULERS = ("onecycle", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+REPORTERS = ("tensorboard", "all")
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything a training run depends on. ``None`` means "the preset's recommendation" where the help says so."""
+
+    output_dir: str = _f(None, "folder for the model, card, plots, metrics and checkpoints (required)")
+    model_name_or_path: str = _f(
+        "cnn", "a preset (cnn, vit), a local model folder or a Hub model id of an image-classification checkpoint"
+    )
+    dataset: str = _f(
+        "fashion_mnist", "fashion_mnist (built in), a folder written by `hf-fmnist build`, or a Hub dataset id"
+    )
+    data_dir: str | None = _f(None, "raw Fashion-MNIST files for the built-in dataset (see `hf-fmnist build --help`)")
+    num_train_epochs: int | None = _f(None, "passes over the training set; default: the preset's")
+    max_train_steps: int | None = _f(None, "optimizer steps in total; overrides --num_train_epochs")
+    per_device_train_batch_size: int | None = _f(None, "images per process per micro-step; default: the preset's")
+    per_device_eval_batch_size: int = _f(1000, "images per process per evaluation step")
+    learning_rate: float | None = _f(None, "peak learning rate; default: the preset's")
+    weight_decay: float | None = _f(None, "AdamW decoupled weight decay; default: the preset's")
+    lr_scheduler_type: str = _f("onecycle", f"learning-rate schedule: {', '.join(SCHEDULERS)}")
+    num_warmup_steps: int | None = _f(
+        None, "optimizer steps of linear warm-up; default: 25%% of training for onecycle, else 0"
+    )
+    gradient_accumulation_steps: int = _f(1, "micro-steps per optimizer step")
+    label_smoothing: float = _f(0.1, "cross-entropy label smoothing (0 disables)")
+    pad_crop: int | None = _f(None, "random translation by up to this many pixels (pad-and-crop); default: preset's")
+    hflip: bool = _f(True, "random horizontal flips")
+    random_erasing: float = _f(0.0, "probability of erasing a random rectangle per image (0 disables)")
+    seed: int = _f(42, "seed for initialisation, data order and augmentation")
+    cpu_threads: int | None = _f(
+        None, "CPU threads per process when training on CPU; default: available cores / processes on this machine "
+        "(`accelerate launch` alone would pin 1)"
+    )
+    checkpointing_steps: str | None = _f(None, "save a resumable checkpoint every N optimizer steps, or 'epoch'")
+    resume_from_checkpoint: str | None = _f(None, "a checkpoint folder, or 'latest' in --output_dir")
+    with_tracking: bool = _f(False, "log metrics for TensorBoard under OUTPUT_DIR/runs")
+    report_to: str = _f("tensorboard", f"tracker for --with_tracking: {', '.join(REPORTERS)}")
+    max_train_samples: int | None = _f(None, "use only the first N training images (quick runs, tests)")
+    max_eval_samples: int | None = _f(None, "evaluate on only the first N test images")
+    ignore_mismatched_sizes: bool = _f(False, "load a checkpoint even if its head has another number of classes")
+    push_to_hub: bool = _f(False, "push the final model folder to the Hub (see --hub_model_id)")
+    hub_model_id: str | None = _f(None, "NAMESPACE/NAME of the model repo for --push_to_hub")
+    hub_token: str | None = _f(None, "token for --push_to_hub; default: $HF_TOKEN or the stored login", secret=True)
+    hub_private: bool = _f(False, "create the Hub repo as private")
+
+    def __post_init__(self) -> None:
+        if not self.output_dir:
+            raise HfFmnistError("--output_dir is required: the folder for the model, metrics and checkpoints.")
+        positive = (
+            "num_train_epochs", "max_train_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
+            "gradient_accumulation_steps", "max_train_samples", "max_eval_samples", "cpu_threads",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise HfFmnistError(f"--{name} must be a positive integer, not {value}.")
+        for name in ("learning_rate",):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise HfFmnistError(f"--{name} must be > 0, not {value}.")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise HfFmnistError(f"--weight_decay must be >= 0, not {self.weight_decay}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise HfFmnistError(f"--label_smoothing must be in [0, 1), not {self.label_smoothing}.")
+        if not 0 <= self.random_erasing <= 1:
+            raise HfFmnistError(f"--random_erasing is a probability in [0, 1], not {self.random_erasing}.")
+        if self.pad_crop is not None and not 0 <= self.pad_crop <= 8:
+            raise HfFmnistError(f"--pad_crop must be 0-8 pixels, not {self.pad_crop}.")
+        if self.num_warmup_steps is not None and self.num_warmup_steps < 0:
+            raise HfFmnistError(f"--num_warmup_steps must be >= 0, not {self.num_warmup_steps}.")
+        if self.lr_scheduler_type not in SCHEDULERS:
+            raise HfFmnistError(
+                f"--lr_scheduler_type {self.lr_scheduler_type!r} is not one of {', '.join(SCHEDULERS)}."
+            )
+        if self.report_to not in REPORTERS:
+            raise HfFmnistError(f"--report_to {self.report_to!r} is not one of {', '.join(REPORTERS)}.")
+        if self.checkpointing_steps is not None and not (
+            self.checkpointing_steps == "epoch" or re.fullmatch(r"[1-9][0-9]*", self.checkpointing_steps)
+        ):
+            raise HfFmnistError(
+                f"--checkpointing_steps must be a positive integer or 'epoch', not {self.checkpointing_steps!r}."
+            )
+        if self.push_to_hub and not self.hub_model_id:
+            raise HfFmnistError("--push_to_hub needs --hub_model_id NAMESPACE/NAME.")
+
+    @property
+    def checkpoint_every(self) -> int | None:
+        """Steps between checkpoints, or None (no step checkpoints; see :attr:`checkpoint_each_epoch`)."""
+        return int(self.checkpointing_steps) if self.checkpointing_steps not in (None, "epoch") else None
+
+    @property
+    def checkpoint_each_epoch(self) -> bool:
+        return self.checkpointing_steps == "epoch"
+
+    def to_dict(self, *, redact: bool = True) -> dict:
+        """Plain values; secrets (the Hub token) replaced by None unless ``redact=False``."""
+        out = dataclasses.asdict(self)
+        if redact:
+            for f in dataclasses.fields(self):
+                if f.metadata.get("secret"):
+                    out[f.name] = None
+        return out
+
+    def save(self, folder: str | os.PathLike, **resolved) -> Path:
+        """Write ``training_config.json`` atomically: the flags as given plus ``resolved`` (the values used)."""
+        path = Path(folder) / CONFIG_FILE
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"config": self.to_dict(), "resolved": resolved}, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def parser(cls, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+        """An argparse parser with one flag per field."""
+        parser = parser or argparse.ArgumentParser(
+            prog="train.py",
+            description="Train or fine-tune an image classifier on Fashion-MNIST with Accelerate.",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kind = hints[f.name]
+            base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+            flag = f"--{f.name}"
+            if base is bool:
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+            else:
+                parser.add_argument(flag, type=base, default=f.default, help=f.metadata["help"],
+                                    required=f.name == "output_dir")
+        return parser
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None) -> "TrainConfig":
+        return cls(**vars(cls.parser().parse_args(argv)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TrainConfig":
+        """The config saved by :meth:`save` (a ``training_config.json`` file or the folder holding it)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / CONFIG_FILE
+        try:
+            saved = json.loads(path.read_text())["config"]
+        except (OSError, ValueError, KeyError) as e:
+            raise HfFmnistError(f"{path}: not a training config written by hf_fmnist ({e}).") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})

@@ -1,0 +1,107 @@
+"""``hf-fmnist evaluate``: metrics and plots for any image-classification model on a Fashion-MNIST split.
+
+>>> report = evaluate_model("out")                                   # a training output folder   # doctest: +SKIP
+>>> report = evaluate_model("someone/fmnist-vit", dataset="out/fm")  # a Hub model, an export    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import HfFmnistError
+
+RESULTS_FILE = "eval_results.json"
+
+
+def load_for_inference(model_ref: str, token: str | None = None):
+    """``(model, image_processor, class names)`` of a model folder or Hub id, on the best device, in eval mode."""
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from .models import preset_image_processor
+
+    try:
+        model = AutoModelForImageClassification.from_pretrained(model_ref, token=token)
+    except Exception as e:  # OSError (missing), ValueError (not a classifier), HTTP errors
+        raise HfFmnistError(
+            f"Cannot load model {model_ref!r} ({type(e).__name__}: {e}); pass a folder written by `train.py` or a Hub "
+            f"model id."
+        ) from None
+    try:
+        processor = AutoImageProcessor.from_pretrained(model_ref, token=token)
+    except Exception:
+        processor = preset_image_processor()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return model, processor, names
+
+
+def evaluate_model(model_ref: str, dataset: str | None = None, *, split: str | None = None,
+                   output_dir: str | os.PathLike | None = None, batch_size: int = 1000,
+                   max_eval_samples: int | None = None, data_dir: str | None = None) -> dict:
+    """Evaluate ``model_ref`` on a split (default: test) and write ``eval_results.json`` plus plots to ``output_dir``."""
+    import torch
+
+    from . import metrics, plots
+    from .data import find_columns, load_arrays, open_dataset
+    from .loader import DeviceLoader, Preprocess
+    from .train import evaluate_logits
+
+    model, processor, model_names = load_for_inference(model_ref)
+    ds = open_dataset(dataset, data_dir=data_dir)
+    split = split or next((s for s in ("test", "validation") if s in ds), None)
+    if split not in ds:
+        raise HfFmnistError(f"Split {split!r} not found; this dataset has {', '.join(ds)}.")
+    names = list(ds[split].features[find_columns(ds[split].features)[1]].names)
+    if names != model_names:
+        raise HfFmnistError(
+            f"The model's classes ({', '.join(model_names)}) differ from the dataset's ({', '.join(names)}); "
+            f"evaluate on the dataset it was trained for."
+        )
+    images, labels = load_arrays(split, ds)
+    images, labels = images[:max_eval_samples], labels[:max_eval_samples]
+    device = next(model.parameters()).device
+    loader = DeviceLoader(torch.tensor(images, device=device), torch.tensor(labels, device=device),
+                          batch_size=batch_size, train=False,
+                          preprocess=Preprocess.from_processor(processor, model.config.num_channels))
+    logits, got_labels = evaluate_logits(model, loader)
+    report = metrics.compute(logits, got_labels, names)
+    out = Path(output_dir) if output_dir else default_output_dir(model_ref)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"model": model_ref, "dataset": dataset or "fashion_mnist", "split": split,
+               **{f"eval_{k}": v for k, v in report.items()}}
+    tmp = out / f".{RESULTS_FILE}.tmp"
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, out / RESULTS_FILE)
+    plots.confusion_matrix(np.asarray(report["confusion_matrix"]), names, out / "confusion_matrix.png")
+    plots.predictions_grid(images, got_labels, logits.argmax(1), names, out / "predictions.png")
+    results["output_dir"] = str(out)
+    return results
+
+
+def default_output_dir(model_ref: str) -> Path:
+    """``<model folder>/evaluation`` for a local model; ``./evaluation-<name>`` for a Hub id."""
+    if Path(model_ref).is_dir():
+        return Path(model_ref) / "evaluation"
+    return Path(f"evaluation-{re.sub(r'[^A-Za-z0-9._-]+', '_', model_ref)}")
+
+
+def format_report(results: dict) -> str:
+    lines = [
+        f"{results['model']} on {results['dataset']} [{results['split']}], {results['eval_samples']:,} images",
+        f"  accuracy        {results['eval_accuracy']:.4f}",
+        f"  top-5 accuracy  {results['eval_top5_accuracy']:.4f}",
+        f"  macro-F1        {results['eval_macro_f1']:.4f}",
+        "  per class:",
+    ]
+    width = max(len(n) for n in results["eval_per_class_accuracy"])
+    for name, value in results["eval_per_class_accuracy"].items():
+        lines.append(f"    {name:<{width}}  {'n/a' if value is None else f'{value:.4f}'}")
+    lines.append(f"Saved {RESULTS_FILE}, confusion_matrix.png and predictions.png in {results['output_dir']}")
+    return "\n".join(lines)

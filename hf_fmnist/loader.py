@@ -1,0 +1,237 @@
+"""Batches from a split that lives on the device as one uint8 tensor (the airbench ``CifarLoader`` idea).
+
+No ``DataLoader``, no workers, no per-sample Python: each batch is an index into the resident tensor, augmented and
+normalised in bulk on the device. Everything random is derived from ``(seed, epoch, step, rank)``, so any batch can
+be regenerated exactly — which is what makes resuming from a checkpoint bit-exact.
+
+>>> loader = DeviceLoader(images, labels, batch_size=256, preprocess=pre, seed=0, train=True, pad_crop=2)  # doctest: +SKIP
+>>> for x, y in loader.epoch(0): ...                                                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .errors import HfFmnistError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preprocess:
+    """The tensor version of an image processor: uint8 gray ``(B, H, W)`` → normalised float ``(B, C, h, w)``.
+
+    Matches what the saved image processor does to a PIL image (convert to RGB, resize, rescale, normalise), so the
+    pipeline sees what training saw.
+    """
+
+    channels: int  # 3 for RGB models (the gray image repeated), 1 for gray models
+    size: tuple[int, int]  # (height, width) after resizing
+    crop: tuple[int, int] | None  # centre crop after resizing, if the processor crops
+    mean: tuple[float, ...]  # per channel, of [0, 1] values
+    std: tuple[float, ...]
+
+    @classmethod
+    def from_processor(cls, processor, channels: int) -> "Preprocess":
+        size, crop = _geometry(processor)
+        mean = _per_channel(getattr(processor, "image_mean", None) if processor.do_normalize else None, 0.0, channels)
+        std = _per_channel(getattr(processor, "image_std", None) if processor.do_normalize else None, 1.0, channels)
+        return cls(channels=channels, size=size, crop=crop, mean=mean, std=std)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if tuple(images.shape[-2:]) == self.size and self.crop is None:
+            # One table lookup per pixel: uint8 -> normalised float for every channel at once, already laid out
+            # channels_last. Same float32 arithmetic as the general path below, so the same values to the bit.
+            return F.embedding(images.long(), self._table(images.device)).permute(0, 3, 1, 2)
+        x = images.unsqueeze(1).float().div_(255)
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
+        if self.crop is not None:
+            (h, w), (ch, cw) = self.size, self.crop
+            top, left = (h - ch) // 2, (w - cw) // 2
+            x = x[:, :, top : top + ch, left : left + cw]
+        x = x.expand(-1, self.channels, -1, -1)
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+    def _table(self, device) -> torch.Tensor:
+        key = (str(device), self.mean, self.std)
+        if key not in _TABLES:
+            levels = torch.arange(256, device=device).float().div_(255)[:, None]
+            mean = torch.tensor(self.mean, device=device)[None, :]
+            std = torch.tensor(self.std, device=device)[None, :]
+            _TABLES[key] = (levels - mean) / std  # (256, channels)
+        return _TABLES[key]
+
+
+_TABLES: dict[tuple, torch.Tensor] = {}  # by device and normalisation: tiny (256 × channels floats)
+
+
+def _hw(size) -> tuple[int, int]:
+    size = dict(size) if not isinstance(size, dict) else size
+    size = {k: v for k, v in size.items() if v is not None}
+    if "height" in size and "width" in size:
+        return int(size["height"]), int(size["width"])
+    if "shortest_edge" in size:  # square inputs: the shortest edge is both
+        return int(size["shortest_edge"]), int(size["shortest_edge"])
+    raise HfFmnistError(f"Unsupported image processor size {size}; expected height/width or shortest_edge.")
+
+
+def _geometry(processor) -> tuple[tuple[int, int], tuple[int, int] | None]:
+    """``(resize_to, centre_crop or None)`` of an image processor, for square inputs."""
+    if not getattr(processor, "do_resize", True):
+        return (28, 28), None
+    height, width = _hw(processor.size)
+    if getattr(processor, "do_center_crop", False) and getattr(processor, "crop_size", None):
+        return (height, width), _hw(processor.crop_size)
+    crop_pct = getattr(processor, "crop_pct", None)
+    if crop_pct and "shortest_edge" in {k for k, v in dict(processor.size).items() if v is not None} and height < 384:
+        # ConvNext-style: resize the shortest edge to size/crop_pct, then centre-crop size
+        return (int(height / crop_pct), int(width / crop_pct)), (height, width)
+    return (height, width), None
+
+
+def _per_channel(values, default: float, channels: int) -> tuple[float, ...]:
+    if values is None:
+        return (default,) * channels
+    values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+    if len(values) == 1:
+        values = values * channels
+    if len(values) != channels:
+        raise HfFmnistError(f"Image processor has {len(values)} mean/std values for a {channels}-channel model.")
+    return tuple(values)
+
+
+class DeviceLoader:
+    """One split, resident on ``images.device``; yields ``(pixel_values, labels)`` (train) or with indices (eval).
+
+    Training: each epoch is a seeded permutation; process ``rank`` of ``world`` takes every ``world``-th index, and
+    ``len(self)`` full batches (the remainder is dropped, as a ``DataLoader`` with ``drop_last``). Evaluation: every
+    index exactly once across processes, padded with ``-1`` to equal batch counts so gathering stays collective.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        preprocess: Preprocess,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        train: bool = True,
+        pad_crop: int = 0,
+        hflip: bool = False,
+        random_erasing: float = 0.0,
+        multiple_of: int = 1,
+    ):
+        if images.dtype != torch.uint8 or images.ndim != 3:
+            raise ValueError(f"images must be uint8 (N, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.preprocess, self.seed = batch_size, preprocess, seed
+        self.rank, self.world, self.train = rank, world, train
+        self.pad_crop, self.hflip, self.random_erasing = pad_crop, hflip, random_erasing
+        self.multiple_of = multiple_of  # training batches per epoch rounded down to this (gradient accumulation)
+        if train and len(self) == 0:
+            raise HfFmnistError(
+                f"{len(images)} training images make no full batch of {batch_size} per process × {world} processes; "
+                f"lower --per_device_train_batch_size or use more samples."
+            )
+
+    def __len__(self) -> int:
+        if self.train:
+            return len(self.images) // (self.batch_size * self.world) // self.multiple_of * self.multiple_of
+        per_process = -(-len(self.images) // self.world)
+        return -(-per_process // self.batch_size)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Batches ``start, start + 1, ...`` of ``epoch``; identical on every call with the same arguments."""
+        if self.train:
+            yield from self._train_batches(epoch, start)
+        else:
+            yield from self._eval_batches()
+
+    def _generator(self, *parts: int) -> torch.Generator:
+        g = torch.Generator(device=self.images.device)
+        g.manual_seed(hash((self.seed, *parts)) & 0x7FFF_FFFF_FFFF_FFFF)  # ints hash to themselves: stable
+        return g
+
+    def _train_batches(self, epoch: int, start: int):
+        # The permutation is drawn on the CPU, so it is the same on every device type and process.
+        order = torch.randperm(len(self.images), generator=self._cpu_generator(epoch)).to(self.images.device)
+        mine = order[self.rank :: self.world]
+        for step in range(start, len(self)):
+            index = mine[step * self.batch_size : (step + 1) * self.batch_size]
+            g = self._generator(epoch, step, self.rank)
+            yield self.preprocess(self.augment(index, g)), self.labels[index]
+
+    def _cpu_generator(self, epoch: int) -> torch.Generator:
+        g = torch.Generator()
+        g.manual_seed(hash((self.seed, epoch, -1)) & 0x7FFF_FFFF_FFFF_FFFF)
+        return g
+
+    def _eval_batches(self):
+        mine = torch.arange(self.rank, len(self.images), self.world, device=self.images.device)
+        padded = torch.full((len(self) * self.batch_size,), -1, dtype=torch.long, device=mine.device)
+        padded[: len(mine)] = mine
+        for step in range(len(self)):
+            index = padded[step * self.batch_size : (step + 1) * self.batch_size]
+            safe = index.clamp(min=0)
+            yield self.preprocess(self.images[safe]), self.labels[safe], index
+
+    def augment(self, index: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Images ``index`` flipped, translated and erased at random: uint8 ``(B, H, W)``.
+
+        Flip and pad-and-crop are one gather from the zero-padded split: each output pixel's flat source index is
+        computed in bulk, so no intermediate image batch is materialised.
+        """
+        n = len(index)
+        _, h, w = self.images.shape
+        device = self.images.device
+        flip = torch.rand(n, generator=g, device=device) < 0.5 if self.hflip else None
+        if flip is None and not self.pad_crop:
+            x = self.images[index]
+        else:
+            p = self.pad_crop
+            source = self._padded()
+            hp, wp = h + 2 * p, w + 2 * p
+            dy = torch.randint(0, 2 * p + 1, (n,), generator=g, device=device) if p else torch.zeros(n, dtype=torch.long, device=device)
+            dx = torch.randint(0, 2 * p + 1, (n,), generator=g, device=device) if p else torch.zeros(n, dtype=torch.long, device=device)
+            cols = dx[:, None] + torch.arange(w, device=device)  # (n, w) in the padded image
+            if flip is not None:  # flipping a symmetrically padded image = padding the flipped image
+                cols = torch.where(flip[:, None], wp - 1 - cols, cols)
+            rows = dy[:, None] + torch.arange(h, device=device)  # (n, h)
+            flat = (index[:, None, None] * (hp * wp)) + rows[:, :, None] * wp + cols[:, None, :]
+            x = torch.take(source, flat)
+        if self.random_erasing:
+            x = self._erase(x, g)
+        return x
+
+    def _padded(self) -> torch.Tensor:
+        """The split with ``pad_crop`` zero pixels on every side (zero = background), made once."""
+        if getattr(self, "_padded_images", None) is None:
+            p = self.pad_crop
+            self._padded_images = F.pad(self.images, (p, p, p, p)) if p else self.images
+        return self._padded_images
+
+    def _erase(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Zero one random rectangle (2-25% of the area, aspect 0.3-3.3) in a ``random_erasing`` share of images."""
+        n, h, w = x.shape
+        device = x.device
+        chosen = torch.rand(n, generator=g, device=device) < self.random_erasing
+        area = torch.empty(n, device=device).uniform_(0.02, 0.25, generator=g) * h * w
+        log_ratio = torch.empty(n, device=device).uniform_(-1.2, 1.2, generator=g)
+        eh = (area * log_ratio.exp()).sqrt().round().clamp(1, h).long()
+        ew = (area / log_ratio.exp()).sqrt().round().clamp(1, w).long()
+        top = (torch.rand(n, generator=g, device=device) * (h - eh + 1)).long()
+        left = (torch.rand(n, generator=g, device=device) * (w - ew + 1)).long()
+        r = torch.arange(h, device=device)[None, :, None]
+        c = torch.arange(w, device=device)[None, None, :]
+        box = (r >= top[:, None, None]) & (r < (top + eh)[:, None, None])
+        box &= (c >= left[:, None, None]) & (c < (left + ew)[:, None, None])
+        return x.masked_fill(box & chosen[:, None, None], 0)

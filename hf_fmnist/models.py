@@ -1,0 +1,187 @@
+"""Model presets (stock transformers classes only) and loading of checkpoints for fine-tuning.
+
+Every model here is a stock ``transformers`` class, so ``AutoModelForImageClassification.from_pretrained`` and
+``pipeline("image-classification")`` load a saved folder without ``trust_remote_code``. The image-classification
+pipeline converts every input to RGB, so presets take 3 channels (the gray image repeated) and their image processor
+says ``do_convert_rgb: true``.
+
+>>> model = create_model("cnn")                   # doctest: +SKIP
+>>> create_model("resnet9000")                    # doctest: +SKIP
+HfFmnistError: Unknown model preset 'resnet9000'; choose one of: cnn, vit, or pass a model folder / Hub id.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import CLASS_NAMES
+from .errors import HfFmnistError
+
+MEAN, STD = 0.2860, 0.3530  # of Fashion-MNIST train pixels scaled to [0, 1]
+IMAGE_SIZE = 28
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """A preset's recommended training settings (used where the config leaves a value unset)."""
+
+    num_train_epochs: int  # passes over the 60,000 training images
+    per_device_train_batch_size: int  # images
+    learning_rate: float  # peak AdamW learning rate
+    weight_decay: float  # AdamW decoupled weight decay
+    pad_crop: int  # pixels of random translation
+
+
+def label_maps(names=CLASS_NAMES) -> tuple[dict[int, str], dict[str, int]]:
+    return {i: n for i, n in enumerate(names)}, {n: i for i, n in enumerate(names)}
+
+
+def cnn(*, names=CLASS_NAMES):
+    """A small RegNet-X for 28×28: a stride-2 stem (14×14), then stages of 32/64/128 channels at 7, 4 and 2 pixels.
+
+    Chosen by time to accuracy on a 2-core CPU (docs/benchmarks.md): about 1,600 training images/s there. Keeping a
+    14×14 stage (``downsample_in_first_stage=False``) learns slightly more per epoch but runs at 660 images/s.
+    """
+    from transformers import RegNetConfig, RegNetForImageClassification
+
+    id2label, label2id = label_maps(names)
+    config = RegNetConfig(
+        num_channels=3,
+        embedding_size=32,
+        hidden_sizes=[32, 64, 128],
+        depths=[1, 2, 2],
+        groups_width=64,
+        layer_type="x",
+        downsample_in_first_stage=True,
+        num_labels=len(names),
+        id2label=id2label,
+        label2id=label2id,
+    )
+    return RegNetForImageClassification(config)
+
+
+def vit(*, names=CLASS_NAMES):
+    """A small ViT for 28×28: 4×4 patches (49 tokens), width 128, 4 layers of 4 heads."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    id2label, label2id = label_maps(names)
+    config = ViTConfig(
+        image_size=IMAGE_SIZE,
+        patch_size=4,
+        num_channels=3,
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=256,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_labels=len(names),
+        id2label=id2label,
+        label2id=label2id,
+    )
+    return ViTForImageClassification(config)
+
+
+PRESETS: dict[str, Callable] = {"cnn": cnn, "vit": vit}
+RECIPES: dict[str, Recipe] = {
+    # 16 epochs: the 15-minute recipe on 2 CPU cores; `--num_train_epochs 6 --pad_crop 0`: the 5-minute one.
+    "cnn": Recipe(num_train_epochs=16, per_device_train_batch_size=128, learning_rate=3e-3, weight_decay=0.05, pad_crop=1),
+    "vit": Recipe(num_train_epochs=15, per_device_train_batch_size=256, learning_rate=2e-3, weight_decay=0.05, pad_crop=2),
+}
+FINE_TUNE_RECIPE = Recipe(
+    num_train_epochs=5, per_device_train_batch_size=128, learning_rate=5e-4, weight_decay=0.05, pad_crop=2
+)
+
+
+def create_model(name: str, **kwargs):
+    """A freshly initialised preset model."""
+    if name not in PRESETS:
+        raise HfFmnistError(
+            f"Unknown model preset {name!r}; choose one of: {', '.join(PRESETS)}, or pass a model folder / Hub id."
+        )
+    return PRESETS[name](**kwargs)
+
+
+def recipe_for(name_or_path: str) -> Recipe:
+    return RECIPES.get(name_or_path, FINE_TUNE_RECIPE)
+
+
+def preset_image_processor(size: int = IMAGE_SIZE):
+    """What turns a PIL image into the tensor a preset was trained on: RGB, size×size, (x/255 - mean) / std."""
+    from transformers import ViTImageProcessorPil
+
+    return ViTImageProcessorPil(
+        do_convert_rgb=True,
+        do_resize=True,
+        size={"height": size, "width": size},
+        do_rescale=True,
+        do_normalize=True,
+        image_mean=[MEAN] * 3,
+        image_std=[STD] * 3,
+    )
+
+
+def load_model(
+    name_or_path: str, *, names=CLASS_NAMES, ignore_mismatched_sizes: bool = False, token: str | None = None
+):
+    """``(model, image_processor)`` for a preset name, a local folder or a Hub id.
+
+    A checkpoint whose labels differ from ``names`` gets a fresh head with our ``id2label``/``label2id``; if the head's
+    shape differs, that needs ``ignore_mismatched_sizes`` (as in transformers' examples), and the error says so.
+    """
+    if name_or_path in PRESETS:
+        return create_model(name_or_path, names=names), preset_image_processor()
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    source = _describe(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, token=token)
+    except Exception as e:  # OSError, ValueError, HTTP errors: all mean "cannot use this"
+        raise HfFmnistError(
+            f"Cannot load model {source}: {type(e).__name__}: {e}. Pass a preset ({', '.join(PRESETS)}), a folder "
+            f"holding config.json, or a Hub model id."
+        ) from None
+    id2label, label2id = label_maps(names)
+    same_labels = [config.id2label.get(i) for i in range(len(names))] == list(names) and config.num_labels == len(names)
+    try:
+        model = AutoModelForImageClassification.from_pretrained(
+            name_or_path,
+            num_labels=len(names),
+            id2label=id2label,
+            label2id=label2id,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+            token=token,
+        )
+    except (RuntimeError, ValueError) as e:
+        if "size mismatch" in str(e) or "mismatch" in str(e).lower():
+            raise HfFmnistError(
+                f"Model {source} has a {config.num_labels}-class head; pass --ignore_mismatched_sizes to replace it "
+                f"with a fresh {len(names)}-class head."
+            ) from None
+        raise HfFmnistError(f"Cannot load model {source}: {e}") from None
+    if not same_labels:
+        _reset_head(model)
+    try:
+        processor = AutoImageProcessor.from_pretrained(name_or_path, token=token)
+    except Exception:  # no preprocessor_config.json: a checkpoint saved without one
+        processor = preset_image_processor()
+    return model, processor
+
+
+def _reset_head(model) -> None:
+    """Re-initialise the classification head: its classes are not ours, even when the shapes happen to match."""
+    for attr in ("classifier", "head", "fc"):
+        head = getattr(model, attr, None)
+        if head is not None:
+            for module in head.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+            return
+
+
+def _describe(name_or_path: str) -> str:
+    path = Path(os.path.expanduser(name_or_path))
+    return f"folder {path}" if path.exists() else f"{name_or_path!r}"

@@ -1,0 +1,180 @@
+"""``hf-fmnist predict``: classify image files and folders with any image-classification model.
+
+Each file is opened on its own; a bad one (empty, corrupt, not an image, animated, a decompression bomb) gets its own
+one-line error and the rest of the batch still runs. Images that are valid but unusual are converted with the right
+arithmetic and say so: palette and CMYK images through RGB, 16-bit images scaled (not clipped) to 8 bits, alpha
+composited over black (Fashion-MNIST's background).
+
+>>> results = predict("out", ["shoe.png", "photos/"], top_k=3)        # doctest: +SKIP
+>>> results[0]["predictions"][0]                                         # doctest: +SKIP
+{'label': 'Sneaker', 'score': 0.97}
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import HfFmnistError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"}
+
+
+class ImageFileError(HfFmnistError):
+    """One input file cannot be classified."""
+
+
+@dataclass
+class LoadedImage:
+    gray: np.ndarray  # uint8 (H, W)
+    notes: list[str] = field(default_factory=list)
+
+
+def collect_paths(paths: list[str]) -> list[Path]:
+    """Files as given, and for each folder its image files (by suffix), recursively, in sorted order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(path)  # a missing file gets its own error later
+    return found
+
+
+def load_image(path: Path) -> LoadedImage:
+    """Open one image as 8-bit gray, or raise :class:`ImageFileError` saying exactly what is wrong with it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageFileError(f"{path}: no such file.") from None
+    except OSError as e:
+        raise ImageFileError(f"{path}: cannot read ({e.strerror}).") from None
+    if size == 0:
+        raise ImageFileError(f"{path}: empty file (0 bytes).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, don't just warn
+            with Image.open(path) as image:
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:
+                    raise ImageFileError(
+                        f"{path}: animated image with {frames} frames; save the frame to classify as a still image."
+                    )
+                image.load()
+                return _to_gray(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageFileError(
+            f"{path}: refused as a possible decompression bomb ({e}); Fashion-MNIST images are 28x28, shrink it first."
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageFileError(f"{path}: not an image file (no known image format recognised).") from None
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for damaged data
+        raise ImageFileError(f"{path}: corrupt or truncated image ({e}).") from None
+
+
+def _to_gray(image) -> LoadedImage:
+    from PIL import Image
+
+    notes = []
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image, dtype=np.int64)
+        peak = 65535 if mode.startswith("I;16") or array.max() > 255 else 255
+        if peak == 65535:
+            notes.append("16-bit image scaled to 8 bits")
+        return LoadedImage(np.clip(np.round(array * 255 / peak), 0, 255).astype(np.uint8), notes)
+    if mode == "F":
+        raise ImageFileError(f"{image.filename}: floating-point image; save it as 8-bit grayscale or RGB.")
+    if mode == "P":
+        notes.append("palette image converted through RGB")
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode == "CMYK":
+        notes.append("CMYK image converted to RGB")
+        image = image.convert("RGB")
+    if mode in ("RGBA", "LA", "PA"):
+        notes.append("transparency composited over black")
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    if image.mode == "1":
+        image = image.convert("L")
+    return LoadedImage(np.asarray(image.convert("L")), notes)
+
+
+def predict(model_ref: str, paths: list[str], *, top_k: int = 5, batch_size: int = 256) -> list[dict]:
+    """Classify every image under ``paths``: one dict per file, ``predictions`` or ``error`` (and ``notes``)."""
+    import torch
+
+    from .evaluation import load_for_inference
+    from .loader import Preprocess
+
+    files = collect_paths(paths)
+    if not files:
+        raise HfFmnistError(f"No image files found in {', '.join(paths)}.")
+    model, processor, names = load_for_inference(model_ref)
+    preprocess = Preprocess.from_processor(processor, model.config.num_channels)
+    top_k = max(1, min(top_k, len(names)))
+    results: list[dict] = []
+    batch: list[tuple[dict, np.ndarray]] = []
+
+    device = next(model.parameters()).device
+
+    def flush():
+        if not batch:
+            return
+        pixels = torch.stack([_fit(gray, preprocess.size) for _, gray in batch]).to(device)
+        with torch.inference_mode():
+            probs = model(pixel_values=preprocess(pixels)).logits.float().softmax(-1)
+        scores, labels = probs.topk(top_k, dim=-1)
+        for (entry, _), s, l in zip(batch, scores.tolist(), labels.tolist()):
+            entry["predictions"] = [{"label": names[i], "score": round(v, 6)} for v, i in zip(s, l)]
+        batch.clear()
+
+    for path in files:
+        entry: dict = {"path": str(path)}
+        results.append(entry)
+        try:
+            loaded = load_image(path)
+        except ImageFileError as e:
+            entry["error"] = str(e)
+            continue
+        if loaded.notes:
+            entry["notes"] = loaded.notes
+        batch.append((entry, loaded.gray))
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return results
+
+
+def _fit(gray: np.ndarray, size: tuple[int, int]):
+    """The image as a uint8 tensor of ``size``: images of any size can then share one batch."""
+    import torch
+    import torch.nn.functional as F
+
+    pixels = torch.tensor(gray)
+    if tuple(pixels.shape) == tuple(size):
+        return pixels
+    resized = F.interpolate(pixels[None, None].float(), size=size, mode="bilinear", antialias=True)
+    return resized[0, 0].round().clamp(0, 255).to(torch.uint8)
+
+
+def format_results(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['path']}: error: {r['error'].removeprefix(r['path'] + ': ')}")
+            continue
+        best = ", ".join(f"{p['label']} {p['score']:.1%}" for p in r["predictions"])
+        note = f"  ({'; '.join(r['notes'])})" if r.get("notes") else ""
+        lines.append(f"{r['path']}: {best}{note}")
+    return "\n".join(lines)
+
+
+__all__ = ["predict", "load_image", "collect_paths", "format_results", "ImageFileError"]

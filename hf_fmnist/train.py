@@ -1,0 +1,441 @@
+"""Training with Accelerate, in the shape of accelerate's ``cv_example.py``.
+
+``prepare`` → ``accumulate`` → ``sync_gradients`` → ``gather_for_metrics``; data prepared on the main process first;
+``unwrap_model`` before saving. The data never leaves the device (:mod:`hf_fmnist.loader`); checkpoints are
+``accelerator.save_state`` folders written under a temp name and renamed, so ``--resume_from_checkpoint latest``
+after a crash continues from the newest complete one with the same data order and random state.
+
+Run it as ``accelerate launch train.py ...``, ``python train.py ...``, ``hf-fmnist train ...`` or, for several
+processes on a machine without GPUs, ``torchrun --nproc_per_node N train.py ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import metrics
+from .config import TrainConfig
+from .errors import HfFmnistError
+from .loader import DeviceLoader, Preprocess
+from .models import load_model, recipe_for
+
+RESULTS_FILE = "all_results.json"
+CHECKPOINT_PREFIXES = ("step_", "epoch_")
+
+
+@dataclass
+class TrainState:
+    """Progress that must survive a restart; registered with Accelerate so every checkpoint carries it."""
+
+    step: int = 0  # optimizer steps taken
+    images_seen: int = 0  # training images processed, all processes
+    train_seconds: float = 0.0  # wall time spent training (excluding evaluation), summed over restarts
+    history: list = field(default_factory=list)  # one dict per evaluation
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "images_seen": self.images_seen, "train_seconds": self.train_seconds,
+                "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.images_seen = state["step"], state["images_seen"]
+        self.train_seconds, self.history = state["train_seconds"], list(state["history"])
+
+
+def make_accelerator(config: TrainConfig):
+    """An ``Accelerator`` that also works as N real processes on a machine without GPUs.
+
+    Without ``cpu=True`` on such a machine, each process started by torchrun believes it is alone. With it, Accelerate
+    reads torchrun's environment and joins a gloo process group.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    use_cpu = not (torch.cuda.is_available() or _other_accelerator_available())
+    tracking = {}
+    if config.with_tracking:
+        tracking = {"log_with": config.report_to, "project_config": ProjectConfiguration(
+            project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "runs"))}
+    expected = int(os.environ.get("WORLD_SIZE", "1"))
+    launch_hint = (
+        f"On CPU-only machines launch with `torchrun --standalone --nproc_per_node {expected} train.py ...` or "
+        f"`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes {expected} train.py ...`."
+    )
+    try:
+        accelerator = Accelerator(
+            cpu=use_cpu, gradient_accumulation_steps=config.gradient_accumulation_steps, **tracking
+        )
+    except (ValueError, RuntimeError) as e:
+        if expected > 1:  # half-set distributed environment (e.g. WORLD_SIZE without MASTER_ADDR)
+            raise HfFmnistError(f"WORLD_SIZE is {expected} but the processes could not join ({e}). {launch_hint}")
+        raise
+    if expected > 1 and accelerator.num_processes != expected:
+        raise HfFmnistError(
+            f"WORLD_SIZE is {expected} but Accelerate runs {accelerator.num_processes} process(es): each process "
+            f"would train alone on the whole data. {launch_hint}"
+        )
+    if accelerator.device.type == "cpu":
+        set_cpu_threads(config.cpu_threads)
+    return accelerator
+
+
+def set_cpu_threads(threads: int | None) -> int:
+    """Use the cores: ``accelerate launch`` without an accelerate config exports OMP_NUM_THREADS=1."""
+    if threads is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _other_accelerator_available() -> bool:
+    return bool(getattr(torch, "xpu", None) and torch.xpu.is_available()) or bool(
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    )
+
+
+@dataclass(frozen=True)
+class Data:
+    names: list[str]
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    eval_images: torch.Tensor
+    eval_labels: torch.Tensor
+    eval_split: str
+
+
+def load_data(config: TrainConfig, accelerator) -> Data:
+    """Both splits as uint8/int64 tensors on ``accelerator.device``; built/downloaded once, by the main process."""
+    from .data import find_columns, load_arrays, open_dataset
+
+    with accelerator.main_process_first():
+        dataset = open_dataset(config.dataset, data_dir=config.data_dir)
+        eval_split = next((s for s in ("test", "validation") if s in dataset), None)
+        if "train" not in dataset or eval_split is None:
+            raise HfFmnistError(
+                f"Dataset {config.dataset!r} has splits {', '.join(dataset)}; training needs 'train' and 'test' "
+                f"(or 'validation')."
+            )
+        arrays = {split: load_arrays(split, dataset) for split in ("train", eval_split)}
+    features = dataset["train"].features
+    names = list(features[find_columns(features)[1]].names)
+    (tx, ty), (ex, ey) = arrays["train"], arrays[eval_split]
+    tx, ty = tx[: config.max_train_samples], ty[: config.max_train_samples]
+    ex, ey = ex[: config.max_eval_samples], ey[: config.max_eval_samples]
+    device = accelerator.device
+    return Data(
+        names=names,
+        train_images=torch.tensor(tx, device=device),
+        train_labels=torch.tensor(ty, device=device),
+        eval_images=torch.tensor(ex, device=device),
+        eval_labels=torch.tensor(ey, device=device),
+        eval_split=eval_split,
+    )
+
+
+def resolve(config: TrainConfig) -> dict:
+    """The settings actually used: the config, with the preset's recipe filling what it left unset."""
+    recipe = recipe_for(config.model_name_or_path)
+    return {
+        "per_device_train_batch_size": config.per_device_train_batch_size or recipe.per_device_train_batch_size,
+        "learning_rate": config.learning_rate or recipe.learning_rate,
+        "weight_decay": recipe.weight_decay if config.weight_decay is None else config.weight_decay,
+        "pad_crop": recipe.pad_crop if config.pad_crop is None else config.pad_crop,
+        "num_train_epochs": config.num_train_epochs or recipe.num_train_epochs,
+    }
+
+
+def schedule(config: TrainConfig, epochs: int, steps_per_epoch: int) -> dict:
+    """Step counts: total optimizer steps, epochs they span, warm-up steps."""
+    max_steps = config.max_train_steps or epochs * steps_per_epoch
+    warmup = config.num_warmup_steps
+    if warmup is None:
+        warmup = int(0.25 * max_steps) if config.lr_scheduler_type == "onecycle" else 0
+    return {"max_train_steps": max_steps, "num_train_epochs": math.ceil(max_steps / steps_per_epoch),
+            "steps_per_epoch": steps_per_epoch, "num_warmup_steps": warmup}
+
+
+def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; no decay on biases and normalisation weights (1-d parameters), as is standard."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
+
+
+def make_scheduler(kind: str, optimizer, warmup: int, total: int):
+    """``onecycle``: linear warm-up to the peak, then cosine annealing to ~0; the rest from transformers."""
+    if kind == "onecycle":
+        def factor(step: int) -> float:
+            if step < warmup:
+                return 0.04 + 0.96 * step / max(1, warmup)
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    from transformers import get_scheduler
+
+    return get_scheduler(kind, optimizer=optimizer, num_warmup_steps=warmup, num_training_steps=total)
+
+
+def evaluate_logits(model, loader: DeviceLoader, accelerator=None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of every evaluation image exactly once, in dataset order, whatever the process count."""
+    model.eval()
+    all_logits, all_labels, all_index = [], [], []
+    with torch.inference_mode():
+        for x, y, index in loader.epoch(0):
+            logits = model(pixel_values=x).logits.float()
+            if accelerator is not None:
+                logits, y, index = accelerator.gather_for_metrics((logits, y, index))
+            all_logits.append(logits.cpu())
+            all_labels.append(y.cpu())
+            all_index.append(index.cpu())
+    index = torch.cat(all_index)
+    keep = index >= 0  # drop the padding that kept processes in step
+    order = torch.argsort(index[keep])
+    return torch.cat(all_logits)[keep][order].numpy(), torch.cat(all_labels)[keep][order].numpy()
+
+
+def find_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint folders under ``output_dir``, oldest first (by optimizer step)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIXES) and (p / "trainer_state.json").is_file():
+            found.append((json.loads((p / "trainer_state.json").read_text())["step"], p))
+    return [p for _, p in sorted(found)]
+
+
+def resolve_checkpoint(config: TrainConfig) -> Path | None:
+    if config.resume_from_checkpoint is None:
+        return None
+    if config.resume_from_checkpoint == "latest":
+        found = find_checkpoints(config.output_dir)
+        return found[-1] if found else None  # nothing saved yet: start from scratch, as after an early crash
+    path = Path(config.resume_from_checkpoint)
+    if not (path / "trainer_state.json").is_file():
+        raise HfFmnistError(
+            f"--resume_from_checkpoint {path} is not a complete checkpoint (no trainer_state.json); pass a step_N or "
+            f"epoch_N folder, or 'latest'."
+        )
+    return path
+
+
+def save_checkpoint(accelerator, output_dir: str, name: str, state: TrainState) -> Path:
+    """``accelerator.save_state`` into a temp folder, then rename: a crash never leaves a half checkpoint."""
+    final = Path(output_dir) / name
+    tmp = Path(output_dir) / f".{name}.tmp"
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))  # every process writes its own random state here
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": state.step}) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+class Progress:
+    """A tqdm bar with loss, learning rate and images/s on the main process; silent elsewhere."""
+
+    def __init__(self, accelerator, total: int, initial: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=1.0,
+                        disable=not accelerator.is_local_main_process, file=sys.stderr)
+        self.last_time, self.images = time.perf_counter(), 0
+
+    def update(self, loss: float, lr: float, images: int) -> None:
+        self.images += images
+        now = time.perf_counter()
+        if now - self.last_time >= 1.0:
+            rate = self.images / (now - self.last_time)
+            self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:,.0f}", refresh=False)
+            self.last_time, self.images = now, 0
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def train(config: TrainConfig) -> dict:
+    """Train, evaluate, and write the model folder; returns the final results (also in ``all_results.json``)."""
+    from accelerate.utils import set_seed
+
+    start_time = time.perf_counter()
+    accelerator = make_accelerator(config)
+    set_seed(config.seed)
+    data = load_data(config, accelerator)
+    with accelerator.main_process_first():  # one download of a Hub checkpoint, not one per process
+        model, processor = load_model(
+            config.model_name_or_path, names=data.names,
+            ignore_mismatched_sizes=config.ignore_mismatched_sizes, token=config.hub_token,
+        )
+    model = model.to(accelerator.device, memory_format=torch.channels_last)
+    preprocess = Preprocess.from_processor(processor, model.config.num_channels)
+    resolved = resolve(config)
+    batch_size = resolved["per_device_train_batch_size"]
+    train_loader = DeviceLoader(
+        data.train_images, data.train_labels, batch_size=batch_size, preprocess=preprocess, seed=config.seed,
+        rank=accelerator.process_index, world=accelerator.num_processes, train=True, pad_crop=resolved["pad_crop"],
+        hflip=config.hflip, random_erasing=config.random_erasing, multiple_of=config.gradient_accumulation_steps,
+    )
+    eval_loader = DeviceLoader(
+        data.eval_images, data.eval_labels, batch_size=config.per_device_eval_batch_size, preprocess=preprocess,
+        rank=accelerator.process_index, world=accelerator.num_processes, train=False,
+    )
+    steps_per_epoch = len(train_loader) // config.gradient_accumulation_steps
+    resolved.update(schedule(config, resolved["num_train_epochs"], steps_per_epoch))
+    optimizer = make_optimizer(model, resolved["learning_rate"], resolved["weight_decay"])
+    scheduler = make_scheduler(
+        config.lr_scheduler_type, optimizer, resolved["num_warmup_steps"], resolved["max_train_steps"]
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # The schedule counts optimizer steps; prepared schedulers would step once per process per call.
+    state = TrainState()
+    accelerator.register_for_checkpointing(scheduler, state)
+
+    output_dir = Path(config.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        config.save(output_dir, **resolved, num_processes=accelerator.num_processes,
+                    mixed_precision=accelerator.mixed_precision, device=str(accelerator.device))
+    checkpoint = resolve_checkpoint(config)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        accelerator.print(f"Resumed from {checkpoint} at step {state.step}")
+    if config.with_tracking:
+        accelerator.init_trackers("hf_fmnist", config={k: v for k, v in {**config.to_dict(), **resolved}.items()
+                                                       if isinstance(v, (int, float, str, bool))})
+
+    max_steps = resolved["max_train_steps"]
+    accum = config.gradient_accumulation_steps
+    images_per_step = batch_size * accum * accelerator.num_processes
+    accelerator.print(
+        f"Training {config.model_name_or_path} ({sum(p.numel() for p in model.parameters()):,} parameters) on "
+        f"{len(data.train_images):,} images for {max_steps} steps ({resolved['num_train_epochs']} epochs of "
+        f"{steps_per_epoch}), {accelerator.num_processes} process(es) on {accelerator.device}"
+    )
+    progress = Progress(accelerator, max_steps, state.step)
+    loss_value = float("nan")
+    while state.step < max_steps:
+        epoch, done_in_epoch = divmod(state.step, steps_per_epoch)
+        model.train()
+        epoch_start, pending_checkpoint = time.perf_counter(), None
+        for x, y in train_loader.epoch(epoch, start=done_in_epoch * accum):
+            with accelerator.accumulate(model):
+                logits = model(pixel_values=x).logits
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state.step += 1
+            state.images_seen += images_per_step
+            loss_value = loss.item()
+            progress.update(loss_value, scheduler.get_last_lr()[0], images_per_step)
+            if config.with_tracking and state.step % 10 == 0:
+                accelerator.log({"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, step=state.step)
+            epoch_ends = state.step % steps_per_epoch == 0 or state.step >= max_steps
+            if config.checkpoint_every and state.step % config.checkpoint_every == 0:
+                if epoch_ends:  # save after this epoch's evaluation, so the checkpoint's history includes it
+                    pending_checkpoint = f"step_{state.step}"
+                else:
+                    state.train_seconds += time.perf_counter() - epoch_start
+                    epoch_start = time.perf_counter()
+                    save_checkpoint(accelerator, config.output_dir, f"step_{state.step}", state)
+            if epoch_ends:
+                break
+        state.train_seconds += time.perf_counter() - epoch_start
+        logits, labels = evaluate_logits(model, eval_loader, accelerator)
+        report = metrics.classification_report(logits, labels, data.names)
+        record = {"epoch": epoch + 1, "step": state.step, "train_loss": loss_value,
+                  "eval_accuracy": report["accuracy"], "eval_top5_accuracy": report["top5_accuracy"],
+                  "elapsed_s": round(time.perf_counter() - start_time, 2)}
+        state.history.append(record)
+        progress.bar.clear()
+        accelerator.print(
+            f"epoch {epoch + 1}/{resolved['num_train_epochs']}  step {state.step}  loss {loss_value:.4f}  "
+            f"test accuracy {report['accuracy']:.2%} ({report['samples']:,} images)  "
+            f"[{time.perf_counter() - start_time:.0f} s]"
+        )
+        if config.with_tracking:
+            accelerator.log({"eval/accuracy": report["accuracy"], "eval/top5_accuracy": report["top5_accuracy"]},
+                            step=state.step)
+        if pending_checkpoint:
+            save_checkpoint(accelerator, config.output_dir, pending_checkpoint, state)
+        if config.checkpoint_each_epoch:
+            save_checkpoint(accelerator, config.output_dir, f"epoch_{epoch + 1}", state)
+    progress.close()
+
+    results = finish(config, accelerator, model, processor, eval_loader, data, state, resolved)
+    if config.with_tracking:
+        accelerator.end_training()
+    return results
+
+
+def finish(config, accelerator, model, processor, eval_loader, data: Data, state: TrainState, resolved) -> dict:
+    """Final metrics through ``evaluate``; model, processor, results, plots and card written by the main process."""
+    from . import outputs
+
+    logits, labels = evaluate_logits(model, eval_loader, accelerator)
+    results = None
+    if accelerator.is_main_process:
+        report = metrics.compute(logits, labels, data.names)
+        results = {
+            **{f"eval_{k}": v for k, v in report.items()},
+            "eval_split": data.eval_split,
+            "num_processes": accelerator.num_processes,
+            "train_runtime": round(state.train_seconds, 3),
+            "train_samples": len(data.train_images),
+            "train_samples_per_second": round(state.images_seen / max(state.train_seconds, 1e-9), 1),
+            "train_steps": state.step,
+            "epochs": resolved["num_train_epochs"],
+            "history": state.history,
+        }
+        outputs.write_model_folder(
+            config.output_dir, accelerator.unwrap_model(model), processor, results, config, resolved,
+            images=data.eval_images.cpu().numpy(), logits=logits, labels=labels, names=data.names,
+        )
+        accelerator.print(
+            f"Test accuracy {results['eval_accuracy']:.2%}, top-5 {results['eval_top5_accuracy']:.2%}, "
+            f"macro-F1 {results['eval_macro_f1']:.4f} on {results['eval_samples']:,} images. "
+            f"Model, card and plots in {config.output_dir}"
+        )
+    accelerator.wait_for_everyone()
+    if config.push_to_hub and accelerator.is_main_process:
+        from .hub import push_model
+
+        url = push_model(config.hub_model_id, config.output_dir, token=config.hub_token, private=config.hub_private)
+        accelerator.print(f"Pushed to {url}")
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``train.py`` and ``hf-fmnist train``: user errors are one line on stderr, exit status 2."""
+    try:
+        config = TrainConfig.from_args(argv)
+        train(config)
+    except HfFmnistError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
