@@ -33,6 +33,64 @@ def _summary(args: argparse.Namespace) -> None:
     print_summary(dataset, grid=args.grid)
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from .evaluation import evaluate_model, format_report
+
+    results = evaluate_model(args.model, args.dataset, split=args.split, output_dir=args.output_dir,
+                             batch_size=args.batch_size, max_eval_samples=args.max_eval_samples,
+                             data_dir=args.data_dir)
+    print(format_report(results))
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .predict import format_results, predict
+
+    results = predict(args.model, args.paths, top_k=args.top_k)
+    print(json.dumps(results, indent=2) if args.json else format_results(results))
+    failed = sum("error" in r for r in results)
+    if failed:
+        print(f"{failed} of {len(results)} file(s) could not be classified", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _push_dataset(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from .hub import push_dataset
+
+    if args.dataset_dir:
+        url = push_dataset(args.repo_id, args.dataset_dir, **_push_kwargs(args))
+    else:
+        from .builder import export
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = export(f"{tmp}/dataset", data_dir=args.data_dir)
+            url = push_dataset(args.repo_id, folder, **_push_kwargs(args))
+    print(f"Dataset at {url}")
+
+
+def _push_model(args: argparse.Namespace) -> None:
+    from .hub import push_model
+
+    print(f"Model at {push_model(args.repo_id, args.model_dir, **_push_kwargs(args))}")
+
+
+def _push_kwargs(args: argparse.Namespace) -> dict:
+    return {"token": args.token, "private": args.private, "revision": args.revision,
+            "commit_message": args.commit_message, "create_pr": args.create_pr}
+
+
+def _add_push_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo-id", required=True, help="NAMESPACE/NAME of the repo (created if missing)")
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument("--revision", help="branch to push to (default: main; created if missing)")
+    parser.add_argument("--commit-message", help="default: 'Upload FOLDER with hf_fmnist'")
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument("--token", help="Hub token with write access; default: $HF_TOKEN or the stored login")
+
+
 def _add_source_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
@@ -74,13 +132,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("--grid", help="where to save the sample grid PNG (default: no grid)")
     summary.set_defaults(run=_summary)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="metrics and plots of a model on a Fashion-MNIST split",
+        description="Evaluate a model folder or Hub model id: accuracy, top-5, macro-F1, per-class accuracy, "
+        "confusion matrix; saves eval_results.json and plots.",
+    )
+    evaluate.add_argument("--model", required=True, help="a training output folder or a Hub model id")
+    evaluate.add_argument("--dataset", help="an exported folder or a Hub dataset id; default: built-in Fashion-MNIST")
+    evaluate.add_argument("--split", help="default: test (or validation)")
+    evaluate.add_argument("--output-dir", help="default: MODEL/evaluation, or ./evaluation-NAME for a Hub id")
+    evaluate.add_argument("--batch-size", type=int, default=1000, help="images per forward pass")
+    evaluate.add_argument("--max-eval-samples", type=int, help="only the first N images")
+    evaluate.add_argument("--data-dir", help="raw files for the built-in dataset")
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = sub.add_parser(
+        "predict",
+        help="classify image files and folders",
+        description="Classify image files (and the images in folders). A bad file gets its own error; the rest "
+        "still run. Exit status 1 if any file failed.",
+    )
+    predict.add_argument("--model", required=True, help="a training output folder or a Hub model id")
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    predict.add_argument("--top-k", type=int, default=3, help="labels to show per image")
+    predict.add_argument("--json", action="store_true", help="print JSON (one object per file)")
+    predict.set_defaults(run=_predict)
+
+    push_ds = sub.add_parser(
+        "push-dataset",
+        help="publish a dataset export to the Hub",
+        description="Push a folder written by `hf-fmnist build` (built now if --dataset-dir is not given) to a "
+        "Hub dataset repo, as one commit; unchanged content makes no commit.",
+    )
+    push_ds.add_argument("--dataset-dir", help="a folder written by `hf-fmnist build`")
+    push_ds.add_argument("--data-dir", help="raw files, when building the export now")
+    _add_push_flags(push_ds)
+    push_ds.set_defaults(run=_push_dataset)
+
+    push_m = sub.add_parser(
+        "push-model",
+        help="publish a trained model folder to the Hub",
+        description="Push a training output folder (model, processor, card, plots, results, config, TensorBoard "
+        "logs; not checkpoints) to a Hub model repo, as one commit; unchanged content makes no commit.",
+    )
+    push_m.add_argument("--model-dir", required=True, help="a folder written by train.py")
+    _add_push_flags(push_m)
+    push_m.set_defaults(run=_push_model)
+
+    sub.add_parser(
+        "train",
+        help="train or fine-tune a model (the same flags as train.py; see `hf-fmnist train --help`)",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # the training config owns its flags: same parser as train.py
+        from .train import main as train_main
+
+        return train_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        status = args.run(args)
     except HfFmnistError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -90,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `hf-fmnist ... | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    return 0
+    return status or 0
 
 
 def _version() -> str:

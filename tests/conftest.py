@@ -8,14 +8,27 @@ import os
 import tempfile
 from pathlib import Path
 
-# datasets reads its cache location at import time: keep the suite's caches out of the user's home, and make any
-# attempt to reach the Hub fail fast instead of hanging on a network this machine does not have.
+# huggingface_hub reads HF_ENDPOINT, and datasets its cache location, at import time: start the Hub-protocol test
+# server and point every client at it (and at temp caches) before anything imports them. No test reaches the network.
+from hub_server import HubServer  # noqa: E402
+
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="hf_fmnist-tests-"))
-os.environ["HF_DATASETS_CACHE"] = str(_SESSION_TMP / "datasets")
-os.environ["HF_FMNIST_CACHE"] = str(_SESSION_TMP / "hf_fmnist")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
-os.environ.pop("HF_FMNIST_DATA_DIR", None)
+HUB_USER, HUB_TOKEN = "tester", "hf_testtoken0123456789abcdef"
+HUB = HubServer(tokens={HUB_TOKEN: HUB_USER, "hf_othertoken0123456789abcdef": "someone-else"})
+os.environ.update({
+    "HF_ENDPOINT": HUB.endpoint,
+    "HF_HOME": str(_SESSION_TMP / "hf_home"),
+    "HF_TOKEN": HUB_TOKEN,
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+    "HF_HUB_DISABLE_XET": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_CACHE": str(_SESSION_TMP / "datasets"),
+    "HF_FMNIST_CACHE": str(_SESSION_TMP / "hf_fmnist"),
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+})
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_FMNIST_DATA_DIR"):
+    os.environ.pop(_name, None)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -62,6 +75,21 @@ class Synthetic:
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}.gz"
+
+
+def pytest_configure(config):
+    import datasets
+
+    datasets.config.USE_PARQUET_EXPORT = False  # else load_dataset asks a dataset-viewer host, with a 100 s timeout
+
+
+def pytest_unconfigure(config):
+    HUB.close()
+
+
+@pytest.fixture
+def hub() -> HubServer:
+    return HUB
 
 
 @pytest.fixture

@@ -1,0 +1,271 @@
+"""Publishing to the Hugging Face Hub: a dataset export or a model folder, as one idempotent commit.
+
+Built on huggingface_hub's HTTP API (``create_repo``, ``create_commit``), no git. A push compares the local folder with
+the remote revision and commits only the difference, with ``parent_commit`` set, so:
+
+- pushing unchanged content makes no commit;
+- after a failure (a 5xx, a dropped connection, a conflict) the remote state is read again before retrying, so a
+  commit the server applied but whose response was lost is never applied twice, and a half-finished push ends with
+  the complete content;
+- retries are bounded, back off exponentially, and say what they retry.
+
+Tokens come from ``token=`` / ``--token``, ``$HF_TOKEN`` or the stored login, are checked with ``whoami`` before
+anything is uploaded, and never appear in messages, cards or uploaded files.
+
+>>> push_model("me/fmnist-cnn", "out")                      # doctest: +SKIP
+'https://huggingface.co/me/fmnist-cnn'
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import HfFmnistError
+
+MAX_ATTEMPTS = 5
+BACKOFF_S = 1.0  # first wait; doubles each retry
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# What a training output folder publishes: the model, its card and what the card shows, the results and config,
+# and TensorBoard logs (the Hub shows them). Checkpoints and temp files stay local.
+MODEL_IGNORE = ("step_*", "epoch_*", ".*", "*/.*", "evaluation/*", "**/__pycache__/*")
+DATASET_IGNORE = (".*", "*/.*")
+KEEP_REMOTE = (".gitattributes",)
+
+
+class HubError(HfFmnistError):
+    """A push could not be completed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path_in_repo: str
+    local_path: Path
+    size: int
+    git_sha1: str  # git blob id, what the Hub reports for regular files
+    sha256: str  # LFS oid, what the Hub reports for LFS files
+
+
+def resolve_token(token: str | None = None) -> str:
+    """``token``, else ``$HF_TOKEN``, else the stored login; a clear error when there is none."""
+    from huggingface_hub import get_token
+
+    token = token or os.environ.get("HF_TOKEN") or get_token()
+    if not token:
+        raise HubError(
+            "No Hugging Face token: pass --token, set HF_TOKEN, or run `hf auth login` (a token with write access)."
+        )
+    return token
+
+
+def check_repo_id(repo_id) -> str:
+    if not isinstance(repo_id, str):
+        raise HubError(f"Repo id must be a string, not {type(repo_id).__name__}: '{repo_id}'.")
+    if not REPO_ID.match(repo_id) or ".." in repo_id or repo_id.endswith((".git", "-", ".")):
+        raise HubError(f"Repo id must look like NAMESPACE/NAME (letters, digits, '-', '_', '.'), not '{repo_id}'.")
+    return repo_id
+
+
+def local_files(folder: Path, ignore: Sequence[str]) -> dict[str, LocalFile]:
+    """Every file under ``folder`` not matching ``ignore`` (glob patterns on the POSIX relative path)."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(folder).as_posix()
+        if any(fnmatch.fnmatch(rel, pattern) for pattern in ignore):
+            continue
+        data = path.read_bytes()
+        sha1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        files[rel] = LocalFile(rel, path, len(data), sha1, hashlib.sha256(data).hexdigest())
+    return files
+
+
+def _same(local: LocalFile, remote) -> bool:
+    if remote.lfs is not None:
+        return remote.lfs.sha256 == local.sha256
+    return remote.blob_id == local.git_sha1
+
+
+def plan(api, repo_id: str, repo_type: str, revision: str, files: dict[str, LocalFile]):
+    """``(head sha, additions, deletions)`` that make ``revision`` equal to ``files``."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub.hf_api import RepoFile
+
+    info = api.repo_info(repo_id, repo_type=repo_type, revision=revision)
+    remote = {
+        entry.path: entry
+        for entry in api.list_repo_tree(repo_id, repo_type=repo_type, revision=info.sha, recursive=True)
+        if isinstance(entry, RepoFile)
+    }
+    additions = [
+        CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local_path))
+        for rel, f in files.items()
+        if rel not in remote or not _same(f, remote[rel])
+    ]
+    deletions = [
+        CommitOperationDelete(path_in_repo=rel) for rel in sorted(remote) if rel not in files and rel not in KEEP_REMOTE
+    ]
+    return info.sha, additions, deletions
+
+
+def push_folder(
+    repo_id: str,
+    folder: str | os.PathLike,
+    *,
+    repo_type: str,
+    ignore: Sequence[str] = (),
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Make ``revision`` of the repo hold exactly the files of ``folder``; returns what happened.
+
+    ``{"url", "commit": sha or None, "changed": bool, "files": n}``; ``commit`` is None when nothing changed.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    repo_id = check_repo_id(repo_id)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise HubError(f"{folder} is not a folder; pass the folder to publish.")
+    files = local_files(folder, ignore)
+    if not files:
+        raise HubError(f"{folder} holds no files to publish.")
+    token = resolve_token(token)
+    api = HfApi(token=token, library_name="hf_fmnist")
+    _check_token(api)
+    url = _call(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True),
+                "create the repo", log, retry=True)
+    branch = revision or "main"
+    if branch != "main" and not create_pr:
+        _call(lambda: api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True),
+              f"create branch {branch}", log, retry=True)
+    message = commit_message or f"Upload {folder.name} with hf_fmnist"
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        head, additions, deletions = _call(lambda: plan(api, repo_id, repo_type, branch, files),
+                                           "read the remote state", log, retry=True)
+        if not additions and not deletions:
+            if attempt == 1:
+                log(f"{repo_id}@{branch} already holds this content: no commit made.")
+            return {"url": str(url), "commit": None if attempt == 1 else head, "changed": attempt > 1,
+                    "files": len(files)}
+        try:
+            info = api.create_commit(
+                repo_id, additions + deletions, commit_message=message, repo_type=repo_type, revision=branch,
+                parent_commit=head, create_pr=create_pr,
+            )
+            log(f"Committed {len(additions)} added/changed and {len(deletions)} deleted file(s) to {repo_id}@{branch}.")
+            return {"url": str(url), "commit": info.oid, "changed": True, "files": len(files),
+                    "pr_url": getattr(info, "pr_url", None)}
+        except HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if status in (401, 403):
+                raise HubError(f"The Hub refused the commit to {repo_id} ({status}): the token lacks write access.")
+            if status not in (408, 409, 412, 429) and (status is None or status < 500):
+                raise HubError(f"The Hub rejected the commit to {repo_id} ({status}): {_reason(e)}") from None
+            failure = f"HTTP {status}"
+        except (OSError, ConnectionError, TimeoutError) as e:  # dropped connection: the commit may have landed
+            failure = type(e).__name__
+        except Exception as e:  # httpx transport errors are not OSError subclasses
+            if not _is_transport_error(e):
+                raise
+            failure = type(e).__name__
+        wait = BACKOFF_S * 2 ** (attempt - 1)
+        log(f"Commit to {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading the remote "
+            f"state and retrying in {wait:.0f} s.")
+        time.sleep(wait)
+    raise HubError(f"Could not push to {repo_id} after {MAX_ATTEMPTS} attempts; run the same command again later.")
+
+
+def push_model(repo_id: str, model_dir: str | os.PathLike, **kwargs) -> str:
+    """Publish a training output folder (model, processor, card, plots, results, config, TensorBoard logs)."""
+    folder = Path(model_dir)
+    for required in ("config.json", "model.safetensors", "README.md"):
+        if not (folder / required).is_file():
+            raise HubError(f"{folder} has no {required}: pass a folder written by `train.py` (training finished).")
+    return push_folder(repo_id, folder, repo_type="model", ignore=MODEL_IGNORE, **kwargs)["url"]
+
+
+def push_dataset(repo_id: str, dataset_dir: str | os.PathLike, **kwargs) -> str:
+    """Publish a folder written by ``hf-fmnist build`` (Parquet shards and the dataset card; never a script)."""
+    folder = Path(dataset_dir)
+    if not (folder / "README.md").is_file() or not list((folder / "data").glob("*.parquet")):
+        raise HubError(f"{folder} is not a dataset export (README.md and data/*.parquet); run `hf-fmnist build`.")
+    scripts = [p.name for p in folder.rglob("*.py")]
+    if scripts:
+        raise HubError(f"{folder} holds loading scripts ({', '.join(scripts)}); datasets >= 4 refuses such repos.")
+    return push_folder(repo_id, folder, repo_type="dataset", ignore=DATASET_IGNORE, **kwargs)["url"]
+
+
+def _check_token(api) -> None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        api.whoami()
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        if status == 401:
+            raise HubError("The Hub rejected the token (401): check --token / HF_TOKEN or run `hf auth login`.")
+        raise HubError(f"Could not check the token with the Hub ({status}): {_reason(e)}") from None
+    except Exception as e:
+        if _is_transport_error(e) or isinstance(e, OSError):
+            raise HubError(f"Cannot reach the Hub at {_endpoint()} ({type(e).__name__}); check the network.") from None
+        raise
+
+
+def _call(fn, what: str, log, *, retry: bool):
+    """``fn()`` with bounded, logged retries on 5xx/429 and transport errors."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return fn()
+        except HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if not retry or not (status in (408, 429) or (status or 0) >= 500) or attempt == MAX_ATTEMPTS:
+                raise HubError(f"Could not {what} ({status}): {_reason(e)}") from None
+            failure = f"HTTP {status}"
+        except Exception as e:
+            if not (_is_transport_error(e) or isinstance(e, (OSError, ConnectionError))) or not retry:
+                raise
+            if attempt == MAX_ATTEMPTS:
+                raise HubError(f"Could not {what}: {type(e).__name__} from {_endpoint()}.") from None
+            failure = type(e).__name__
+        wait = BACKOFF_S * 2 ** (attempt - 1)
+        log(f"Could not {what} ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; retrying in {wait:.0f} s.")
+        time.sleep(wait)
+
+
+def _is_transport_error(e: BaseException) -> bool:
+    """A connection-level failure (refused, reset, dropped mid-response, timed out) of huggingface_hub's HTTP client.
+
+    huggingface_hub 2.x ships its HTTP client as ``httpx2`` (1.x used ``httpx``); both name the base class
+    ``TransportError``, so match on that rather than on one package's import path.
+    """
+    return any(cls.__name__ == "TransportError" and cls.__module__.split(".")[0] in ("httpx", "httpx2")
+               for cls in type(e).__mro__)
+
+
+def _reason(e) -> str:
+    """The server's message without anything that could carry a token."""
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return re.sub(r"hf_[A-Za-z0-9]{6,}", "hf_***", text)
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
