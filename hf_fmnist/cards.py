@@ -119,18 +119,7 @@ def model_card(model, processor, results: dict, config, resolved: dict, *, repo_
         architecture=type(model).__name__,
         num_parameters=sum(p.numel() for p in model.parameters()),
         base_model=base_model,
-        accuracy=results["eval_accuracy"],
-        top5_accuracy=results["eval_top5_accuracy"],
-        macro_f1=results["eval_macro_f1"],
-        eval_samples=results["eval_samples"],
-        eval_split=results["eval_split"],
-        per_class=results["eval_per_class_accuracy"],
-        train_steps=results["train_steps"],
-        epochs=results["epochs"],
-        train_samples=results["train_samples"],
-        num_processes=results["num_processes"],
-        train_runtime=results["train_runtime"],
-        train_samples_per_second=results["train_samples_per_second"],
+        r=results,
         size=f"{pre.size[1]}×{pre.size[0]}",
         mean=", ".join(f"{m:.4f}" for m in pre.mean),
         std=", ".join(f"{s:.4f}" for s in pre.std),
@@ -156,6 +145,9 @@ def _command_line(config) -> str:
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if f.name in skip or value == f.default:
+            continue
+        if f.name in ("dataset", "model_name_or_path") and os.path.exists(str(value)):
+            parts.append(f"--{f.name} PATH")  # a folder on the training machine: meaningless to readers
             continue
         if isinstance(value, bool):
             parts.append(f"--{f.name}" if value else f"--no-{f.name}")
