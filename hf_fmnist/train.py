@@ -275,11 +275,33 @@ class Progress:
         self.bar.close()
 
 
-def train(config: TrainConfig) -> dict:
-    """Train, evaluate, and write the model folder; returns the final results (also in ``all_results.json``)."""
+@dataclass
+class Run:
+    """Everything one training run holds, prepared once; the loop functions below read and update it."""
+
+    config: TrainConfig
+    accelerator: object
+    data: Data
+    model: torch.nn.Module
+    processor: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_loader: DeviceLoader
+    eval_loader: DeviceLoader
+    state: TrainState
+    resolved: dict
+    start_time: float
+
+    @property
+    def images_per_step(self) -> int:
+        return (self.resolved["per_device_train_batch_size"] * self.config.gradient_accumulation_steps
+                * self.accelerator.num_processes)
+
+
+def prepare_run(config: TrainConfig, start_time: float) -> Run:
+    """Accelerator, data on the device, model, loaders, optimizer and schedule; resumed if asked."""
     from accelerate.utils import set_seed
 
-    start_time = time.perf_counter()
     accelerator = make_accelerator(config)
     set_seed(config.seed)
     data = load_data(config, accelerator)
@@ -291,18 +313,16 @@ def train(config: TrainConfig) -> dict:
     model = model.to(accelerator.device, memory_format=torch.channels_last)
     preprocess = Preprocess.from_processor(processor, model.config.num_channels)
     resolved = resolve(config)
-    batch_size = resolved["per_device_train_batch_size"]
+    shard = {"rank": accelerator.process_index, "world": accelerator.num_processes}
     train_loader = DeviceLoader(
-        data.train_images, data.train_labels, batch_size=batch_size, preprocess=preprocess, seed=config.seed,
-        rank=accelerator.process_index, world=accelerator.num_processes, train=True, pad_crop=resolved["pad_crop"],
-        hflip=config.hflip, random_erasing=config.random_erasing, multiple_of=config.gradient_accumulation_steps,
+        data.train_images, data.train_labels, batch_size=resolved["per_device_train_batch_size"],
+        preprocess=preprocess, seed=config.seed, train=True, pad_crop=resolved["pad_crop"], hflip=config.hflip,
+        random_erasing=config.random_erasing, multiple_of=config.gradient_accumulation_steps, **shard,
     )
-    eval_loader = DeviceLoader(
-        data.eval_images, data.eval_labels, batch_size=config.per_device_eval_batch_size, preprocess=preprocess,
-        rank=accelerator.process_index, world=accelerator.num_processes, train=False,
-    )
-    steps_per_epoch = len(train_loader) // config.gradient_accumulation_steps
-    resolved.update(schedule(config, resolved["num_train_epochs"], steps_per_epoch))
+    eval_loader = DeviceLoader(data.eval_images, data.eval_labels, batch_size=config.per_device_eval_batch_size,
+                               preprocess=preprocess, train=False, **shard)
+    resolved.update(schedule(config, resolved["num_train_epochs"],
+                             len(train_loader) // config.gradient_accumulation_steps))
     optimizer = make_optimizer(model, resolved["learning_rate"], resolved["weight_decay"])
     scheduler = make_scheduler(
         config.lr_scheduler_type, optimizer, resolved["num_warmup_steps"], resolved["max_train_steps"]
@@ -311,11 +331,9 @@ def train(config: TrainConfig) -> dict:
     # The schedule counts optimizer steps; prepared schedulers would step once per process per call.
     state = TrainState()
     accelerator.register_for_checkpointing(scheduler, state)
-
-    output_dir = Path(config.output_dir)
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        config.save(output_dir, **resolved, num_processes=accelerator.num_processes,
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        config.save(config.output_dir, **resolved, num_processes=accelerator.num_processes,
                     mixed_precision=accelerator.mixed_precision, device=str(accelerator.device))
     checkpoint = resolve_checkpoint(config)
     if checkpoint is not None:
@@ -324,70 +342,90 @@ def train(config: TrainConfig) -> dict:
     if config.with_tracking:
         accelerator.init_trackers("hf_fmnist", config={k: v for k, v in {**config.to_dict(), **resolved}.items()
                                                        if isinstance(v, (int, float, str, bool))})
+    return Run(config, accelerator, data, model, processor, optimizer, scheduler, train_loader, eval_loader,
+               state, resolved, start_time)
 
-    max_steps = resolved["max_train_steps"]
+
+def train_epoch(run: Run, epoch: int, progress: "Progress") -> tuple[float, str | None]:
+    """Optimizer steps until the epoch (or training) ends, from wherever ``run.state`` stands.
+
+    Returns the last loss and the name of a step checkpoint due at the epoch's end, which is written after the
+    evaluation so that its history includes this epoch.
+    """
+    config, accelerator, state = run.config, run.accelerator, run.state
+    steps_per_epoch, max_steps = run.resolved["steps_per_epoch"], run.resolved["max_train_steps"]
     accum = config.gradient_accumulation_steps
-    images_per_step = batch_size * accum * accelerator.num_processes
+    run.model.train()
+    start, pending, loss_value = time.perf_counter(), None, float("nan")
+    for x, y in run.train_loader.epoch(epoch, start=(state.step % steps_per_epoch) * accum):
+        with accelerator.accumulate(run.model):
+            logits = run.model(pixel_values=x).logits
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            accelerator.backward(loss)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        if not accelerator.sync_gradients:
+            continue
+        run.scheduler.step()
+        state.step += 1
+        state.images_seen += run.images_per_step
+        loss_value, lr = loss.item(), run.scheduler.get_last_lr()[0]
+        progress.update(loss_value, lr, run.images_per_step)
+        if config.with_tracking and state.step % 10 == 0:
+            accelerator.log({"train/loss": loss_value, "train/lr": lr}, step=state.step)
+        epoch_ends = state.step % steps_per_epoch == 0 or state.step >= max_steps
+        if config.checkpoint_every and state.step % config.checkpoint_every == 0:
+            if epoch_ends:
+                pending = f"step_{state.step}"
+            else:
+                state.train_seconds += time.perf_counter() - start
+                start = time.perf_counter()
+                save_checkpoint(accelerator, config.output_dir, f"step_{state.step}", state)
+        if epoch_ends:
+            break
+    state.train_seconds += time.perf_counter() - start
+    return loss_value, pending
+
+
+def end_epoch(run: Run, epoch: int, loss_value: float, progress: "Progress") -> None:
+    """Evaluate on the whole test split, print the epoch's line, log it, and record it in the history."""
+    logits, labels = evaluate_logits(run.model, run.eval_loader, run.accelerator)
+    report = metrics.classification_report(logits, labels, run.data.names)
+    elapsed = time.perf_counter() - run.start_time
+    run.state.history.append({"epoch": epoch + 1, "step": run.state.step, "train_loss": loss_value,
+                              "eval_accuracy": report["accuracy"], "eval_top5_accuracy": report["top5_accuracy"],
+                              "elapsed_s": round(elapsed, 2)})
+    progress.bar.clear()
+    run.accelerator.print(
+        f"epoch {epoch + 1}/{run.resolved['num_train_epochs']}  step {run.state.step}  loss {loss_value:.4f}  "
+        f"test accuracy {report['accuracy']:.2%} ({report['samples']:,} images)  [{elapsed:.0f} s]"
+    )
+    if run.config.with_tracking:
+        run.accelerator.log({"eval/accuracy": report["accuracy"], "eval/top5_accuracy": report["top5_accuracy"]},
+                            step=run.state.step)
+
+
+def train(config: TrainConfig) -> dict:
+    """Train, evaluate, and write the model folder; returns the final results (also in ``all_results.json``)."""
+    run = prepare_run(config, time.perf_counter())
+    accelerator, state = run.accelerator, run.state
+    max_steps = run.resolved["max_train_steps"]
     accelerator.print(
-        f"Training {config.model_name_or_path} ({sum(p.numel() for p in model.parameters()):,} parameters) on "
-        f"{len(data.train_images):,} images for {max_steps} steps ({resolved['num_train_epochs']} epochs of "
-        f"{steps_per_epoch}), {accelerator.num_processes} process(es) on {accelerator.device}"
+        f"Training {config.model_name_or_path} ({sum(p.numel() for p in run.model.parameters()):,} parameters) on "
+        f"{len(run.data.train_images):,} images for {max_steps} steps ({run.resolved['num_train_epochs']} epochs "
+        f"of {run.resolved['steps_per_epoch']}), {accelerator.num_processes} process(es) on {accelerator.device}"
     )
     progress = Progress(accelerator, max_steps, state.step)
-    loss_value = float("nan")
     while state.step < max_steps:
-        epoch, done_in_epoch = divmod(state.step, steps_per_epoch)
-        model.train()
-        epoch_start, pending_checkpoint = time.perf_counter(), None
-        for x, y in train_loader.epoch(epoch, start=done_in_epoch * accum):
-            with accelerator.accumulate(model):
-                logits = model(pixel_values=x).logits
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-                accelerator.backward(loss)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            if not accelerator.sync_gradients:
-                continue
-            scheduler.step()
-            state.step += 1
-            state.images_seen += images_per_step
-            loss_value = loss.item()
-            progress.update(loss_value, scheduler.get_last_lr()[0], images_per_step)
-            if config.with_tracking and state.step % 10 == 0:
-                accelerator.log({"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, step=state.step)
-            epoch_ends = state.step % steps_per_epoch == 0 or state.step >= max_steps
-            if config.checkpoint_every and state.step % config.checkpoint_every == 0:
-                if epoch_ends:  # save after this epoch's evaluation, so the checkpoint's history includes it
-                    pending_checkpoint = f"step_{state.step}"
-                else:
-                    state.train_seconds += time.perf_counter() - epoch_start
-                    epoch_start = time.perf_counter()
-                    save_checkpoint(accelerator, config.output_dir, f"step_{state.step}", state)
-            if epoch_ends:
-                break
-        state.train_seconds += time.perf_counter() - epoch_start
-        logits, labels = evaluate_logits(model, eval_loader, accelerator)
-        report = metrics.classification_report(logits, labels, data.names)
-        record = {"epoch": epoch + 1, "step": state.step, "train_loss": loss_value,
-                  "eval_accuracy": report["accuracy"], "eval_top5_accuracy": report["top5_accuracy"],
-                  "elapsed_s": round(time.perf_counter() - start_time, 2)}
-        state.history.append(record)
-        progress.bar.clear()
-        accelerator.print(
-            f"epoch {epoch + 1}/{resolved['num_train_epochs']}  step {state.step}  loss {loss_value:.4f}  "
-            f"test accuracy {report['accuracy']:.2%} ({report['samples']:,} images)  "
-            f"[{time.perf_counter() - start_time:.0f} s]"
-        )
-        if config.with_tracking:
-            accelerator.log({"eval/accuracy": report["accuracy"], "eval/top5_accuracy": report["top5_accuracy"]},
-                            step=state.step)
+        epoch = state.step // run.resolved["steps_per_epoch"]
+        loss_value, pending_checkpoint = train_epoch(run, epoch, progress)
+        end_epoch(run, epoch, loss_value, progress)
         if pending_checkpoint:
             save_checkpoint(accelerator, config.output_dir, pending_checkpoint, state)
         if config.checkpoint_each_epoch:
             save_checkpoint(accelerator, config.output_dir, f"epoch_{epoch + 1}", state)
     progress.close()
-
-    results = finish(config, accelerator, model, processor, eval_loader, data, state, resolved)
+    results = finish(config, accelerator, run.model, run.processor, run.eval_loader, run.data, state, run.resolved)
     if config.with_tracking:
         accelerator.end_training()
     return results
