@@ -75,7 +75,7 @@ def learning_curves(history: Sequence[dict], path: str | os.PathLike) -> Path:
     ax1.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy")
     ax1.grid(alpha=0.3)
     ax2.plot(epochs, [h["train_loss"] for h in history], marker="o", color="tab:orange")
-    ax2.set(xlabel="epoch", ylabel="loss (last batch)", title="Training loss")
+    ax2.set(xlabel="epoch", ylabel="mean loss over the epoch", title="Training loss")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -258,7 +258,9 @@ class Progress:
     def __init__(self, accelerator, total: int, initial: int):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=1.0,
+        interactive = sys.stderr.isatty()  # in a log file, an update every 30 s instead of every second
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                        mininterval=1.0 if interactive else 30.0,
                         disable=not accelerator.is_local_main_process, file=sys.stderr)
         self.last_time, self.images = time.perf_counter(), 0
 
@@ -349,14 +351,15 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
 def train_epoch(run: Run, epoch: int, progress: "Progress") -> tuple[float, str | None]:
     """Optimizer steps until the epoch (or training) ends, from wherever ``run.state`` stands.
 
-    Returns the last loss and the name of a step checkpoint due at the epoch's end, which is written after the
-    evaluation so that its history includes this epoch.
+    Returns the mean training loss of the steps run (after a resume: of the rest of the epoch) and the name of a
+    step checkpoint due at the epoch's end, which is written after the evaluation so that its history includes
+    this epoch.
     """
     config, accelerator, state = run.config, run.accelerator, run.state
     steps_per_epoch, max_steps = run.resolved["steps_per_epoch"], run.resolved["max_train_steps"]
     accum = config.gradient_accumulation_steps
     run.model.train()
-    start, pending, loss_value = time.perf_counter(), None, float("nan")
+    start, pending, losses = time.perf_counter(), None, []
     for x, y in run.train_loader.epoch(epoch, start=(state.step % steps_per_epoch) * accum):
         with accelerator.accumulate(run.model):
             logits = run.model(pixel_values=x).logits
@@ -370,6 +373,7 @@ def train_epoch(run: Run, epoch: int, progress: "Progress") -> tuple[float, str 
         state.step += 1
         state.images_seen += run.images_per_step
         loss_value, lr = loss.item(), run.scheduler.get_last_lr()[0]
+        losses.append(loss_value)
         progress.update(loss_value, lr, run.images_per_step)
         if config.with_tracking and state.step % 10 == 0:
             accelerator.log({"train/loss": loss_value, "train/lr": lr}, step=state.step)
@@ -384,7 +388,7 @@ def train_epoch(run: Run, epoch: int, progress: "Progress") -> tuple[float, str 
         if epoch_ends:
             break
     state.train_seconds += time.perf_counter() - start
-    return loss_value, pending
+    return (sum(losses) / len(losses) if losses else float("nan")), pending
 
 
 def end_epoch(run: Run, epoch: int, loss_value: float, progress: "Progress") -> None:
