@@ -148,15 +148,15 @@ def push_folder(
     api = HfApi(token=token, library_name="hf_fmnist")
     _check_token(api)
     url = _call(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True),
-                "create the repo", log, retry=True)
+                "create the repo", log)
     branch = revision or "main"
     if branch != "main" and not create_pr:
         _call(lambda: api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True),
-              f"create branch {branch}", log, retry=True)
+              f"create branch {branch}", log)
     message = commit_message or f"Upload {folder.name} with hf_fmnist"
     for attempt in range(1, MAX_ATTEMPTS + 1):
         head, additions, deletions = _call(lambda: plan(api, repo_id, repo_type, branch, files),
-                                           "read the remote state", log, retry=True)
+                                           "read the remote state", log)
         if not additions and not deletions:
             if attempt == 1:
                 log(f"{repo_id}@{branch} already holds this content: no commit made.")
@@ -226,7 +226,7 @@ def _check_token(api) -> None:
         raise
 
 
-def _call(fn, what: str, log, *, retry: bool):
+def _call(fn, what: str, log):
     """``fn()`` with bounded, logged retries on 5xx/429 and transport errors."""
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -235,11 +235,11 @@ def _call(fn, what: str, log, *, retry: bool):
             return fn()
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else None
-            if not retry or not (status in (408, 429) or (status or 0) >= 500) or attempt == MAX_ATTEMPTS:
+            if not (status in (408, 429) or (status or 0) >= 500) or attempt == MAX_ATTEMPTS:
                 raise HubError(f"Could not {what} ({status}): {_reason(e)}") from None
             failure = f"HTTP {status}"
         except Exception as e:
-            if not (_is_transport_error(e) or isinstance(e, (OSError, ConnectionError))) or not retry:
+            if not (_is_transport_error(e) or isinstance(e, (OSError, ConnectionError))):
                 raise
             if attempt == MAX_ATTEMPTS:
                 raise HubError(f"Could not {what}: {type(e).__name__} from {_endpoint()}.") from None

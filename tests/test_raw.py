@@ -3,7 +3,6 @@
 import gzip
 import http.server
 import threading
-from pathlib import Path
 
 import pytest
 
