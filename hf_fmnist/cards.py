@@ -20,7 +20,6 @@ def dataset_card(dataset, info, *, repo_id: str = DEFAULT_DATASET_REPO, verified
     ``dataset`` is the ``DatasetDict``; ``info`` a ``DatasetInfo`` whose splits and sizes describe the written
     Parquet files. Class counts are computed from the labels, not assumed.
     """
-    import numpy as np
     from datasets.info import DatasetInfosDict
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -28,10 +27,10 @@ def dataset_card(dataset, info, *, repo_id: str = DEFAULT_DATASET_REPO, verified
     from . import idx
     from .dataset_script.hf_fmnist import CITATION, DESCRIPTION, HOMEPAGE
 
+    from .summary import class_counts
+
     names = dataset[next(iter(dataset))].features["label"].names
-    counts = {
-        split: np.bincount(np.asarray(ds.data.column("label")), minlength=len(names)) for split, ds in dataset.items()
-    }
+    counts = class_counts(dataset)
     num_rows = sum(len(ds) for ds in dataset.values())
     card_data = DatasetCardData(
         pretty_name="Fashion-MNIST",

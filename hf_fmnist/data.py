@@ -84,6 +84,11 @@ def decode(ds) -> tuple[np.ndarray, np.ndarray]:
     return pixels, labels
 
 
+def eval_split_of(dataset) -> str | None:
+    """The split to evaluate on: ``test``, else ``validation``, else None."""
+    return next((split for split in ("test", "validation") if split in dataset), None)
+
+
 def find_columns(features) -> tuple[str, str]:
     """Names of the first ``Image`` and the first ``ClassLabel`` column."""
     from datasets import ClassLabel, Image

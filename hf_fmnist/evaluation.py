@@ -21,9 +21,9 @@ RESULTS_FILE = "eval_results.json"
 def load_for_inference(model_ref: str, token: str | None = None):
     """``(model, image_processor, class names)`` of a model folder or Hub id, on the best device, in eval mode."""
     import torch
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+    from transformers import AutoModelForImageClassification
 
-    from .models import preset_image_processor
+    from .models import load_image_processor
 
     try:
         model = AutoModelForImageClassification.from_pretrained(model_ref, token=token)
@@ -32,10 +32,7 @@ def load_for_inference(model_ref: str, token: str | None = None):
             f"Cannot load model {model_ref!r} ({type(e).__name__}: {e}); pass a folder written by `train.py` or a Hub "
             f"model id."
         ) from None
-    try:
-        processor = AutoImageProcessor.from_pretrained(model_ref, token=token)
-    except Exception:
-        processor = preset_image_processor()
+    processor = load_image_processor(model_ref, token=token)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device, memory_format=torch.channels_last).eval()
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -49,13 +46,13 @@ def evaluate_model(model_ref: str, dataset: str | None = None, *, split: str | N
     import torch
 
     from . import metrics, plots
-    from .data import find_columns, load_arrays, open_dataset
+    from .data import eval_split_of, find_columns, load_arrays, open_dataset
     from .loader import DeviceLoader, Preprocess
     from .train import evaluate_logits
 
     model, processor, model_names = load_for_inference(model_ref)
     ds = open_dataset(dataset, data_dir=data_dir)
-    split = split or next((s for s in ("test", "validation") if s in ds), None)
+    split = split or eval_split_of(ds)
     if split not in ds:
         raise HfFmnistError(f"Split {split!r} not found; this dataset has {', '.join(ds)}.")
     names = list(ds[split].features[find_columns(ds[split].features)[1]].names)

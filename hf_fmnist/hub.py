@@ -177,10 +177,8 @@ def push_folder(
             if status not in (408, 409, 412, 429) and (status is None or status < 500):
                 raise HubError(f"The Hub rejected the commit to {repo_id} ({status}): {_reason(e)}") from None
             failure = f"HTTP {status}"
-        except (OSError, ConnectionError, TimeoutError) as e:  # dropped connection: the commit may have landed
-            failure = type(e).__name__
-        except Exception as e:  # httpx transport errors are not OSError subclasses
-            if not _is_transport_error(e):
+        except Exception as e:  # a dropped connection: the commit may have landed, so re-read before retrying
+            if not _is_connection_failure(e):
                 raise
             failure = type(e).__name__
         wait = BACKOFF_S * 2 ** (attempt - 1)
@@ -221,7 +219,7 @@ def _check_token(api) -> None:
             raise HubError("The Hub rejected the token (401): check --token / HF_TOKEN or run `hf auth login`.")
         raise HubError(f"Could not check the token with the Hub ({status}): {_reason(e)}") from None
     except Exception as e:
-        if _is_transport_error(e) or isinstance(e, OSError):
+        if _is_connection_failure(e):
             raise HubError(f"Cannot reach the Hub at {_endpoint()} ({type(e).__name__}); check the network.") from None
         raise
 
@@ -239,7 +237,7 @@ def _call(fn, what: str, log):
                 raise HubError(f"Could not {what} ({status}): {_reason(e)}") from None
             failure = f"HTTP {status}"
         except Exception as e:
-            if not (_is_transport_error(e) or isinstance(e, (OSError, ConnectionError))):
+            if not _is_connection_failure(e):
                 raise
             if attempt == MAX_ATTEMPTS:
                 raise HubError(f"Could not {what}: {type(e).__name__} from {_endpoint()}.") from None
@@ -247,6 +245,11 @@ def _call(fn, what: str, log):
         wait = BACKOFF_S * 2 ** (attempt - 1)
         log(f"Could not {what} ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; retrying in {wait:.0f} s.")
         time.sleep(wait)
+
+
+def _is_connection_failure(e: BaseException) -> bool:
+    """Refused, reset, dropped or timed out: the HTTP client's transport errors and the OS's own."""
+    return isinstance(e, (OSError, ConnectionError, TimeoutError)) or _is_transport_error(e)
 
 
 def _is_transport_error(e: BaseException) -> bool:

@@ -134,7 +134,7 @@ def load_model(
     """
     if name_or_path in PRESETS:
         return create_model(name_or_path, names=names), preset_image_processor()
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+    from transformers import AutoConfig, AutoModelForImageClassification
 
     source = _describe(name_or_path)
     try:
@@ -164,11 +164,17 @@ def load_model(
         raise HfFmnistError(f"Cannot load model {source}: {e}") from None
     if not same_labels:
         _reset_head(model)
+    return model, load_image_processor(name_or_path, token=token)
+
+
+def load_image_processor(name_or_path: str, token: str | None = None):
+    """The checkpoint's own image processor, or the presets' one when it was saved without any."""
+    from transformers import AutoImageProcessor
+
     try:
-        processor = AutoImageProcessor.from_pretrained(name_or_path, token=token)
+        return AutoImageProcessor.from_pretrained(name_or_path, token=token)
     except Exception:  # no preprocessor_config.json: a checkpoint saved without one
-        processor = preset_image_processor()
-    return model, processor
+        return preset_image_processor()
 
 
 def _reset_head(model) -> None:

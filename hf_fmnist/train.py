@@ -117,11 +117,11 @@ class Data:
 
 def load_data(config: TrainConfig, accelerator) -> Data:
     """Both splits as uint8/int64 tensors on ``accelerator.device``; built/downloaded once, by the main process."""
-    from .data import find_columns, load_arrays, open_dataset
+    from .data import eval_split_of, find_columns, load_arrays, open_dataset
 
     with accelerator.main_process_first():
         dataset = open_dataset(config.dataset, data_dir=config.data_dir)
-        eval_split = next((s for s in ("test", "validation") if s in dataset), None)
+        eval_split = eval_split_of(dataset)
         if "train" not in dataset or eval_split is None:
             raise HfFmnistError(
                 f"Dataset {config.dataset!r} has splits {', '.join(dataset)}; training needs 'train' and 'test' "
