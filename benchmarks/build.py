@@ -60,7 +60,7 @@ def bench_in_process(repeats: int, data_dir) -> tuple[list[float], list[float]]:
 def run_classic_export(output_dir: str, data_dir) -> None:
     """The classic builder's counterpart of ``hf-fmnist build``: build, then write the same export folder."""
     from classic_builder import ClassicFashionMnist
-    from hf_fmnist.builder import write_export
+    from hf_fmnist.dataset_export import write_export
 
     kw = {"data_dir": data_dir} if data_dir else {}
     builder = ClassicFashionMnist(**kw)

@@ -26,7 +26,7 @@ CLASS_NAMES = (
 
 _LAZY = {
     "load_dataset": "hf_fmnist.builder",
-    "export": "hf_fmnist.builder",
+    "export": "hf_fmnist.dataset_export",
     "load_tensors": "hf_fmnist.data",
     "HfFmnistError": "hf_fmnist.errors",
 }

@@ -25,9 +25,8 @@ def dataset_card(dataset, info, *, repo_id: str = DEFAULT_DATASET_REPO, verified
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from . import idx
+    from .data import class_counts
     from .dataset_script.hf_fmnist import CITATION, DESCRIPTION, HOMEPAGE
-
-    from .summary import class_counts
 
     names = dataset[next(iter(dataset))].features["label"].names
     counts = class_counts(dataset)

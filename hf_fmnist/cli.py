@@ -13,7 +13,7 @@ from .errors import HfFmnistError
 def _build(args: argparse.Namespace) -> None:
     import time
 
-    from .builder import export
+    from .dataset_export import export
 
     start = time.perf_counter()
     folder = export(args.output_dir, data_dir=args.data_dir, verify=not args.no_verify)
@@ -63,7 +63,7 @@ def _push_dataset(args: argparse.Namespace) -> None:
     if args.dataset_dir:
         url = push_dataset(args.repo_id, args.dataset_dir, **_push_kwargs(args))
     else:
-        from .builder import export
+        from .dataset_export import export
 
         with tempfile.TemporaryDirectory() as tmp:
             folder = export(f"{tmp}/dataset", data_dir=args.data_dir)

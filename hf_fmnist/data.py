@@ -89,6 +89,16 @@ def eval_split_of(dataset) -> str | None:
     return next((split for split in ("test", "validation") if split in dataset), None)
 
 
+def class_counts(dataset) -> dict[str, np.ndarray]:
+    """Examples per class for each split, from the label column alone (no image is decoded)."""
+    counts = {}
+    for split, ds in dataset.items():
+        _, label = find_columns(ds.features)
+        labels = np.asarray(ds.with_format("arrow")[:].column(label).to_numpy(zero_copy_only=False))
+        counts[split] = np.bincount(labels, minlength=ds.features[label].num_classes)
+    return counts
+
+
 def find_columns(features) -> tuple[str, str]:
     """Names of the first ``Image`` and the first ``ClassLabel`` column."""
     from datasets import ClassLabel, Image

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
-from .train import RESULTS_FILE
+
+RESULTS_FILE = "all_results.json"
+
 
 def write_model_folder(output_dir, model, processor, results: dict, config, resolved: dict, *,
                        images: np.ndarray, logits: np.ndarray, labels: np.ndarray, names) -> Path:

@@ -6,23 +6,11 @@ import os
 
 import numpy as np
 
-
-def class_counts(dataset) -> dict[str, np.ndarray]:
-    """Examples per class for each split, from the label column alone (no image is decoded)."""
-    from .data import find_columns
-
-    counts = {}
-    for split, ds in dataset.items():
-        _, label = find_columns(ds.features)
-        labels = np.asarray(ds.with_format("arrow")[:].column(label).to_numpy(zero_copy_only=False))
-        counts[split] = np.bincount(labels, minlength=ds.features[label].num_classes)
-    return counts
+from .data import class_counts, find_columns
 
 
 def format_summary(dataset) -> str:
     """Rows per split, then a class-by-split table of counts."""
-    from .data import find_columns
-
     first = dataset[next(iter(dataset))]
     names = first.features[find_columns(first.features)[1]].names
     counts = class_counts(dataset)
@@ -40,7 +28,6 @@ def print_summary(dataset, *, grid: str | os.PathLike | None = None, split: str 
     print(format_summary(dataset))
     if grid is None:
         return
-    from .data import find_columns
     from .plots import class_samples, image_grid
 
     split = split or next(iter(dataset))

@@ -31,7 +31,6 @@ from .errors import HfFmnistError
 from .loader import DeviceLoader, Preprocess
 from .models import load_model, recipe_for
 
-RESULTS_FILE = "all_results.json"
 CHECKPOINT_PREFIXES = ("step_", "epoch_")
 
 

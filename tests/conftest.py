@@ -102,6 +102,6 @@ def real_export(tmp_path_factory) -> Path:
     """The real dataset exported once per session (about 4 s)."""
     if not HAVE_REAL:
         pytest.skip(f"Debian's dataset-fashion-mnist is not installed ({REAL_DIR})")
-    from hf_fmnist.builder import export
+    from hf_fmnist.dataset_export import export
 
     return export(tmp_path_factory.mktemp("real") / "fashion_mnist")

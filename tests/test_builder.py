@@ -9,7 +9,7 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCard
 
-from hf_fmnist import CLASS_NAMES, builder
+from hf_fmnist import CLASS_NAMES, builder, dataset_export
 from hf_fmnist.dataset_script.hf_fmnist import FashionMnist
 from hf_fmnist.data import decode
 from hf_fmnist.idx import IdxError
@@ -44,7 +44,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def test_export_layout_card_and_round_trip(synthetic, tmp_path):
-    out = builder.export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
+    out = dataset_export.export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
     files = _files(out)
     assert sorted(files) == [
         "README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"
@@ -75,7 +75,7 @@ def test_export_layout_card_and_round_trip(synthetic, tmp_path):
 
 
 def test_card_survives_round_trip(synthetic, tmp_path):
-    out = builder.export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
+    out = dataset_export.export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
     card = DatasetCard.load(out / "README.md")
     again = DatasetCard(str(card))
     assert again.data.to_dict() == card.data.to_dict()
@@ -85,9 +85,9 @@ def test_card_survives_round_trip(synthetic, tmp_path):
 
 def test_export_is_idempotent(synthetic, tmp_path):
     out = tmp_path / "export"
-    builder.export(out, data_dir=synthetic.folder, verify=False)
+    dataset_export.export(out, data_dir=synthetic.folder, verify=False)
     first = _files(out)
-    builder.export(out, data_dir=synthetic.folder, verify=False)
+    dataset_export.export(out, data_dir=synthetic.folder, verify=False)
     assert _files(out) == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "raw"]  # no temp or backup folders left
 
@@ -95,20 +95,20 @@ def test_export_is_idempotent(synthetic, tmp_path):
 def test_failed_export_leaves_nothing(synthetic, tmp_path):
     synthetic.path("t10k-labels-idx1-ubyte").write_bytes(b"\x1f\x8b\x08\x00broken")
     with pytest.raises(IdxError, match="t10k-labels-idx1-ubyte.gz"):
-        builder.export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
+        dataset_export.export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
 def test_failed_export_keeps_the_previous_one(synthetic, tmp_path, monkeypatch):
-    out = builder.export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
+    out = dataset_export.export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
     before = _files(out)
 
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(builder, "write_export", fail)
+    monkeypatch.setattr(dataset_export, "write_export", fail)
     with pytest.raises(OSError, match="disk full"):
-        builder.export(out, data_dir=synthetic.folder, verify=False)
+        dataset_export.export(out, data_dir=synthetic.folder, verify=False)
     assert _files(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "raw"]
 
@@ -117,17 +117,17 @@ def test_export_refuses_to_replace_foreign_folders(synthetic, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "thesis.tex").write_text("precious")
-    with pytest.raises(builder.HfFmnistError, match=r"already holds other files \(thesis.tex\)"):
-        builder.export(home, data_dir=synthetic.folder, verify=False)
+    with pytest.raises(dataset_export.HfFmnistError, match=r"already holds other files \(thesis.tex\)"):
+        dataset_export.export(home, data_dir=synthetic.folder, verify=False)
     assert (home / "thesis.tex").read_text() == "precious"
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    with pytest.raises(builder.HfFmnistError, match="is a file"):
-        builder.export(a_file, data_dir=synthetic.folder, verify=False)
+    with pytest.raises(dataset_export.HfFmnistError, match="is a file"):
+        dataset_export.export(a_file, data_dir=synthetic.folder, verify=False)
 
 
 def test_export_into_empty_folder(synthetic, tmp_path):
     (tmp_path / "empty").mkdir()
-    out = builder.export(tmp_path / "empty", data_dir=synthetic.folder, verify=False)
+    out = dataset_export.export(tmp_path / "empty", data_dir=synthetic.folder, verify=False)
     assert (out / "README.md").is_file()
     assert oct(os.stat(out).st_mode & 0o777) != oct(0o700)  # not left private like a temp dir

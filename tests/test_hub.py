@@ -11,7 +11,7 @@ import pytest
 from conftest import HUB_TOKEN, HUB_USER, Synthetic
 from hf_fmnist import cli
 from hf_fmnist import hub as publish
-from hf_fmnist.builder import export
+from hf_fmnist.dataset_export import export
 from hf_fmnist.config import TrainConfig
 from hf_fmnist.train import train
 from hub_server import Fault

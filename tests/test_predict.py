@@ -16,7 +16,7 @@ from hf_fmnist.train import train
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     from conftest import Synthetic
-    from hf_fmnist.builder import export
+    from hf_fmnist.dataset_export import export
 
     folder = tmp_path_factory.mktemp("model")
     synthetic = Synthetic(folder / "raw", sizes=(128, 50))

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_dataset(tmp_path_factory):
     """An exported folder of 256 train / 100 test images with learnable structure (class = brightness band)."""
     from conftest import Synthetic
-    from hf_fmnist.builder import export
+    from hf_fmnist.dataset_export import export
 
     folder = tmp_path_factory.mktemp("tiny")
     synthetic = Synthetic(folder / "raw", sizes=(256, 100))

@@ -1,0 +1,134 @@
+"""Export Fashion-MNIST as a Hub-ready folder: Parquet shards laid out as ``push_to_hub`` lays out a repo, plus the card.
+
+It sits above the builder (which makes the ``DatasetDict``) and the cards (which describe it), so every import points
+down: ``dataset_export`` → ``cards`` → ``data`` → ``builder``.
+
+>>> export("out/fashion_mnist")                           # doctest: +SKIP
+PosixPath('/.../out/fashion_mnist')
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+from .builder import load_dataset
+from .errors import HfFmnistError
+
+MAX_SHARD_BYTES = 500 << 20  # datasets' default max_shard_size for push_to_hub ("500MB")
+EXPORT_FILES = ("README.md", "data")  # everything an export folder may hold
+
+
+def export(
+    output_dir: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    verify: bool = True,
+    cache_dir: str | None = None,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
+) -> Path:
+    """Write ``output_dir`` laid out as ``DatasetDict.push_to_hub`` lays out a repo; returns its absolute path.
+
+    ``data/{split}-{i:05d}-of-{n:05d}.parquet`` plus a ``README.md`` dataset card. The folder is assembled in a
+    sibling temp folder and renamed into place, so a failure leaves no ``output_dir`` (or the previous one intact).
+    An existing ``output_dir`` is replaced only if it is empty or an earlier export.
+    """
+    from . import prepare, raw
+
+    output_dir = Path(output_dir).absolute()
+    check_replaceable(output_dir)
+    prepare.start(raw.locate(data_dir), verify)  # overlaps the CPU work with importing datasets
+    try:
+        dataset = load_dataset(data_dir, verify=verify, cache_dir=cache_dir)
+    finally:
+        prepare.cancel_all()  # unused when the dataset came from the cache
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
+    try:
+        write_export(dataset, tmp, max_shard_bytes=max_shard_bytes, verified=verify)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; an export is an ordinary folder
+        replace_dir(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def write_export(dataset, folder: Path, *, max_shard_bytes: int = MAX_SHARD_BYTES, verified: bool = True) -> None:
+    """Write the Parquet shards and the dataset card of ``dataset`` (a ``DatasetDict``) into ``folder``."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+
+    from . import cards
+
+    (folder / "data").mkdir()
+    info = DatasetInfo(
+        config_name="default",
+        features=next(iter(dataset.values())).features,
+        splits=SplitDict(),
+        download_size=0,
+        dataset_size=0,
+    )
+    for split, ds in dataset.items():
+        nbytes = ds._estimate_nbytes()
+        num_shards = nbytes // max_shard_bytes + 1  # the same rule as push_to_hub
+        for index in range(num_shards):
+            path = folder / "data" / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
+            ds.shard(num_shards=num_shards, index=index, contiguous=True).to_parquet(
+                path, batch_size=_writer_batch_size(ds)
+            )
+            info.download_size += path.stat().st_size
+        info.splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=len(ds)))
+        info.dataset_size += nbytes
+    info.size_in_bytes = info.download_size + info.dataset_size
+    cards.dataset_card(dataset, info, verified=verified).save(folder / "README.md")
+
+
+def check_replaceable(output_dir: Path) -> None:
+    """Refuse to replace anything but an empty folder or an earlier export: never delete a user's files."""
+    if not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise HfFmnistError(f"--output-dir {output_dir} is a file; choose a folder path that is new or empty.")
+    foreign = sorted(p.name for p in output_dir.iterdir() if p.name not in EXPORT_FILES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise HfFmnistError(
+            f"--output-dir {output_dir} already holds other files ({shown}); it is replaced only if empty or an "
+            f"earlier export. Choose a new folder or remove it."
+        )
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``, replacing an existing ``target`` without ever leaving a half-written one."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _writer_batch_size(ds) -> int:
+    """Rows per Parquet row group, as push_to_hub chooses them (small groups for image data)."""
+    from datasets import arrow_writer
+
+    by_features = getattr(arrow_writer, "get_writer_batch_size_from_features", None) or getattr(
+        arrow_writer, "get_writer_batch_size"
+    )
+    by_size = getattr(arrow_writer, "get_writer_batch_size_from_data_size", None)
+    size_rule = by_size(len(ds), ds._estimate_nbytes()) if by_size else 1000
+    return by_features(ds.features) or size_rule
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
