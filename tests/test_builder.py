@@ -46,8 +46,8 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_export_layout_card_and_round_trip(synthetic, tmp_path):
     out = dataset_export.export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
     files = _files(out)
-    assert sorted(files) == [
-        "README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"
+    assert sorted(files) == [  # and the hidden marker that says hf_fmnist wrote it (never pushed)
+        ".hf_fmnist", "README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"
     ]
     assert not any(name.endswith(".py") for name in files)
     meta = yaml.safe_load(files["README.md"].decode().split("---")[1])

@@ -102,7 +102,7 @@ def test_repush_makes_no_commit(dataset_dir, hub):
     repo_id = _repo("again")
     publish.push_dataset(repo_id, dataset_dir, log=_quiet)
     commits = hub.state.commit_count("dataset", repo_id)
-    result = publish.push_folder(repo_id, dataset_dir, repo_type="dataset", log=_quiet)
+    result = publish.push_folder(repo_id, dataset_dir, repo_type="dataset", ignore=publish.DATASET_IGNORE, log=_quiet)
     assert result["commit"] is None and result["changed"] is False
     assert hub.state.commit_count("dataset", repo_id) == commits
 
@@ -181,7 +181,8 @@ def test_faults_end_with_full_content_in_exactly_one_commit(faults, dataset_dir,
         hub.state.faults.clear()
     state = hub.state
     assert state.commit_count("dataset", repo_id) == 2  # the repo's initial commit + exactly one push
-    local = {p.relative_to(dataset_dir).as_posix(): p.read_bytes() for p in dataset_dir.rglob("*") if p.is_file()}
+    local = {p.relative_to(dataset_dir).as_posix(): p.read_bytes() for p in dataset_dir.rglob("*")
+             if p.is_file() and not p.name.startswith(".")}  # hidden files (our ownership marker) stay local
     remote = state.files("dataset", repo_id)
     remote.pop(".gitattributes")
     assert remote == local
