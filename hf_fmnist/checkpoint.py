@@ -101,14 +101,26 @@ def read_state_file(folder: Path) -> dict:
     return saved
 
 
+def foreign_files(folder: Path) -> list[str]:
+    """What in a checkpoint-named folder hf_fmnist did not write; [] for a complete checkpoint of ours.
+
+    A folder without ``trainer_state.json`` is all foreign (ours only ever appear complete, by rename); one whose
+    ``trainer_state.json`` is damaged raises :class:`CheckpointError`, which says so more usefully.
+    """
+    if folder.is_symlink() or not folder.is_dir():
+        return [folder.name]
+    if not (folder / STATE_FILE).exists():
+        return sorted(p.name for p in folder.iterdir()) or [f"{folder.name}/ without {STATE_FILE}"]
+    listed = set(read_state_file(folder)["files"]) | {STATE_FILE}
+    return sorted(p.name for p in folder.iterdir() if p.name not in listed or p.is_symlink() or not p.is_file())
+
+
 def is_ours(folder: Path) -> bool:
     """A complete checkpoint of ours holding only the files it lists: the only kind of folder we ever delete."""
     try:
-        saved = read_state_file(folder)
+        return not foreign_files(folder)
     except CheckpointError:
         return False
-    listed = set(saved["files"]) | {STATE_FILE}
-    return all(p.name in listed and p.is_file() and not p.is_symlink() for p in folder.iterdir())
 
 
 def find_checkpoints(output_dir: str | os.PathLike) -> list[Path]:

@@ -227,7 +227,7 @@ def find_files(folder: str | os.PathLike) -> dict[str, Path]:
     found, missing = {}, []
     for name in SHA256:
         candidates = [folder / f"{name}.gz", folder / name]
-        path = next((p for p in candidates if p.is_file()), None)
+        path = next((p for p in candidates if p.exists()), None)  # a FIFO or folder is refused when read
         if path is None:
             missing.append(f"{name}.gz")
         else:

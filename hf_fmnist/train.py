@@ -217,13 +217,16 @@ def check_output_dir(config: TrainConfig) -> None:
             f"({ownership.describe(ownership.entries(folder))}); choose a new or empty folder, or pass "
             f"--overwrite_output_dir to write into it (its other files are kept, never deleted)."
         )
-    clashes = [p.name for p in sorted(folder.iterdir())
-               if checkpoint.is_checkpoint_name(p.name) and not checkpoint.is_ours(p)]
-    if clashes:
-        raise HfFmnistError(
-            f"--output_dir {folder} holds {ownership.describe(clashes)}, named like checkpoints but not written by "
-            f"hf_fmnist; move them away (training writes its checkpoints as step_N/ and epoch_N/)."
-        )
+    for path in sorted(folder.iterdir()):
+        if not checkpoint.is_checkpoint_name(path.name):
+            continue
+        foreign = checkpoint.foreign_files(path)  # a damaged trainer_state.json raises CheckpointError here
+        if foreign:
+            raise HfFmnistError(
+                f"--output_dir {folder} holds {path.name}/, named like a checkpoint but holding files hf_fmnist did "
+                f"not write ({ownership.describe(foreign)}); move it away (training writes its checkpoints as "
+                f"step_N/ and epoch_N/, and replaces only its own)."
+            )
 
 
 def save_checkpoint(run: "Run", name: str) -> Path:
