@@ -5,9 +5,13 @@ Every model here is a stock ``transformers`` class, so ``AutoModelForImageClassi
 pipeline converts every input to RGB, so presets take 3 channels (the gray image repeated) and their image processor
 says ``do_convert_rgb: true``.
 
->>> model = create_model("cnn")                   # doctest: +SKIP
->>> create_model("resnet9000")                    # doctest: +SKIP
-HfFmnistError: Unknown model preset 'resnet9000'; choose one of: cnn, vit, or pass a model folder / Hub id.
+>>> model = create_model("cnn")
+>>> model.config.num_labels, model.config.id2label[9]
+(10, 'Ankle boot')
+>>> create_model("resnet9000")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+hf_fmnist.errors.HfFmnistError: Unknown model preset 'resnet9000'; choose one of: cnn, vit, or pass a model folder...
 """
 
 from __future__ import annotations
