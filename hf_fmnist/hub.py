@@ -214,6 +214,12 @@ def push_folder(
             if status not in (408, 409, 412, 429) and (status is None or status < 500):
                 raise HubError(f"The Hub rejected the commit to {repo_id} ({status}): {_reason(e)}") from None
             failure = f"HTTP {status}"
+        except ValueError as e:  # huggingface_hub checks a README.md's metadata with the Hub before uploading
+            if "metadata" not in str(e):
+                raise
+            reasons = " ".join(line.strip("- ") for line in str(e).splitlines()[1:] if line.strip())
+            raise HubError(f"The Hub rejected the card (README.md) for {repo_id}: {reasons or e}; fix its YAML "
+                           f"metadata.") from None
         except Exception as e:  # a dropped connection: the commit may have landed, so re-read before retrying
             if not _is_connection_failure(e):
                 raise
