@@ -288,6 +288,43 @@ def test_train_push_to_hub_without_id_publishes_no_local_path(dataset_dir, hub, 
     assert saved["sources"] == {"dataset": "local", "model_name_or_path": "local"}
 
 
+@pytest.mark.parametrize("max_eval_samples", [None, 39])
+def test_training_records_whether_it_evaluated_the_whole_verified_test_split(max_eval_samples, hub, tmp_path,
+                                                                              monkeypatch):
+    """Bug: the model-index claimed Fashion-MNIST's test split for any evaluation. Here the synthetic files stand in
+    for the release (their checksums and sizes patched in), so training on them must claim it, unless a subset was
+    evaluated."""
+    from huggingface_hub import ModelCard
+
+    from hf_fmnist import idx
+
+    synthetic = Synthetic(tmp_path / "raw", sizes=(64, 40))
+    for name, digest in synthetic.checksums.items():
+        monkeypatch.setitem(idx.SHA256, name, digest)
+    monkeypatch.setitem(idx.NUM_EXAMPLES, "train", 64)
+    monkeypatch.setitem(idx.NUM_EXAMPLES, "test", 40)
+    data = export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
+    out = tmp_path / "out"
+    train(TrainConfig(output_dir=str(out), dataset=str(data), max_train_steps=1, per_device_train_batch_size=32,
+                      max_eval_samples=max_eval_samples))
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["train_dataset_verified"] is True
+    assert results["eval_dataset_verified"] is (max_eval_samples is None)
+    assert results["epochs"] == 0.5 and results["steps_per_epoch"] == 2
+    repo_id = _repo("claims")
+    publish.push_model(repo_id, out, log=_quiet)  # the strict server validates the card's metadata
+    card = ModelCard(hub.state.files("model", repo_id)["README.md"].decode())
+    card.validate()
+    assert card.data.datasets == ["zalando-datasets/fashion_mnist"]
+    if max_eval_samples is None:
+        assert [(r.dataset_type, r.dataset_split, r.metric_type) for r in card.data.eval_results] == \
+            [("zalando-datasets/fashion_mnist", "test", "accuracy"), ("zalando-datasets/fashion_mnist", "test", "f1")]
+        assert card.data.eval_results[0].metric_value == round(results["eval_accuracy"], 4)
+    else:
+        assert card.data.eval_results is None
+        assert "39 images of the `test` split" in card.text and "model-index reports no result" in card.text
+
+
 def test_pushes_without_repo_id_use_the_token_namespace(dataset_dir, model_dir, hub, tmp_path, capsys):
     """Bug: --repo-id was required; as the Trainer does, it defaults to <namespace>/hf_fmnist and
     <namespace>/<model folder name>."""
