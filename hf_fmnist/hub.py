@@ -36,6 +36,11 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 # What a training output folder publishes: the model, its card and what the card shows, the results and config,
 # and TensorBoard logs (the Hub shows them). Checkpoints and temp files stay local.
 MODEL_IGNORE = ("step_*", "epoch_*", ".*", "*/.*", "evaluation/*", "**/__pycache__/*")
+# ...and of what is left, only what training, `hf-fmnist export` and TensorBoard write: a folder trained into with
+# --overwrite_output_dir may hold the user's own notes, which are theirs, not the Hub's.
+MODEL_FILES = ("README.md", "config.json", "preprocessor_config.json", "model.safetensors", "model-*.safetensors",
+               "model.safetensors.index.json", "all_results.json", "training_config.json", "*.png", "examples/*.png",
+               "runs/*", "runs/*/*", "runs/*/*/*", "runs/*/*/*/*", "onnx/*")
 DATASET_IGNORE = (".*", "*/.*")
 KEEP_REMOTE = (".gitattributes",)
 DEFAULT_DATASET_NAME = "hf_fmnist"  # push-dataset without --repo-id: <your namespace>/hf_fmnist
@@ -80,8 +85,10 @@ def check_repo_id(repo_id) -> str:
     return repo_id
 
 
-def local_files(folder: Path, ignore: Sequence[str], log: Callable[[str], None] | None = None) -> dict[str, LocalFile]:
-    """Every regular file under ``folder`` not matching ``ignore`` (glob patterns on the POSIX relative path).
+def local_files(folder: Path, ignore: Sequence[str], log: Callable[[str], None] | None = None,
+                include: Sequence[str] | None = None) -> dict[str, LocalFile]:
+    """Every regular file under ``folder`` not matching ``ignore`` (glob patterns on the POSIX relative path) and,
+    if ``include`` is given, matching one of its patterns (the others are listed in the log).
 
     Links are never followed out of ``folder``: a ``notes.txt -> ~/.cache/huggingface/token`` planted in a folder
     would otherwise publish the token. A link whose target stays inside the folder is published as that file;
@@ -99,6 +106,9 @@ def local_files(folder: Path, ignore: Sequence[str], log: Callable[[str], None] 
             rel = path.relative_to(folder).as_posix()
             if any(fnmatch.fnmatch(rel, pattern) for pattern in ignore):
                 continue
+            if include is not None and not any(_matches(rel, pattern) for pattern in include):
+                refused.append(f"{rel} (not a file hf_fmnist writes)")
+                continue
             target = path.resolve()
             if not target.is_relative_to(root):
                 refused.append(f"{rel} (a link to {target}, outside the folder)")
@@ -110,6 +120,12 @@ def local_files(folder: Path, ignore: Sequence[str], log: Callable[[str], None] 
         log(f"Not publishing {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} of {folder}: "
             + "; ".join(refused))
     return dict(sorted(files.items()))
+
+
+def _matches(rel: str, pattern: str) -> bool:
+    """``pattern`` matches the whole of ``rel``, ``*`` staying within one folder level (unlike fnmatch's)."""
+    parts, wanted = rel.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, wanted))
 
 
 def _describe_file(rel: str, path: Path) -> LocalFile:
@@ -166,6 +182,7 @@ def push_folder(
     log: Callable[[str], None] | None = None,
     default_name: str | None = None,
     render: Callable[[str, str | None], dict[str, bytes]] | None = None,
+    include: Sequence[str] | None = None,
 ) -> dict:
     """Make ``revision`` of the repo hold exactly the files of ``folder``; returns what happened.
 
@@ -184,7 +201,7 @@ def push_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise HubError(f"{folder} is not a folder; pass the folder to publish.")
-    files = local_files(folder, ignore, log)
+    files = local_files(folder, ignore, log, include)
     if not files:
         raise HubError(f"{folder} holds no files to publish.")
     token = resolve_token(token)
@@ -317,7 +334,7 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
         card = render_model_card(folder, repo_id=repo, endpoint=_endpoint(), demo=demo_block(remote_card))
         return {"README.md": card.encode()}
 
-    result = push_folder(repo_id, folder, repo_type="model", ignore=MODEL_IGNORE, render=render,
+    result = push_folder(repo_id, folder, repo_type="model", ignore=MODEL_IGNORE, include=MODEL_FILES, render=render,
                          default_name=folder.resolve().name, **kwargs)
     return result["pr_url"] or result["url"]
 

@@ -117,7 +117,7 @@ def test_export_refuses_to_replace_foreign_folders(synthetic, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "thesis.tex").write_text("precious")
-    with pytest.raises(dataset_export.HfFmnistError, match=r"already holds other files \(thesis.tex\)"):
+    with pytest.raises(dataset_export.HfFmnistError, match=r"did not write \(thesis.tex\)"):
         dataset_export.export(home, data_dir=synthetic.folder, verify=False)
     assert (home / "thesis.tex").read_text() == "precious"
     a_file = tmp_path / "file"

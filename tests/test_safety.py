@@ -247,6 +247,23 @@ def test_push_never_publishes_what_a_link_points_to_outside(tiny_dataset, tmp_pa
     assert any("notes.txt" in line and "outside the folder" in line for line in logged), logged
 
 
+def test_push_model_publishes_only_what_training_wrote(checkpointed_run, tiny_dataset, tmp_path, hub):
+    """Before: a folder trained into with the user's notes.txt published notes.txt along with the model."""
+    out = _copy_checkpoint(checkpointed_run, tmp_path)
+    (out / "notes.txt").write_text("private notes")
+    (out / "examples" / "my_photo.jpg").write_bytes(b"mine")
+    assert train_main(_train_args(out, tiny_dataset)) == 0  # training again replaces only its own examples
+    assert (out / "examples" / "my_photo.jpg").read_bytes() == b"mine"
+    logged = []
+    publish.push_model("tester/only-ours", out, log=logged.append)
+    remote = hub.state.files("model", "tester/only-ours")
+    assert "notes.txt" not in remote and "examples/my_photo.jpg" not in remote
+    assert {"model.safetensors", "config.json", "README.md", "all_results.json"} <= set(remote)
+    assert any(name.startswith("examples/") and name.endswith(".png") for name in remote)
+    assert not any(name.startswith(("step_", ".")) for name in remote if name != ".gitattributes")
+    assert any("notes.txt (not a file hf_fmnist writes)" in line for line in logged), logged
+
+
 # 5. Remote code is refused explicitly, never prompted for -----------------------------------------------------------
 
 def _remote_code_model(folder: Path, proof: Path) -> Path:
