@@ -262,16 +262,16 @@ def _step_checkpoints(folder: Path) -> dict[int, Path]:
 
 
 def _plant_half_written_checkpoints(run: Path, newest: Path) -> None:
-    """What a crash in the middle of a save can leave: a temp folder with truncated files, and a checkpoint folder
-    without its completion marker. Both claim a later step than any complete checkpoint."""
-    tmp = run / ".step_30.tmp"
+    """What a crash in the middle of a save can leave: the temp folder a checkpoint is assembled in, with truncated
+    files, before trainer_state.json (written last) and the rename. It claims a later step than any complete one.
+    (A step_N folder without trainer_state.json is never ours: saves are renamed into place whole; training refuses
+    such a folder, see test_safety.py.)"""
+    tmp = run / ".step_30.partial"
     shutil.copytree(newest, tmp)
+    (tmp / "trainer_state.json").unlink()
     for f in tmp.rglob("*"):
-        if f.is_file() and f.name != "trainer_state.json":
+        if f.is_file():
             f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    unmarked = run / "step_30"
-    shutil.copytree(newest, unmarked)
-    (unmarked / "trainer_state.json").unlink()
 
 
 def test_resume_after_kill_continues_from_the_newest_complete_checkpoint(tmp_path, tiny_dataset):
