@@ -85,7 +85,7 @@ def dataset_card(dataset, info, *, repo_id: str = LOCAL, verified: bool = True):
 def _dataset_usage(repo_id: str) -> str:
     """The line of the dataset card that loads the data: from the folder itself, or from its Hub repo."""
     if repo_id == LOCAL:
-        return 'ds = load_dataset(".")   # run in this folder; on the Hub: load_dataset("NAMESPACE/NAME")'
+        return 'ds = load_dataset(".")   # run in this folder; `hf-fmnist push-dataset` puts the repo id here'
     return f'ds = load_dataset("{repo_id}")'
 
 
