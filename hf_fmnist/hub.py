@@ -281,7 +281,7 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
     from .cards import demo_block, render_model_card
 
     folder = Path(model_dir)
-    for required in ("config.json", "model.safetensors", "README.md"):
+    for required in ("config.json", "model.safetensors", "README.md", "all_results.json", "training_config.json"):
         if not (folder / required).is_file():
             raise HubError(f"{folder} has no {required}: pass a folder written by `train.py` (training finished).")
 
