@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .errors import HfFmnistError
+from .errors import HfFmnistError, printable
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -26,11 +26,11 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _summary(args: argparse.Namespace) -> None:
-    from .data import open_dataset
+    from .data import local_root, open_dataset
     from .summary import print_summary
 
     dataset = open_dataset(args.dataset, data_dir=args.data_dir, verify=not args.no_verify)
-    print_summary(dataset, grid=args.grid)
+    print_summary(dataset, grid=args.grid, root=local_root(args.dataset))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -43,15 +43,25 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    """Print each batch's results as soon as it is classified; ``--json`` prints exactly ``json.dumps(results, indent=2)``."""
     import json
+    import textwrap
 
-    from .predict import format_results, predict
+    from .predict import format_result, iter_predict
 
-    results = predict(args.model, args.paths, top_k=args.top_k)
-    print(json.dumps(results, indent=2) if args.json else format_results(results))
-    failed = sum("error" in r for r in results)
+    total = failed = 0
+    for result in iter_predict(args.model, args.paths, top_k=args.top_k):
+        if args.json:
+            print(("[\n" if total == 0 else ",\n") + textwrap.indent(json.dumps(result, indent=2), "  "), end="")
+        else:
+            print(format_result(result))
+        total += 1
+        failed += "error" in result
+        sys.stdout.flush()
+    if args.json:
+        print("\n]")
     if failed:
-        print(f"{failed} of {len(results)} file(s) could not be classified", file=sys.stderr)
+        print(f"{failed} of {total} file(s) could not be classified", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -204,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = args.run(args)
     except HfFmnistError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

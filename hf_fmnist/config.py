@@ -38,6 +38,9 @@ class TrainConfig:
     """Everything a training run depends on. ``None`` means "the preset's recommendation" where the help says so."""
 
     output_dir: str = _f(None, "folder for the model, card, plots, metrics and checkpoints (required)")
+    overwrite_output_dir: bool = _f(
+        False, "write into an existing --output_dir that hf_fmnist did not create (its other files are kept)"
+    )
     model_name_or_path: str = _f(
         "cnn", "a preset (cnn, vit), a local model folder or a Hub model id of an image-classification checkpoint"
     )

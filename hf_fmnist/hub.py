@@ -36,6 +36,11 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 # What a training output folder publishes: the model, its card and what the card shows, the results and config,
 # and TensorBoard logs (the Hub shows them). Checkpoints and temp files stay local.
 MODEL_IGNORE = ("step_*", "epoch_*", ".*", "*/.*", "evaluation/*", "**/__pycache__/*")
+# ...and of what is left, only what training, `hf-fmnist export` and TensorBoard write: a folder trained into with
+# --overwrite_output_dir may hold the user's own notes, which are theirs, not the Hub's.
+MODEL_FILES = ("README.md", "config.json", "preprocessor_config.json", "model.safetensors", "model-*.safetensors",
+               "model.safetensors.index.json", "all_results.json", "training_config.json", "*.png", "examples/*.png",
+               "runs/*", "runs/*/*", "runs/*/*/*", "runs/*/*/*/*", "onnx/*")
 DATASET_IGNORE = (".*", "*/.*")
 KEEP_REMOTE = (".gitattributes",)
 DEFAULT_DATASET_NAME = "hf_fmnist"  # push-dataset without --repo-id: <your namespace>/hf_fmnist
@@ -80,19 +85,58 @@ def check_repo_id(repo_id) -> str:
     return repo_id
 
 
-def local_files(folder: Path, ignore: Sequence[str]) -> dict[str, LocalFile]:
-    """Every file under ``folder`` not matching ``ignore`` (glob patterns on the POSIX relative path)."""
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file():
-            continue
-        rel = path.relative_to(folder).as_posix()
-        if any(fnmatch.fnmatch(rel, pattern) for pattern in ignore):
-            continue
-        data = path.read_bytes()
-        sha1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-        files[rel] = LocalFile(rel, path, len(data), sha1, hashlib.sha256(data).hexdigest())
-    return files
+def local_files(folder: Path, ignore: Sequence[str], log: Callable[[str], None] | None = None,
+                include: Sequence[str] | None = None) -> dict[str, LocalFile]:
+    """Every regular file under ``folder`` not matching ``ignore`` (glob patterns on the POSIX relative path) and,
+    if ``include`` is given, matching one of its patterns (the others are listed in the log).
+
+    Links are never followed out of ``folder``: a ``notes.txt -> ~/.cache/huggingface/token`` planted in a folder
+    would otherwise publish the token. A link whose target stays inside the folder is published as that file;
+    anything else (links out, links to folders, FIFOs, devices) is left out, and ``log`` says which.
+    """
+    root = folder.resolve()
+    files, refused = {}, []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        base = Path(dirpath)
+        for name in sorted(dirnames):
+            if (base / name).is_symlink():
+                refused.append(f"{(base / name).relative_to(folder).as_posix()} (a link to a folder)")
+        for name in sorted(filenames):
+            path = base / name
+            rel = path.relative_to(folder).as_posix()
+            if any(fnmatch.fnmatch(rel, pattern) for pattern in ignore):
+                continue
+            if include is not None and not any(_matches(rel, pattern) for pattern in include):
+                refused.append(f"{rel} (not a file hf_fmnist writes)")
+                continue
+            target = path.resolve()
+            if not target.is_relative_to(root):
+                refused.append(f"{rel} (a link to {target}, outside the folder)")
+            elif not target.is_file():
+                refused.append(f"{rel} (not a regular file)")
+            else:
+                files[rel] = _describe_file(rel, target)
+    if refused and log is not None:
+        log(f"Not publishing {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} of {folder}: "
+            + "; ".join(refused))
+    return dict(sorted(files.items()))
+
+
+def _matches(rel: str, pattern: str) -> bool:
+    """``pattern`` matches the whole of ``rel``, ``*`` staying within one folder level (unlike fnmatch's)."""
+    parts, wanted = rel.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, wanted))
+
+
+def _describe_file(rel: str, path: Path) -> LocalFile:
+    """Size and digests of one file, read in chunks (model weights can be large)."""
+    size = path.stat().st_size
+    sha1, sha256 = hashlib.sha1(b"blob %d\0" % size), hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha1.update(chunk)
+            sha256.update(chunk)
+    return LocalFile(rel, path, size, sha1.hexdigest(), sha256.hexdigest())
 
 
 def _same(local: LocalFile, remote) -> bool:
@@ -138,6 +182,7 @@ def push_folder(
     log: Callable[[str], None] | None = None,
     default_name: str | None = None,
     render: Callable[[str, str | None], dict[str, bytes]] | None = None,
+    include: Sequence[str] | None = None,
 ) -> dict:
     """Make ``revision`` of the repo hold exactly the files of ``folder``; returns what happened.
 
@@ -156,7 +201,7 @@ def push_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise HubError(f"{folder} is not a folder; pass the folder to publish.")
-    files = local_files(folder, ignore)
+    files = local_files(folder, ignore, log, include)
     if not files:
         raise HubError(f"{folder} holds no files to publish.")
     token = resolve_token(token)
@@ -289,7 +334,7 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
         card = render_model_card(folder, repo_id=repo, endpoint=_endpoint(), demo=demo_block(remote_card))
         return {"README.md": card.encode(), **_public_training_config(folder)}
 
-    result = push_folder(repo_id, folder, repo_type="model", ignore=MODEL_IGNORE, render=render,
+    result = push_folder(repo_id, folder, repo_type="model", ignore=MODEL_IGNORE, include=MODEL_FILES, render=render,
                          default_name=folder.resolve().name, **kwargs)
     return result["pr_url"] or result["url"]
 
@@ -342,6 +387,9 @@ def _check_token(api) -> None:
         if status == 401:
             raise HubError("The Hub rejected the token (401): check --token / HF_TOKEN or run `hf auth login`.")
         raise HubError(f"Could not check the token with the Hub ({status}): {_reason(e)}") from None
+    except ValueError as e:  # a reply that is not JSON: not a Hub, or a proxy's error page
+        raise HubError(f"The Hub at {_endpoint()} answered whoami with something that is not JSON ({e}); check "
+                       f"HF_ENDPOINT.") from None
     except Exception as e:
         if _is_connection_failure(e):
             raise HubError(f"Cannot reach the Hub at {_endpoint()} ({type(e).__name__}); check the network.") from None
@@ -386,10 +434,16 @@ def _is_transport_error(e: BaseException) -> bool:
                for cls in type(e).__mro__)
 
 
-def _reason(e) -> str:
-    """The server's message without anything that could carry a token."""
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return re.sub(r"hf_[A-Za-z0-9]{6,}", "hf_***", text)
+def _reason(e, limit: int = 500) -> str:
+    """The server's whole message on one line, with anything that looks like a token redacted."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return redact(text if len(text) <= limit else text[:limit] + " ...")
+
+
+def redact(text: str) -> str:
+    """``text`` with Hugging Face tokens (``hf_...``) and any ``Bearer`` credential replaced by ``***``."""
+    text = re.sub(r"(?i)(bearer\s+)[^\s,;\"']+", r"\1***", text)
+    return re.sub(r"hf_[A-Za-z0-9]{16,}", "hf_***", text)  # real tokens: hf_ + 34 letters and digits
 
 
 def _endpoint() -> str:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +23,15 @@ from . import cards, idx, plots
 from .cards import EXAMPLES_DIR, RESULTS_FILE
 
 __all__ = ["RESULTS_FILE", "write_model_folder", "is_original_split", "write_examples"]
+EXAMPLE_NAME = re.compile(r"[0-9]+_[a-z0-9_]+\.png")  # what write_examples names its files
 NUM_EXAMPLES = 6  # widget images: one per class, of the first classes met in the test split
 
 
 def write_model_folder(output_dir, model, processor, results: dict, config, resolved: dict, *,
                        images: np.ndarray, logits: np.ndarray, labels: np.ndarray, names) -> Path:
     output_dir = Path(output_dir)
-    tmp = output_dir / ".final.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".final-", suffix=".tmp", dir=output_dir))  # never a name someone else used
     try:
         model = model.to("cpu")
         for p in model.parameters():  # channels_last weights are not contiguous; safetensors wants them so
@@ -50,13 +50,23 @@ def write_model_folder(output_dir, model, processor, results: dict, config, reso
         card = cards.render_model_card(tmp, repo_id=config.hub_model_id, endpoint=constants.ENDPOINT,
                                        local_name=output_dir.resolve().name)
         (tmp / "README.md").write_text(card)
-        if (output_dir / EXAMPLES_DIR).is_dir():  # ours from an earlier run in this folder: replaced as a whole
-            shutil.rmtree(output_dir / EXAMPLES_DIR)
+        _replace_examples(tmp / EXAMPLES_DIR, output_dir / EXAMPLES_DIR)
         for item in sorted(tmp.iterdir()):
             os.replace(item, output_dir / item.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return output_dir
+
+
+def _replace_examples(new: Path, old: Path) -> None:
+    """Move our new example images into ``old``, removing only earlier ones of ours (a user's files there stay)."""
+    old.mkdir(exist_ok=True)
+    for path in old.iterdir():
+        if EXAMPLE_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink()
+    for path in sorted(new.iterdir()):
+        os.replace(path, old / path.name)
+    new.rmdir()
 
 
 def write_examples(images: np.ndarray, labels: np.ndarray, names, folder: Path, count: int = NUM_EXAMPLES) -> list:

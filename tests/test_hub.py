@@ -188,7 +188,8 @@ def test_faults_end_with_full_content_in_exactly_one_commit(faults, dataset_dir,
         hub.state.faults.clear()
     state = hub.state
     assert state.commit_count("dataset", repo_id) == 2  # the repo's initial commit + exactly one push
-    local = {p.relative_to(dataset_dir).as_posix(): p.read_bytes() for p in dataset_dir.rglob("*") if p.is_file()}
+    local = {p.relative_to(dataset_dir).as_posix(): p.read_bytes() for p in dataset_dir.rglob("*")
+             if p.is_file() and not p.name.startswith(".")}  # hidden files (our ownership marker) stay local
     local["README.md"] = dataset_card_for_repo(local["README.md"].decode(), repo_id).encode()  # rendered on push
     remote = state.files("dataset", repo_id)
     remote.pop(".gitattributes")
