@@ -12,6 +12,7 @@ evaluated images and labels are the original release's, byte for byte (``eval_da
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from importlib import resources
@@ -85,7 +86,7 @@ def dataset_card(dataset, info, *, repo_id: str = LOCAL, verified: bool = True):
 def _dataset_usage(repo_id: str) -> str:
     """The line of the dataset card that loads the data: from the folder itself, or from its Hub repo."""
     if repo_id == LOCAL:
-        return 'ds = load_dataset(".")   # run in this folder; on the Hub: load_dataset("NAMESPACE/NAME")'
+        return 'ds = load_dataset(".")   # run in this folder; `hf-fmnist push-dataset` puts the repo id here'
     return f'ds = load_dataset("{repo_id}")'
 
 
@@ -131,7 +132,8 @@ def render_model_card(folder, *, repo_id: str | None = None, endpoint: str | Non
     saved = _read_json(folder / CONFIG_FILE)
     model_config = _read_json(folder / "config.json")
     config = TrainConfig.load(folder)
-    sources = saved.get("sources") or config.sources()
+    sources = saved.get("sources") or config.sources()  # folders trained before sources were saved: guessed
+    config = dataclasses.replace(config, **config.public_dict())  # such folders hold local paths too
     resolved = saved.get("resolved", {})
     model_name = repo_id.split("/")[-1] if repo_id else local_name or _folder_name(folder)
     claim = _evaluation_claim(results, config, sources)
@@ -272,8 +274,6 @@ def _read_json(path: Path) -> dict:
 
 def _command_line(config) -> str:
     """The non-default flags of ``config`` (as published: local folders by name), secrets left out."""
-    import dataclasses
-
     skip = {"output_dir", "hub_token", "data_dir", "resume_from_checkpoint", "push_to_hub", "hub_model_id",
             "hub_private"}
     parts = ["--output_dir out"]

@@ -78,14 +78,14 @@ def _push_dataset(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             folder = export(f"{tmp}/dataset", data_dir=args.data_dir)
             url = push_dataset(args.repo_id, folder, **_push_kwargs(args))
-    print(f"{'Pull request' if args.create_pr else 'Dataset'} at {url}")
+    print(f"{'Pull request' if '/discussions/' in url else 'Dataset'} at {url}")
 
 
 def _push_model(args: argparse.Namespace) -> None:
     from .hub import push_model
 
     url = push_model(args.repo_id, args.model_dir, **_push_kwargs(args))
-    print(f"{'Pull request' if args.create_pr else 'Model'} at {url}")
+    print(f"{'Pull request' if '/discussions/' in url else 'Model'} at {url}")
 
 
 def _push_kwargs(args: argparse.Namespace) -> dict:

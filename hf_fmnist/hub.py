@@ -326,17 +326,32 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
     from .cards import demo_block, render_model_card
 
     folder = Path(model_dir)
-    for required in ("config.json", "model.safetensors", "README.md"):
+    for required in ("config.json", "model.safetensors", "README.md", "all_results.json", "training_config.json"):
         if not (folder / required).is_file():
             raise HubError(f"{folder} has no {required}: pass a folder written by `train.py` (training finished).")
 
     def render(repo: str, remote_card: str | None) -> dict[str, bytes]:
         card = render_model_card(folder, repo_id=repo, endpoint=_endpoint(), demo=demo_block(remote_card))
-        return {"README.md": card.encode()}
+        return {"README.md": card.encode(), **_public_training_config(folder)}
 
     result = push_folder(repo_id, folder, repo_type="model", ignore=MODEL_IGNORE, include=MODEL_FILES, render=render,
                          default_name=folder.resolve().name, **kwargs)
     return result["pr_url"] or result["url"]
+
+
+def _public_training_config(folder: Path) -> dict[str, bytes]:
+    """``training_config.json`` without local paths, for folders trained before it was saved that way (else {})."""
+    import json
+
+    from .config import CONFIG_FILE, TrainConfig
+
+    saved = json.loads((folder / CONFIG_FILE).read_text())
+    config = TrainConfig.load(folder)
+    public = config.public_dict()
+    if saved.get("config") == public:
+        return {}
+    fixed = {**saved, "config": public, "sources": saved.get("sources") or config.sources()}
+    return {CONFIG_FILE: (json.dumps(fixed, indent=2, sort_keys=True) + "\n").encode()}
 
 
 def push_dataset(repo_id: str | None, dataset_dir: str | os.PathLike, **kwargs) -> str:

@@ -364,6 +364,26 @@ def test_one_model_folder_pushed_to_two_repos_gets_a_right_card_in_each(model_di
     assert {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()} == before  # the folder is untouched
 
 
+def test_a_folder_trained_before_paths_were_hidden_is_pushed_without_them(model_dir, dataset_dir, hub, tmp_path):
+    """A model folder from before this fix holds absolute paths in training_config.json: the push leaves them out."""
+    folder = tmp_path / "legacy"
+    shutil.copytree(model_dir, folder)
+    saved = json.loads((folder / "training_config.json").read_text())
+    del saved["sources"]
+    saved["config"].update(output_dir=str(folder), dataset=str(dataset_dir), data_dir=str(tmp_path / "raw"))
+    (folder / "training_config.json").write_text(json.dumps(saved, indent=2))
+    repo_id = _repo("legacy")
+    publish.push_model(repo_id, folder, log=_quiet)
+    files = hub.state.files("model", repo_id)
+    pushed = json.loads(files["training_config.json"])
+    assert pushed["config"]["output_dir"] == "./legacy" and pushed["config"]["dataset"] == "./export"
+    assert pushed["sources"]["dataset"] == "local"
+    assert not [p for p, data in files.items() if str(tmp_path).encode() in data or str(dataset_dir).encode() in data]
+    commits = hub.state.commit_count("model", repo_id)
+    publish.push_model(repo_id, folder, log=_quiet)
+    assert hub.state.commit_count("model", repo_id) == commits
+
+
 def test_a_later_model_push_keeps_the_demo_block_of_the_remote_card(model_dir, hub):
     from huggingface_hub import HfApi
 
