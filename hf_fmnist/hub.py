@@ -128,10 +128,12 @@ def push_folder(
     commit_message: str | None = None,
     create_pr: bool = False,
     log: Callable[[str], None] | None = None,
+    space_sdk: str | None = None,
 ) -> dict:
     """Make ``revision`` of the repo hold exactly the files of ``folder``; returns what happened.
 
     ``{"url", "commit": sha or None, "changed": bool, "files": n}``; ``commit`` is None when nothing changed.
+    ``space_sdk`` ("gradio", ...) is required by the Hub when ``repo_type="space"`` creates the repo.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -147,8 +149,8 @@ def push_folder(
     token = resolve_token(token)
     api = HfApi(token=token, library_name="hf_fmnist")
     _check_token(api)
-    url = _call(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True),
-                "create the repo", log)
+    url = _call(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True,
+                                        space_sdk=space_sdk), "create the repo", log)
     branch = revision or "main"
     if branch != "main" and not create_pr:
         _call(lambda: api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True),
@@ -206,6 +208,63 @@ def push_dataset(repo_id: str, dataset_dir: str | os.PathLike, **kwargs) -> str:
     if scripts:
         raise HubError(f"{folder} holds loading scripts ({', '.join(scripts)}); datasets >= 4 refuses such repos.")
     return push_folder(repo_id, folder, repo_type="dataset", ignore=DATASET_IGNORE, **kwargs)["url"]
+
+
+def update_file(
+    repo_id: str,
+    path_in_repo: str,
+    edit: Callable[[str | None], str | None],
+    *,
+    repo_type: str = "model",
+    token: str | None = None,
+    commit_message: str,
+    log: Callable[[str], None] | None = None,
+) -> bool:
+    """Commit ``edit(current text or None)`` as ``path_in_repo`` on main, only if that changes it; True if committed.
+
+    The rest of the repo is left alone (unlike :func:`push_folder`). The commit names the revision it edited
+    (``parent_commit``), so a concurrent change is re-read and edited again rather than overwritten.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    api = HfApi(token=resolve_token(token), library_name="hf_fmnist")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        head = _call(lambda: api.repo_info(check_repo_id(repo_id), repo_type=repo_type).sha, "read the repo", log)
+
+        def read(revision=head) -> str | None:
+            try:
+                return Path(hf_hub_download(repo_id, path_in_repo, repo_type=repo_type, revision=revision,
+                                            token=api.token)).read_text(encoding="utf-8")
+            except EntryNotFoundError:
+                return None
+
+        old = _call(read, f"download {path_in_repo}", log)
+        new = edit(old)
+        if new is None or new == old:
+            return False
+        try:
+            api.create_commit(repo_id, [CommitOperationAdd(path_in_repo, new.encode("utf-8"))], repo_type=repo_type,
+                              commit_message=commit_message, parent_commit=head)
+            log(f"Updated {path_in_repo} of {repo_id}.")
+            return True
+        except HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if status in (401, 403):
+                raise HubError(f"the token cannot write to {repo_id} ({status}).") from None
+            if status not in (409, 412, 429) and (status is None or status < 500):
+                raise HubError(f"The Hub rejected the change to {repo_id} ({status}): {_reason(e)}") from None
+            failure = f"HTTP {status}"
+        except Exception as e:
+            if not _is_connection_failure(e):
+                raise
+            failure = type(e).__name__
+        wait = BACKOFF_S * 2 ** (attempt - 1)
+        log(f"Updating {path_in_repo} of {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading "
+            f"and retrying in {wait:.0f} s.")
+        time.sleep(wait)
+    raise HubError(f"Could not update {path_in_repo} of {repo_id} after {MAX_ATTEMPTS} attempts; run it again later.")
 
 
 def _check_token(api) -> None:
