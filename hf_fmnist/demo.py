@@ -22,6 +22,7 @@ from . import CLASS_NAMES
 # The package modules the app runs on, copied into the Space (tests/test_space.py runs the copy on its own).
 SPACE_MODULES = ("__init__", "errors", "extras", "predict", "evaluation", "models", "loader", "demo")
 MAX_UPLOAD = "10mb"  # Gradio refuses bigger files before they reach us
+MAX_PIXELS = 4096 * 4096  # larger uploads are refused (PIL's decompression-bomb limit, lowered for the demo)
 MAX_SIDE = 1024  # pixels: larger images are shrunk before the photo preprocessing (the model sees 28x28 anyway)
 VIEW_SIZE = 224  # the model's input is shown enlarged to this, without smoothing
 FOREGROUND = 32  # gray levels above the background that count as the object when cropping a photo
@@ -68,13 +69,13 @@ def photo_to_fmnist(gray: np.ndarray) -> np.ndarray:
     border pixels: a light one means a dark object, so the image is inverted; the background level is then made
     black, and the object is the bounding box of pixels clearly above it.
     """
-    gray = _shrink(gray, MAX_SIDE).astype(np.int16)
+    gray = _shrink(gray, MAX_SIDE).astype(np.float32)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if np.median(border) > 127:
         gray = 255 - gray
         border = 255 - border
-    background = int(np.median(border))
-    gray = np.clip((gray - background) * 255 / max(1, 255 - background), 0, 255).astype(np.uint8)
+    background = float(np.median(border))
+    gray = np.clip((gray - background) * 255 / max(1.0, 255 - background), 0, 255).astype(np.uint8)
     rows, cols = np.nonzero(gray > FOREGROUND)
     if rows.size:
         gray = gray[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
@@ -138,7 +139,13 @@ def build_app(model_ref: str, *, examples_dir: str | os.PathLike | None = None, 
     from .extras import require
 
     gr = require("gradio", extra="demo", command="demo")
+    from PIL import Image
+
     from .predict import ImageFileError, load_image
+
+    # load_image refuses images above PIL's limit (and Gradio's own decoding stops at twice it): lower it for a
+    # public app, where a few uploads of 89-megapixel images would otherwise fill the memory.
+    Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_PIXELS, MAX_PIXELS)
 
     classify = classifier or Classifier(model_ref)
 
@@ -165,7 +172,7 @@ def build_app(model_ref: str, *, examples_dir: str | os.PathLike | None = None, 
         with gr.Row():
             with gr.Column():
                 with gr.Tab("Upload"):
-                    image = gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"],
+                    image = gr.Image(type="filepath", format="png", label="Image", sources=["upload", "clipboard"],
                                      image_mode=None, elem_id="upload")
                     if examples:
                         gr.Examples([p for p, _ in examples], inputs=image, example_labels=[c for _, c in examples],
