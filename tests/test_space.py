@@ -19,6 +19,10 @@ from hf_fmnist.space import DEMO_END, DEMO_START, push_space, with_demo_block
 gradio = pytest.importorskip("gradio", reason="needs the 'demo' extra")
 OTHER_USER, OTHER_TOKEN = "someone-else", "hf_othertoken0123456789abcdef"
 PACKAGE = Path(publish.__file__).parent
+# Run code in the downloaded Space as the Space would: an editable install of this checkout (pip install -e) adds an
+# import hook that would quietly supply any module missing from the Space, so drop it first.
+ISOLATED = ("import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path "
+            "if not getattr(f, '__module__', '').startswith('__editable__')]; ")
 CARD = """---
 license: mit
 ---
@@ -106,11 +110,14 @@ def test_generated_space_app_runs_on_its_own(hub, model_dir, tmp_path):
     publish.push_model(model_id, model_dir, log=_quiet)
     push_space(space_id, model_id, log=_quiet)
     space = Path(snapshot_download(space_id, repo_type="space", local_dir=tmp_path / "space"))
-    where = subprocess.run([sys.executable, "-c", "import hf_fmnist.demo as d; print(d.__file__)"], cwd=space,
-                           capture_output=True, text=True, timeout=120)
-    assert Path(where.stdout.strip()).resolve() == (space / "hf_fmnist" / "demo.py").resolve()  # the copy, not ours
+    probe = "import hf_fmnist.demo as d; print(d.__file__); import hf_fmnist.train"
+    where = subprocess.run([sys.executable, "-c", ISOLATED + probe], cwd=space, capture_output=True, text=True,
+                           timeout=120)
+    assert Path(where.stdout.split()[0]).resolve() == (space / "hf_fmnist" / "demo.py").resolve()  # the copy
+    assert "No module named 'hf_fmnist.train'" in where.stderr  # and nothing from this checkout
 
-    url, process = serve([sys.executable, "app.py"], space, tmp_path / "app.log")
+    url, process = serve([sys.executable, "-c", ISOLATED + "runpy.run_path('app.py', run_name='__main__')"], space,
+                         tmp_path / "app.log")
     try:
         example = sorted((space / "examples").glob("*.png"))[0]
         label, _, _ = Client(url, verbose=False).predict(handle_file(str(example)), False, api_name="/classify")
