@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -200,6 +201,7 @@ def test_browser_upload_shows_prediction(demo_url, model_dir, examples, tmp_path
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000",
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # to list every request the page made
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
     try:
         driver.set_page_load_timeout(120)
@@ -216,9 +218,13 @@ def test_browser_upload_shows_prediction(demo_url, model_dir, examples, tmp_path
         shot.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(shot))
         text = driver.find_element(By.ID, "prediction").text
+        requests = {json.loads(entry["message"])["message"]["params"]["request"]["url"]
+                    for entry in driver.get_log("performance")
+                    if '"Network.requestWillBeSent"' in entry["message"]}
     finally:
         driver.quit()
     assert top in text
+    assert requests and not [u for u in requests if not u.startswith((demo_url, "data:", "blob:"))]  # offline
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.shape[0] > 500 and pixels.shape[1] > 800
     assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100, f"blank screenshot: {shot}"
