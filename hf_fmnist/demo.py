@@ -196,11 +196,18 @@ def build_app(model_ref: str, *, examples_dir: str | os.PathLike | None = None, 
     return app
 
 
+# 28x28 images would show at their natural, tiny size: scale them up, with square pixels.
+CSS = """
+#upload img { min-height: 200px; object-fit: contain; image-rendering: pixelated; }
+#model-view img { image-rendering: pixelated; }
+"""
+
+
 def launch(app, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
            allowed_paths: list[str] | None = None, **kwargs):
     """Serve ``app``; uploads above :data:`MAX_UPLOAD` are refused by Gradio itself."""
     return app.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                      allowed_paths=allowed_paths, show_error=True, **kwargs)
+                      allowed_paths=allowed_paths, show_error=True, css=CSS, **kwargs)
 
 
 def main_space(model_ref: str) -> None:
@@ -208,7 +215,7 @@ def main_space(model_ref: str) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     folder = Path(__file__).resolve().parents[1] / "examples"
     app = build_app(model_ref, examples_dir=folder)
-    app.launch(max_file_size=MAX_UPLOAD, allowed_paths=[str(folder)], show_error=True)
+    app.launch(max_file_size=MAX_UPLOAD, allowed_paths=[str(folder)], show_error=True, css=CSS)
 
 
 __all__ = ["Classifier", "build_app", "launch", "main_space", "photo_to_fmnist", "write_examples", "SPACE_MODULES"]

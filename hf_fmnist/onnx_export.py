@@ -51,7 +51,7 @@ def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | No
     _check_sidecars(model_dir, out)
 
     work = out / ONNX_DIR / f".export-{uuid.uuid4().hex[:8]}"
-    created_onnx_dir = not (out / ONNX_DIR).exists()
+    created = [d for d in (out, out / ONNX_DIR) if not d.exists()]  # removed again if the export fails
     work.mkdir(parents=True)
     try:
         _export_graph(model, work / ONNX_FILE, model.config.num_channels,
@@ -71,8 +71,9 @@ def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | No
         os.replace(work / ONNX_FILE, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if created_onnx_dir and not target.exists():
-            shutil.rmtree(out / ONNX_DIR, ignore_errors=True)
+        if not target.exists():
+            for folder in reversed(created):
+                shutil.rmtree(folder, ignore_errors=True)
     return {**report, "path": str(target), "size": target.stat().st_size}
 
 

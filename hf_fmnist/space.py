@@ -122,12 +122,20 @@ def push_space(repo_id: str, model_id: str, *, data_dir: str | None = None, toke
 
 def link_from_model_card(model_id: str, space_id: str, space_url: str, *, token: str | None = None, log) -> bool:
     """Add or refresh the Space link in the model's README.md; False (one line said why) when that is not possible."""
+    found = []
+
+    def edit(card: str | None) -> str | None:
+        found.append(card is not None)
+        return with_demo_block(card, space_id, space_url)
+
     try:
-        changed = update_file(model_id, "README.md", lambda card: with_demo_block(card, space_id, space_url),
-                              repo_type="model", token=token, commit_message=f"Link the demo Space {space_id}",
-                              log=log)
+        changed = update_file(model_id, "README.md", edit, repo_type="model", token=token,
+                              commit_message=f"Link the demo Space {space_id}", log=log)
     except HubError as e:
         log(f"Space published, but the model card of {model_id} was not updated: {e}")
+        return False
+    if not found[-1]:
+        log(f"Space published, but {model_id} has no README.md to link it from; push the model with its card.")
         return False
     if not changed:
         log(f"The model card of {model_id} already links {space_id}: no commit made.")
@@ -180,8 +188,8 @@ def _end_of_section(lines: list[str], heading: str) -> int | None:
 
 def _check_model_exists(model_id: str, token: str | None) -> None:
     """The Space links the model: refuse to publish a demo of a model the Hub does not have."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     from .hub import resolve_token
 
@@ -192,3 +200,12 @@ def _check_model_exists(model_id: str, token: str | None) -> None:
             f"Model {model_id} not found on the Hub (or not visible with this token); publish it first with "
             f"`hf-fmnist push-model --repo-id {model_id} --model-dir DIR`."
         ) from None
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        raise HubError(f"Could not read model {model_id} on the Hub ({status}); check --model and the token.") from None
+    except Exception as e:
+        # huggingface_hub's HTTP client (httpx / httpx2) names its connection-level errors TransportError
+        if isinstance(e, OSError) or any(c.__name__ == "TransportError" for c in type(e).__mro__):
+            raise HubError(f"Cannot reach the Hub at {constants.ENDPOINT} ({type(e).__name__}); check the "
+                           f"network.") from None
+        raise

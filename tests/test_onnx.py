@@ -119,6 +119,9 @@ def test_failed_verification_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(HfFmnistError, match="agrees with PyTorch on only"):
         onnx_export.export_onnx(model_dir, max_samples=300, log=lambda message: None)
     assert not (model_dir / "onnx").exists()
+    with pytest.raises(HfFmnistError, match="agrees with PyTorch on only"):  # nor a half-filled --output folder
+        onnx_export.export_onnx(model_dir, tmp_path / "out", max_samples=300, log=lambda message: None)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_model_onnx_we_did_not_write_is_not_replaced(tmp_path):
