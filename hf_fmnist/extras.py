@@ -17,3 +17,16 @@ def require(module: str, *, extra: str, command: str):
             f"hf-fmnist {command} needs the '{extra}' extra ({missing} is not installed): "
             f'pip install "hf_fmnist[{extra}]"'
         ) from None
+
+
+def installed_version(distribution: str, *, extra: str, command: str) -> str:
+    """The installed version of ``distribution`` (without importing it), or the same error as :func:`require`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        raise HfFmnistError(
+            f"hf-fmnist {command} needs the '{extra}' extra ({distribution} is not installed): "
+            f'pip install "hf_fmnist[{extra}]"'
+        ) from None

@@ -30,9 +30,9 @@ SPACE_IGNORE = (".*", "*/.*", "**/__pycache__/*")
 
 def build_space(folder: str | os.PathLike, model_id: str, *, data_dir: str | None = None) -> list[str]:
     """Write the Space's files into ``folder``; returns their repo paths."""
-    from .extras import require
+    from .extras import installed_version
 
-    gradio = require("gradio", extra="demo", command="push-space")  # its version is the Space's sdk_version
+    sdk_version = installed_version("gradio", extra="demo", command="push-space")  # the gradio tested here
     folder = Path(folder)
     package = Path(__file__).resolve().parent
     (folder / "hf_fmnist").mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,7 @@ def build_space(folder: str | os.PathLike, model_id: str, *, data_dir: str | Non
     write_examples(folder / "examples", data_dir=data_dir)
     (folder / "app.py").write_text(app_source(model_id))
     (folder / "requirements.txt").write_text("\n".join(requirements()) + "\n")
-    (folder / "README.md").write_text(space_card(model_id, gradio.__version__))
+    (folder / "README.md").write_text(space_card(model_id, sdk_version))
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
@@ -106,7 +106,10 @@ def push_space(repo_id: str, model_id: str, *, data_dir: str | None = None, toke
                private: bool = False, revision: str | None = None, commit_message: str | None = None,
                create_pr: bool = False, log=None) -> dict:
     """Publish the Space, then link it from the model card; ``{"url", "commit", "changed", "card_linked"}``."""
+    from .extras import installed_version
+
     log = log or (lambda message: print(message, file=sys.stderr))
+    installed_version("gradio", extra="demo", command="push-space")  # before anything reaches the Hub
     check_repo_id(repo_id)
     check_repo_id(model_id)
     _check_model_exists(model_id, token)

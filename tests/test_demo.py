@@ -198,7 +198,8 @@ def test_browser_upload_shows_prediction(demo_url, model_dir, examples, tmp_path
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000",
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,1000",
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # to list every request the page made
@@ -265,4 +266,19 @@ def test_missing_extras_give_one_line(monkeypatch, capsys, tmp_path):
     assert capsys.readouterr().err == (
         "error: hf-fmnist export needs the 'onnx' extra (onnxruntime is not installed): "
         "pip install \"hf_fmnist[onnx]\"\n"
+    )
+    import importlib.metadata
+
+    real_version = importlib.metadata.version
+
+    def version(name):
+        if name == "gradio":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    assert main(["push-space", "--repo-id", "me/demo", "--model", "me/model"]) == 2
+    assert capsys.readouterr().err == (
+        "error: hf-fmnist push-space needs the 'demo' extra (gradio is not installed): "
+        "pip install \"hf_fmnist[demo]\"\n"
     )

@@ -1,4 +1,4 @@
-"""`hf-fmnist push-space`: the demo as a Gradio Space on the test Hub, the generated app run on its own, the card link."""
+"""`hf-fmnist push-space`: the demo as a Space on the test Hub, the generated app run on its own, the card link."""
 
 from __future__ import annotations
 
