@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .errors import HfFmnistError
+from .errors import HfFmnistError, printable
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -26,11 +26,11 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _summary(args: argparse.Namespace) -> None:
-    from .data import open_dataset
+    from .data import local_root, open_dataset
     from .summary import print_summary
 
     dataset = open_dataset(args.dataset, data_dir=args.data_dir, verify=not args.no_verify)
-    print_summary(dataset, grid=args.grid)
+    print_summary(dataset, grid=args.grid, root=local_root(args.dataset))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -43,15 +43,25 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    """Print each batch's results as soon as it is classified; ``--json`` prints exactly ``json.dumps(results, indent=2)``."""
     import json
+    import textwrap
 
-    from .predict import format_results, predict
+    from .predict import format_result, iter_predict
 
-    results = predict(args.model, args.paths, top_k=args.top_k)
-    print(json.dumps(results, indent=2) if args.json else format_results(results))
-    failed = sum("error" in r for r in results)
+    total = failed = 0
+    for result in iter_predict(args.model, args.paths, top_k=args.top_k):
+        if args.json:
+            print(("[\n" if total == 0 else ",\n") + textwrap.indent(json.dumps(result, indent=2), "  "), end="")
+        else:
+            print(format_result(result))
+        total += 1
+        failed += "error" in result
+        sys.stdout.flush()
+    if args.json:
+        print("\n]")
     if failed:
-        print(f"{failed} of {len(results)} file(s) could not be classified", file=sys.stderr)
+        print(f"{failed} of {total} file(s) could not be classified", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -68,13 +78,14 @@ def _push_dataset(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             folder = export(f"{tmp}/dataset", data_dir=args.data_dir)
             url = push_dataset(args.repo_id, folder, **_push_kwargs(args))
-    print(f"Dataset at {url}")
+    print(f"{'Pull request' if args.create_pr else 'Dataset'} at {url}")
 
 
 def _push_model(args: argparse.Namespace) -> None:
     from .hub import push_model
 
-    print(f"Model at {push_model(args.repo_id, args.model_dir, **_push_kwargs(args))}")
+    url = push_model(args.repo_id, args.model_dir, **_push_kwargs(args))
+    print(f"{'Pull request' if args.create_pr else 'Model'} at {url}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -114,12 +125,15 @@ def _push_kwargs(args: argparse.Namespace) -> dict:
             "commit_message": args.commit_message, "create_pr": args.create_pr}
 
 
-def _add_push_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repo-id", required=True, help="NAMESPACE/NAME of the repo (created if missing)")
+def _add_push_flags(parser: argparse.ArgumentParser, default_name: str) -> None:
+    parser.add_argument("--repo-id", help=f"NAMESPACE/NAME of the repo (created if missing); default: "
+                        f"YOUR_NAMESPACE/{default_name}")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
     parser.add_argument("--revision", help="branch to push to (default: main; created if missing)")
     parser.add_argument("--commit-message", help="default: 'Upload FOLDER with hf_fmnist'")
-    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument("--create-pr", action="store_true",
+                        help="open a pull request instead of committing (reuses an open one of yours that holds "
+                        "the same content)")
     parser.add_argument("--token", help="Hub token with write access; default: $HF_TOKEN or the stored login")
 
 
@@ -196,21 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
         "push-dataset",
         help="publish a dataset export to the Hub",
         description="Push a folder written by `hf-fmnist build` (built now if --dataset-dir is not given) to a "
-        "Hub dataset repo, as one commit; unchanged content makes no commit.",
+        "Hub dataset repo, as one commit, with the card rendered for that repo; unchanged content makes no commit.",
     )
     push_ds.add_argument("--dataset-dir", help="a folder written by `hf-fmnist build`")
     push_ds.add_argument("--data-dir", help="raw files, when building the export now")
-    _add_push_flags(push_ds)
+    _add_push_flags(push_ds, "hf_fmnist")
     push_ds.set_defaults(run=_push_dataset)
 
     push_m = sub.add_parser(
         "push-model",
         help="publish a trained model folder to the Hub",
         description="Push a training output folder (model, processor, card, plots, results, config, TensorBoard "
-        "logs; not checkpoints) to a Hub model repo, as one commit; unchanged content makes no commit.",
+        "logs, widget examples; not checkpoints) to a Hub model repo, as one commit, with the card rendered for "
+        "that repo; unchanged content makes no commit.",
     )
     push_m.add_argument("--model-dir", required=True, help="a folder written by train.py")
-    _add_push_flags(push_m)
+    _add_push_flags(push_m, "<the model folder's name>")
     push_m.set_defaults(run=_push_model)
 
     demo = sub.add_parser(
@@ -270,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = args.run(args)
     except HfFmnistError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

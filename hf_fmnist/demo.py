@@ -22,7 +22,6 @@ from . import CLASS_NAMES
 # The package modules the app runs on, copied into the Space (tests/test_space.py runs the copy on its own).
 SPACE_MODULES = ("__init__", "errors", "extras", "predict", "evaluation", "models", "loader", "demo")
 MAX_UPLOAD = "10mb"  # Gradio refuses bigger files before they reach us
-MAX_PIXELS = 4096 * 4096  # larger uploads are refused (PIL's decompression-bomb limit, lowered for the demo)
 MAX_SIDE = 1024  # pixels: larger images are shrunk before the photo preprocessing (the model sees 28x28 anyway)
 VIEW_SIZE = 224  # the model's input is shown enlarged to this, without smoothing
 FOREGROUND = 32  # gray levels above the background that count as the object when cropping a photo
@@ -141,10 +140,10 @@ def build_app(model_ref: str, *, examples_dir: str | os.PathLike | None = None, 
     gr = require("gradio", extra="demo", command="demo")
     from PIL import Image
 
-    from .predict import ImageFileError, load_image
+    from .predict import MAX_PIXELS, ImageFileError, load_image
 
-    # load_image refuses images above PIL's limit (and Gradio's own decoding stops at twice it): lower it for a
-    # public app, where a few uploads of 89-megapixel images would otherwise fill the memory.
+    # load_image refuses images above MAX_PIXELS, but Gradio decodes each upload first, bounded only by PIL's
+    # decompression-bomb limit (an error at twice MAX_IMAGE_PIXELS): lower that to ours for a public app.
     Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_PIXELS, MAX_PIXELS)
 
     classify = classifier or Classifier(model_ref)

@@ -4,8 +4,12 @@ No ``DataLoader``, no workers, no per-sample Python: each batch is an index into
 normalised in bulk on the device. Everything random is derived from ``(seed, epoch, step, rank)``, so any batch can
 be regenerated exactly — which is what makes resuming from a checkpoint bit-exact.
 
->>> loader = DeviceLoader(images, labels, batch_size=256, preprocess=pre, seed=0, train=True, pad_crop=2)  # doctest: +SKIP
->>> for x, y in loader.epoch(0): ...                                                                        # doctest: +SKIP
+>>> images, labels = torch.zeros(1000, 28, 28, dtype=torch.uint8), torch.zeros(1000, dtype=torch.long)
+>>> pre = Preprocess(channels=3, size=(28, 28), crop=None, mean=(0.286,) * 3, std=(0.353,) * 3)
+>>> loader = DeviceLoader(images, labels, batch_size=256, preprocess=pre, seed=0, train=True, pad_crop=2)
+>>> x, y = next(loader.epoch(0))
+>>> len(loader), tuple(x.shape), x.dtype  # 3 full batches of 256; the other 232 images sit this epoch out
+(3, (256, 3, 28, 28), torch.float32)
 """
 
 from __future__ import annotations

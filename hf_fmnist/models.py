@@ -5,9 +5,13 @@ Every model here is a stock ``transformers`` class, so ``AutoModelForImageClassi
 pipeline converts every input to RGB, so presets take 3 channels (the gray image repeated) and their image processor
 says ``do_convert_rgb: true``.
 
->>> model = create_model("cnn")                   # doctest: +SKIP
->>> create_model("resnet9000")                    # doctest: +SKIP
-HfFmnistError: Unknown model preset 'resnet9000'; choose one of: cnn, vit, or pass a model folder / Hub id.
+>>> model = create_model("cnn")
+>>> model.config.num_labels, model.config.id2label[9]
+(10, 'Ankle boot')
+>>> create_model("resnet9000")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+hf_fmnist.errors.HfFmnistError: Unknown model preset 'resnet9000'; choose one of: cnn, vit, or pass a model folder...
 """
 
 from __future__ import annotations
@@ -138,7 +142,7 @@ def load_model(
 
     source = _describe(name_or_path)
     try:
-        config = AutoConfig.from_pretrained(name_or_path, token=token)
+        config = AutoConfig.from_pretrained(name_or_path, token=token, trust_remote_code=False)
     except Exception as e:  # OSError, ValueError, HTTP errors: all mean "cannot use this"
         raise HfFmnistError(
             f"Cannot load model {source}: {type(e).__name__}: {e}. Pass a preset ({', '.join(PRESETS)}), a folder "
@@ -154,6 +158,7 @@ def load_model(
             label2id=label2id,
             ignore_mismatched_sizes=ignore_mismatched_sizes,
             token=token,
+            trust_remote_code=False,  # explicit: left unset, transformers asks on stdin whether to run the repo's code
         )
     except (RuntimeError, ValueError) as e:
         if "size mismatch" in str(e) or "mismatch" in str(e).lower():
@@ -168,13 +173,22 @@ def load_model(
 
 
 def load_image_processor(name_or_path: str, token: str | None = None):
-    """The checkpoint's own image processor, or the presets' one when it was saved without any."""
+    """The checkpoint's own image processor, or the presets' one when it was saved without any.
+
+    Only a missing ``preprocessor_config.json`` falls back to the presets' processor; one that cannot be used (it
+    asks for remote code, or is malformed) is an error rather than a silent change of preprocessing.
+    """
     from transformers import AutoImageProcessor
 
     try:
-        return AutoImageProcessor.from_pretrained(name_or_path, token=token)
-    except Exception:  # no preprocessor_config.json: a checkpoint saved without one
+        return AutoImageProcessor.from_pretrained(name_or_path, token=token, trust_remote_code=False)
+    except OSError:  # no preprocessor_config.json: a checkpoint saved without one
         return preset_image_processor()
+    except Exception as e:  # ValueError (remote code, unknown class), JSON errors
+        raise HfFmnistError(
+            f"Cannot use the image processor of {_describe(name_or_path)} ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:300]}); hf_fmnist never runs code from a model repo."
+        ) from None
 
 
 def _reset_head(model) -> None:

@@ -19,11 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .cards import DEMO_END, DEMO_START
 from .demo import SPACE_MODULES, write_examples
 from .errors import HfFmnistError
 from .hub import HubError, check_repo_id, push_folder, update_file
-
-DEMO_START, DEMO_END = "<!-- hf_fmnist:demo -->", "<!-- /hf_fmnist:demo -->"
 REQUIREMENTS = ("torch", "transformers", "numpy", "pillow")  # what SPACE_MODULES import; the Space brings gradio
 SPACE_IGNORE = (".*", "*/.*", "**/__pycache__/*")
 

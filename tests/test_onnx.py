@@ -9,12 +9,11 @@ import io
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HUB_USER, real_data
+from conftest import real_data
 from test_demo import tiny_model
 
 from hf_fmnist import onnx_export
@@ -133,12 +132,17 @@ def test_a_model_onnx_we_did_not_write_is_not_replaced(tmp_path):
     assert (model_dir / "onnx" / "model.onnx").read_bytes() == b"someone else's model"
 
 
-def test_push_model_publishes_the_onnx_folder(hub, exported):
-    """Catches MODEL_IGNORE dropping onnx/: the Hub repo gets the same model.onnx bytes."""
-    from hf_fmnist.hub import push_model
+def test_push_model_selects_the_onnx_folder(exported):
+    """Catches push-model's file selection (MODEL_IGNORE, MODEL_FILES) dropping onnx/model.onnx, or publishing the
+    exporter's temp folders. (push_model itself needs a trained folder to render its card.)"""
+    from hf_fmnist.hub import MODEL_FILES, MODEL_IGNORE, local_files
 
     exported, _ = exported
-    repo_id = f"{HUB_USER}/onnx-{uuid.uuid4().hex[:8]}"
-    push_model(repo_id, exported, log=lambda message: None)
-    files = hub.state.files("model", repo_id)
-    assert files["onnx/model.onnx"] == (exported / "onnx" / "model.onnx").read_bytes()
+    (exported / "onnx" / ".export-0000").mkdir()
+    (exported / "onnx" / ".export-0000" / "model.onnx").write_bytes(b"half-written")
+    try:
+        selected = local_files(exported, MODEL_IGNORE, include=MODEL_FILES)
+    finally:
+        (exported / "onnx" / ".export-0000" / "model.onnx").unlink()
+        (exported / "onnx" / ".export-0000").rmdir()
+    assert [p for p in selected if p.startswith("onnx/")] == ["onnx/model.onnx"]

@@ -54,6 +54,11 @@ def _quiet(message: str) -> None:
     pass
 
 
+def push_card(model_id: str, folder: Path, **kwargs) -> None:
+    """The tiny model with its hand-written card, as is (push-model would render a card from training results)."""
+    publish.push_folder(model_id, folder, repo_type="model", log=_quiet, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     folder = tiny_model(tmp_path_factory.mktemp("space") / "model")
@@ -66,7 +71,7 @@ def test_push_space_holds_exactly_the_app_and_links_the_model(hub, model_dir, tm
     """Catches a Space with missing or extra files, code that differs from the installed demo, wrong Space metadata,
     a re-push that commits again, and a card link that is missing, misplaced or duplicated."""
     model_id, space_id = _repo("model"), _repo("demo")
-    publish.push_model(model_id, model_dir, log=_quiet)
+    push_card(model_id, model_dir)
     model_commits = hub.state.commit_count("model", model_id)
 
     result = push_space(space_id, model_id, log=_quiet)
@@ -107,7 +112,7 @@ def test_generated_space_app_runs_on_its_own(hub, model_dir, tmp_path):
     from huggingface_hub import snapshot_download
 
     model_id, space_id = _repo("model"), _repo("demo")
-    publish.push_model(model_id, model_dir, log=_quiet)
+    push_card(model_id, model_dir)
     push_space(space_id, model_id, log=_quiet)
     space = Path(snapshot_download(space_id, repo_type="space", local_dir=tmp_path / "space"))
     probe = "import hf_fmnist.demo as d; print(d.__file__); import hf_fmnist.train"
@@ -130,7 +135,7 @@ def test_generated_space_app_runs_on_its_own(hub, model_dir, tmp_path):
 def test_push_space_without_write_access_to_the_model_still_publishes(hub, model_dir):
     """The token may publish the Space but not edit someone else's model card: one line, no failure, no card commit."""
     model_id, space_id = _repo("model", OTHER_USER), _repo("demo")
-    publish.push_model(model_id, model_dir, token=OTHER_TOKEN, log=_quiet)
+    push_card(model_id, model_dir, token=OTHER_TOKEN)
     commits = hub.state.commit_count("model", model_id)
     lines: list[str] = []
     result = push_space(space_id, model_id, log=lines.append)

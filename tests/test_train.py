@@ -1,7 +1,9 @@
-"""Training: tiny CPU runs of every preset, fine-tuning, outputs that stock transformers loads, resume, 2 processes."""
+"""Training: tiny CPU runs that must learn, fine-tuning, outputs stock transformers loads, resume, 2 processes."""
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,18 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import real_data
 from hf_fmnist import models
 from hf_fmnist.config import TrainConfig
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.train import find_checkpoints, train
+from hf_fmnist.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
-    """An exported folder of 256 train / 100 test images with learnable structure (class = brightness band)."""
+    """An exported folder of 256 train / 100 test images, one texture or shape per class (conftest.Synthetic)."""
     from conftest import Synthetic
     from hf_fmnist.dataset_export import export
 
@@ -38,16 +39,23 @@ def _config(tmp_path, dataset, **overrides) -> TrainConfig:
     return TrainConfig(**{**base, **overrides})
 
 
-@pytest.mark.parametrize("preset", list(models.PRESETS))
-def test_every_preset_trains_and_saves_a_loadable_model(preset, tmp_path, tiny_dataset):
-    results = train(_config(tmp_path, tiny_dataset, model_name_or_path=preset))
-    out = tmp_path / "out"
-    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "all_results.json", "README.md",
-                 "training_config.json", "learning_curves.png", "confusion_matrix.png", "predictions.png"):
+@pytest.fixture(scope="module")
+def trained_cnn(tmp_path_factory, tiny_dataset) -> Path:
+    """The CNN preset, 3 epochs of 8 steps, a checkpoint after each epoch (about 100% on the synthetic classes)."""
+    folder = tmp_path_factory.mktemp("cnn")
+    train(_config(folder, tiny_dataset, num_train_epochs=3, checkpointing_steps="epoch"))
+    return folder / "out"
+
+
+OUTPUT_FILES = ("model.safetensors", "config.json", "preprocessor_config.json", "all_results.json", "README.md",
+                "training_config.json", "learning_curves.png", "confusion_matrix.png", "predictions.png")
+
+
+def _check_output_folder(out: Path) -> dict:
+    for name in OUTPUT_FILES:
         assert (out / name).is_file(), name
     saved = json.loads((out / "all_results.json").read_text())
     assert saved["eval_samples"] == 100 and saved["num_processes"] == 1
-    assert saved["eval_accuracy"] == results["eval_accuracy"]
     assert len(saved["eval_confusion_matrix"]) == 10 and sum(map(sum, saved["eval_confusion_matrix"])) == 100
     for key in ("eval_top5_accuracy", "eval_macro_f1", "eval_per_class_accuracy", "train_runtime",
                 "train_samples_per_second"):
@@ -55,15 +63,40 @@ def test_every_preset_trains_and_saves_a_loadable_model(preset, tmp_path, tiny_d
     card = (out / "README.md").read_text()
     assert "model-index" in card and "pipeline_tag: image-classification" in card
     assert "library_name: transformers" in card
+    return saved
 
 
-def test_pipeline_on_pil_images_agrees_with_all_results(tmp_path, tiny_dataset):
+def test_cnn_learns_the_synthetic_classes(trained_cnn, tiny_dataset):
+    """Far above chance (10%): images and labels stayed aligned through export, loader, training and evaluation."""
+    import datasets
+
+    saved = _check_output_folder(trained_cnn)
+    assert saved["eval_accuracy"] >= 0.9, saved["history"]
+    assert saved["eval_macro_f1"] >= 0.9 and saved["eval_top5_accuracy"] >= 0.99
+    assert [h["epoch"] for h in saved["history"]] == [1, 2, 3] and [h["step"] for h in saved["history"]] == [8, 16, 24]
+    assert saved["train_steps"] == 24 and saved["train_samples"] == 256
+    # the confusion matrix's rows are the true classes of the test split, in the dataset's order
+    labels = datasets.load_dataset(tiny_dataset)["test"]["label"]
+    assert np.asarray(saved["eval_confusion_matrix"]).sum(axis=1).tolist() == np.bincount(labels, minlength=10).tolist()
+
+
+def test_vit_preset_trains_and_saves_a_loadable_model(tmp_path, tiny_dataset):
+    results = train(_config(tmp_path, tiny_dataset, model_name_or_path="vit"))
+    saved = _check_output_folder(tmp_path / "out")
+    assert saved["eval_accuracy"] == results["eval_accuracy"]
+    assert saved["eval_accuracy"] >= 0.2  # 16 steps from scratch: above chance, far from done
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
+    assert type(model).__name__ == "ViTForImageClassification" and model.config.id2label[9] == "Ankle boot"
+
+
+def test_pipeline_on_pil_images_agrees_with_all_results(trained_cnn, tiny_dataset):
     """What a user gets from a stock pipeline on PIL images equals what training measured."""
     import datasets
     from transformers import pipeline
 
-    train(_config(tmp_path, tiny_dataset))
-    out = tmp_path / "out"
+    out = trained_cnn
     test = datasets.load_dataset(tiny_dataset)["test"]
     classify = pipeline("image-classification", model=str(out), device="cpu")
     predictions = [p[0]["label"] for p in classify([row["image"] for row in test], top_k=1)]
@@ -71,13 +104,83 @@ def test_pipeline_on_pil_images_agrees_with_all_results(tmp_path, tiny_dataset):
     accuracy = np.mean([names[label] == p for label, p in zip(test["label"], predictions)])
     saved = json.loads((out / "all_results.json").read_text())
     assert accuracy == pytest.approx(saved["eval_accuracy"], abs=1e-9)
+    assert accuracy >= 0.9
     config = json.loads((out / "preprocessor_config.json").read_text())
     assert config["do_convert_rgb"] is True and config["size"] == {"height": 28, "width": 28}
     assert config["image_mean"] == pytest.approx([0.2860] * 3)
 
 
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+
+
+def _complete_checkpoints(folder: Path) -> list[str]:
+    """Checkpoint folders with their completion marker, by name."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "trainer_state.json").is_file()
+                  and p.name.startswith(("step_", "epoch_")))
+
+
+def test_epoch_checkpoints_and_resume_from_an_explicit_folder(trained_cnn, tiny_dataset, tmp_path, capsys):
+    """`--checkpointing_steps epoch` writes epoch_N; resuming from epoch_2 runs epoch 3 only, to the same weights."""
+    assert _complete_checkpoints(trained_cnn) == ["epoch_1", "epoch_2", "epoch_3"]
+    capsys.readouterr()
+    checkpoint = trained_cnn / "epoch_2"
+    train(_config(tmp_path, tiny_dataset, num_train_epochs=3, resume_from_checkpoint=str(checkpoint)))
+    printed = capsys.readouterr().out
+    assert f"Resumed from {checkpoint} at step 16" in printed
+    assert re.findall(r"^epoch (\d+)/3  step (\d+)", printed, re.M) == [("3", "24")]  # only epoch 3 ran
+    _assert_same_weights(trained_cnn, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "all_results.json").read_text())
+    assert saved["train_steps"] == 24 and [h["epoch"] for h in saved["history"]] == [1, 2, 3]
+    with pytest.raises(HfFmnistError, match="not a complete checkpoint"):
+        train(_config(tmp_path, tiny_dataset, resume_from_checkpoint=str(tmp_path)))
+
+
+def _tiny_vit_checkpoint(folder: Path) -> Path:
+    """A small ViT with our labels: LayerNorm, no BatchNorm, no dropout, so a batch's gradient is the mean of its
+    halves' gradients and gradient accumulation can be compared with one big batch."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    id2label, label2id = models.label_maps()
+    torch.manual_seed(0)
+    ViTForImageClassification(ViTConfig(
+        image_size=28, patch_size=7, num_channels=3, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=10, id2label=id2label, label2id=label2id,
+    )).save_pretrained(folder)
+    models.preset_image_processor().save_pretrained(folder)
+    return folder
+
+
+def test_gradient_accumulation_equals_the_big_batch(tmp_path, tiny_dataset):
+    """2 micro-batches of 16 per optimizer step: the steps, images and weights of one batch of 32 per step."""
+    ckpt = _tiny_vit_checkpoint(tmp_path / "vit")
+    common = dict(model_name_or_path=str(ckpt), pad_crop=0, hflip=False, learning_rate=1e-3, num_train_epochs=1)
+    big = train(_config(tmp_path / "big", tiny_dataset, per_device_train_batch_size=32, **common))
+    accumulated = train(_config(tmp_path / "acc", tiny_dataset, per_device_train_batch_size=16,
+                                gradient_accumulation_steps=2, **common))
+    for results in (big, accumulated):
+        assert results["train_steps"] == 8  # 256 images / 32 per optimizer step
+        assert [h["step"] for h in results["history"]] == [8]
+    resolved = json.loads((tmp_path / "acc" / "out" / "training_config.json").read_text())["resolved"]
+    assert resolved["steps_per_epoch"] == 8 and resolved["max_train_steps"] == 8
+    a, b = _weights(tmp_path / "big" / "out"), _weights(tmp_path / "acc" / "out")
+    for name in a:  # the same arithmetic up to float rounding
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert accumulated["eval_accuracy"] == pytest.approx(big["eval_accuracy"], abs=0.02)
+
+
 def test_fine_tune_from_a_local_checkpoint(tmp_path, tiny_dataset):
-    """A randomly initialised 3-class checkpoint gets a fresh 10-class head with our labels."""
+    """A randomly initialised 3-class checkpoint gets a fresh 10-class head with our labels, and keeps its own
+    image processor (size, crop, normalisation)."""
     from transformers import RegNetConfig, RegNetForImageClassification
 
     ckpt = tmp_path / "ckpt"
@@ -85,12 +188,48 @@ def test_fine_tune_from_a_local_checkpoint(tmp_path, tiny_dataset):
         num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3,
         id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2}))
     base.save_pretrained(ckpt)
-    models.preset_image_processor().save_pretrained(ckpt)
+    _crop_processor().save_pretrained(ckpt)
     with pytest.raises(HfFmnistError, match="--ignore_mismatched_sizes"):
         train(_config(tmp_path, tiny_dataset, model_name_or_path=str(ckpt)))
-    train(_config(tmp_path, tiny_dataset, model_name_or_path=str(ckpt), ignore_mismatched_sizes=True))
+    train(_config(tmp_path, tiny_dataset, model_name_or_path=str(ckpt), ignore_mismatched_sizes=True,
+                  num_train_epochs=1))
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert saved["id2label"]["9"] == "Ankle boot" and saved["hidden_sizes"] == [8, 16]
+    processor = json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())
+    assert processor["size"] == {"height": 36, "width": 36} and processor["crop_size"] == {"height": 32, "width": 32}
+    assert processor["image_mean"] == [0.5, 0.4, 0.3] and processor["image_std"] == [0.2, 0.25, 0.3]
+
+
+def _crop_processor():
+    """A checkpoint's own processor: resize 28 -> 36, centre crop 32, its own per-channel normalisation."""
+    from PIL import Image
+    from transformers import DeiTImageProcessorPil
+
+    return DeiTImageProcessorPil(
+        do_convert_rgb=True, size={"height": 36, "width": 36}, resample=Image.BILINEAR, do_center_crop=True,
+        crop_size={"height": 32, "width": 32}, image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3],
+    )
+
+
+def test_preprocess_resize_and_centre_crop_match_the_processor_on_pil_images(tmp_path):
+    """The tensor path training uses for a checkpoint's own processor equals that processor on PIL images."""
+    from PIL import Image
+    from transformers import AutoImageProcessor
+
+    from hf_fmnist.loader import Preprocess
+
+    _crop_processor().save_pretrained(tmp_path)
+    processor = AutoImageProcessor.from_pretrained(tmp_path)  # as training loads it
+    images = np.random.default_rng(0).integers(0, 256, (16, 28, 28), dtype=np.uint8)
+    images[:, 10:18, :] = 255  # edges: a shifted crop or a missing resize changes many pixels
+    pre = Preprocess.from_processor(processor, 3)
+    assert (pre.size, pre.crop) == ((36, 36), (32, 32))
+    got = pre(torch.tensor(images))
+    expected = processor([Image.fromarray(i) for i in images], return_tensors="pt")["pixel_values"]
+    assert got.shape == expected.shape == (16, 3, 32, 32)
+    # PIL resizes 8-bit images in fixed point and rounds to 8 bits, the tensor path in float: within a grey level
+    std = torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    assert ((got - expected).abs() * std).max() <= 1 / 255
 
 
 def test_config_is_the_cli_and_is_saved(tmp_path, tiny_dataset):
@@ -117,56 +256,113 @@ def _run_train(args, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], env=env, **kwargs)
 
 
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+def _step_checkpoints(folder: Path) -> dict[int, Path]:
+    return {int(name.removeprefix("step_")): folder / name for name in _complete_checkpoints(folder)
+            if name.startswith("step_")}
 
-    return load_file(folder / "model.safetensors")
+
+def _plant_half_written_checkpoints(run: Path, newest: Path) -> None:
+    """What a crash in the middle of a save can leave: a temp folder with truncated files, and a checkpoint folder
+    without its completion marker. Both claim a later step than any complete checkpoint."""
+    tmp = run / ".step_30.tmp"
+    shutil.copytree(newest, tmp)
+    for f in tmp.rglob("*"):
+        if f.is_file() and f.name != "trainer_state.json":
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    unmarked = run / "step_30"
+    shutil.copytree(newest, unmarked)
+    (unmarked / "trainer_state.json").unlink()
 
 
-def test_resume_after_kill_is_bit_exact(tmp_path, tiny_dataset):
+def test_resume_after_kill_continues_from_the_newest_complete_checkpoint(tmp_path, tiny_dataset):
+    """Killed with -9, resumed with `latest`: it continues at the newest complete checkpoint (half-written ones
+    ignored), runs only the remaining steps, and ends bit-identical to an uninterrupted run."""
     common = ["--dataset", tiny_dataset, "--num_train_epochs", "4", "--per_device_train_batch_size", "32",
               "--checkpointing_steps", "4", "--per_device_eval_batch_size", "64"]
-    reference = _run_train(["--output_dir", str(tmp_path / "ref"), *common])
+    reference = _run_train(["--output_dir", str(tmp_path / "ref"), *common], stdout=subprocess.DEVNULL)
     assert reference.wait(timeout=300) == 0
-    victim = _run_train(["--output_dir", str(tmp_path / "run"), *common], stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL)
+    run = tmp_path / "run"
+    victim = _run_train(["--output_dir", str(run), *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and len(find_checkpoints(tmp_path / "run")) < 2:
+    while time.time() < deadline and len(_step_checkpoints(run) if run.is_dir() else {}) < 2:
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    done = find_checkpoints(tmp_path / "run")
-    assert done, "no checkpoint before the kill"
-    assert not (tmp_path / "run" / "model.safetensors").exists(), "the run finished before it was killed"
-    resumed = _run_train(["--output_dir", str(tmp_path / "run"), *common, "--resume_from_checkpoint", "latest"])
-    assert resumed.wait(timeout=300) == 0
-    ref, run = _weights(tmp_path / "ref"), _weights(tmp_path / "run")
-    assert ref.keys() == run.keys()
-    for name in ref:
-        assert torch.equal(ref[name], run[name]), name
-    history = json.loads((tmp_path / "run" / "all_results.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    done = _step_checkpoints(run)
+    assert len(done) >= 2, "fewer than 2 checkpoints before the kill"
+    assert not (run / "model.safetensors").exists(), "the run finished before it was killed"
+    step = max(done)
+    assert step < 30
+    _plant_half_written_checkpoints(run, done[step])
+    resumed = _run_train(["--output_dir", str(run), *common, "--resume_from_checkpoint", "latest"],
+                         stdout=subprocess.PIPE, text=True)
+    printed, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0
+    assert f"Resumed from {done[step]} at step {step}" in printed
+    # 8 steps per epoch: only the epochs not finished before the checkpoint run again, each to its own end
+    first = step // 8 + 1
+    ran = [(int(e), int(s)) for e, s in re.findall(r"^epoch (\d+)/4  step (\d+)", printed, re.M)]
+    assert ran == [(e, 8 * e) for e in range(first, 5)], printed
+    _assert_same_weights(tmp_path / "ref", run)
+    saved = json.loads((run / "all_results.json").read_text())
+    assert [h["epoch"] for h in saved["history"]] == [1, 2, 3, 4] and saved["train_steps"] == 32
+    reference_results = json.loads((tmp_path / "ref" / "all_results.json").read_text())
+    assert saved["eval_confusion_matrix"] == reference_results["eval_confusion_matrix"]
 
 
-@real_data
-def test_two_cpu_processes_really_run_and_evaluate_exactly(tmp_path):
-    """torchrun with 2 processes on CPU: real data-parallel training, all 10,000 test images evaluated once."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    out = tmp_path / "ddp"
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(ROOT / "train.py"), "--output_dir", str(out), "--max_train_samples", "512", "--num_train_epochs", "1",
-         "--per_device_train_batch_size", "64"],
-        env=env, capture_output=True, text=True, timeout=600,
+def _torchrun(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args],
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_two_processes_shard_training_keep_weights_equal_and_evaluate_every_image_once(tmp_path, tiny_dataset):
+    """torchrun, 2 CPU processes: disjoint training shards, identical weights on both ranks, and an uneven
+    evaluation (99 images, batches of 16, so one rank pads) equal to a one-process evaluation of the saved model."""
+    from hf_fmnist.evaluation import evaluate_model
+
+    probe, out = tmp_path / "probe", tmp_path / "ddp"
+    probe.mkdir()
+    result = _torchrun(
+        str(ROOT / "tests" / "ddp_probe.py"), "--output_dir", str(out), "--dataset", tiny_dataset,
+        "--num_train_epochs", "2", "--per_device_train_batch_size", "24", "--max_eval_samples", "99",
+        "--per_device_eval_batch_size", "16", env={"HF_FMNIST_PROBE_DIR": str(probe)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((out / "all_results.json").read_text())
-    assert saved["num_processes"] == 2
-    assert saved["eval_samples"] == 10_000
-    cm = np.asarray(saved["eval_confusion_matrix"])
-    assert cm.sum() == 10_000 and (cm.sum(axis=1) == 1_000).all()  # each test image exactly once
-    assert saved["train_steps"] == 4  # 512 images / (64 per process x 2 processes)
-    assert result.stdout.count("epoch 1/1") == 1  # only the main process prints
+    assert saved["num_processes"] == 2 and saved["eval_samples"] == 99
+    assert saved["train_steps"] == 10  # 256 images // (24 x 2) = 5 steps per epoch, 2 epochs
+    assert result.stdout.count("epoch 1/2") == 1  # only the main process prints
+    ranks = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]  # gradients were averaged across ranks
+    for epoch in range(2):
+        shards = [[i for batch in r["train_batches"][epoch * 5 : (epoch + 1) * 5] for i in batch] for r in ranks]
+        assert all(len(shard) == len(set(shard)) == 120 for shard in shards)
+        assert not set(shards[0]) & set(shards[1])  # no image trained twice in an epoch
+        assert set(shards[0]) | set(shards[1]) <= set(range(256))
+    assert ranks[0]["train_batches"][:5] != ranks[0]["train_batches"][5:]  # each epoch its own order
+    alone = evaluate_model(str(out), tiny_dataset, output_dir=tmp_path / "eval", max_eval_samples=99)
+    assert alone["eval_samples"] == 99
+    assert alone["eval_confusion_matrix"] == saved["eval_confusion_matrix"]
+
+
+def test_accelerate_launch_multi_gpu_on_cpu_runs_two_processes(tmp_path, tiny_dataset):
+    """The README's `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 train.py`."""
+    accelerate = Path(sys.executable).with_name("accelerate")
+    out = tmp_path / "acc"
+    result = subprocess.run(
+        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", str(ROOT / "train.py"),
+         "--output_dir", str(out), "--dataset", tiny_dataset, "--num_train_epochs", "1",
+         "--per_device_train_batch_size", "32", "--max_eval_samples", "99", "--per_device_eval_batch_size", "16"],
+        env={**os.environ, "ACCELERATE_USE_CPU": "1", "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((out / "all_results.json").read_text())
+    assert saved["num_processes"] == 2 and saved["eval_samples"] == 99
+    assert saved["train_steps"] == 4  # 256 images / (32 per process x 2 processes)
+    assert result.stdout.count("epoch 1/1") == 1
 
 
 def test_world_size_mismatch_is_refused(tmp_path, tiny_dataset, monkeypatch):
@@ -207,3 +403,101 @@ def test_loader_augmentation_matches_a_per_image_reference():
     mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
     std = torch.tensor(pre.std).view(1, 3, 1, 1)
     assert torch.equal(x, (got.unsqueeze(1).float().div(255) - mean) / std)
+
+
+def _numbered(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose pixels spell their own index (first pixel: high byte, second: low byte); labels index % 10."""
+    images = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    images[:, 0, 0] = torch.arange(n) // 256
+    images[:, 0, 1] = torch.arange(n) % 256
+    return images, torch.arange(n) % 10
+
+
+
+def _identity():
+    from hf_fmnist.loader import Preprocess
+
+    return Preprocess(channels=1, size=(28, 28), crop=None, mean=(0.0,), std=(1.0,))
+
+
+def _index_of(x: torch.Tensor) -> torch.Tensor:
+    pixels = (x[:, 0, 0, :2] * 255).round().long()
+    return pixels[:, 0] * 256 + pixels[:, 1]
+
+
+@pytest.mark.parametrize("n, batch, world", [(23, 4, 2), (999, 64, 2), (10, 4, 3), (5, 8, 2)])
+def test_eval_batches_cover_every_index_once_in_any_process_count(n, batch, world):
+    from hf_fmnist.loader import DeviceLoader
+
+    images, labels = _numbered(n)
+    seen, counts = [], set()
+    for rank in range(world):
+        loader = DeviceLoader(images, labels, batch_size=batch, preprocess=_identity(), rank=rank, world=world,
+                              train=False)
+        batches = list(loader.epoch(0))
+        counts.add(len(batches))
+        for x, y, index in batches:
+            real = index >= 0
+            assert torch.equal(_index_of(x)[real], index[real])  # pixels of the image the index names
+            assert torch.equal(y[real], index[real] % 10)  # and its label
+            seen += index[real].tolist()
+    assert len(counts) == 1  # the same number of batches on every rank: gathers stay collective
+    assert sorted(seen) == list(range(n))  # every image exactly once
+
+
+def test_train_shards_are_disjoint_aligned_and_resumable():
+    from hf_fmnist.loader import DeviceLoader
+
+    images, labels = _numbered(50)
+
+    def shard(rank, epoch, start=0):
+        loader = DeviceLoader(images, labels, batch_size=4, preprocess=_identity(), seed=3, rank=rank, world=2)
+        assert len(loader) == 6  # 50 // (4 x 2): full batches only
+        out = []
+        for x, y in loader.epoch(epoch, start=start):
+            index = _index_of(x)
+            assert torch.equal(y, index % 10)  # labels travel with their images
+            out.append(index.tolist())
+        return out
+
+    for epoch in (0, 1):
+        a, b = [sum(shard(rank, epoch), []) for rank in (0, 1)]
+        assert len(set(a)) == len(set(b)) == 24 and not set(a) & set(b)
+    assert shard(0, 0) != shard(0, 1)  # a new order each epoch
+    assert shard(0, 1, start=4) == shard(0, 1)[4:]  # resuming mid-epoch regenerates the same batches
+
+
+class _TwoRanksInOne:
+    """``gather_for_metrics`` as Accelerate does it for 2 processes: this rank's batch, then the other rank's."""
+
+    def __init__(self, other_rank_batches):
+        self.other = iter(other_rank_batches)
+
+    def gather_for_metrics(self, tensors):
+        return tuple(torch.cat([mine, theirs]) for mine, theirs in zip(tensors, next(self.other)))
+
+
+def test_evaluate_logits_with_two_ranks_returns_each_image_once_in_order():
+    from types import SimpleNamespace
+
+    from hf_fmnist.loader import DeviceLoader
+    from hf_fmnist.train import evaluate_logits
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(28 * 28, 10)
+
+    def model(pixel_values):
+        return SimpleNamespace(logits=linear(pixel_values[:, 0].flatten(1)))
+
+    model.eval = lambda: None
+    images, labels = _numbered(23)
+    images[:, 5:] = torch.randint(0, 256, (23, 23, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    labels = torch.randint(0, 10, (23,), generator=torch.Generator().manual_seed(2))
+    loaders = [DeviceLoader(images, labels, batch_size=4, preprocess=_identity(), rank=r, world=2, train=False)
+               for r in (0, 1)]
+    with torch.inference_mode():
+        other = [(model(x).logits.float(), y, index) for x, y, index in loaders[1].epoch(0)]
+        expected = model(_identity()(images)).logits
+    logits, got_labels = evaluate_logits(model, loaders[0], _TwoRanksInOne(other))
+    assert got_labels.tolist() == labels.tolist()
+    np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-6)
