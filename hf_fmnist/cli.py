@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from .errors import HfFmnistError, printable
 
+DEFAULT_SPACE_NAME = "fashion-mnist-demo"  # push-space without --repo-id: <your namespace>/fashion-mnist-demo
+
 
 def _build(args: argparse.Namespace) -> None:
     import time
@@ -110,8 +112,9 @@ def _demo(args: argparse.Namespace) -> None:
 def _push_space(args: argparse.Namespace) -> None:
     from .space import push_space
 
-    result = push_space(args.repo_id, args.model, data_dir=args.data_dir, **_push_kwargs(args))
-    print(f"Space at {result['url']}")
+    result = push_space(args.repo_id, args.model, data_dir=args.data_dir, default_name=DEFAULT_SPACE_NAME,
+                        **_push_kwargs(args))
+    print(f"{'Pull request' if args.create_pr else 'Space'} at {result.get('pr_url') or result['url']}")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -251,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     push_s.add_argument("--model", required=True, help="NAMESPACE/NAME of the model repo the Space runs")
     push_s.add_argument("--data-dir", help="raw files for the example test images")
-    _add_push_flags(push_s)
+    _add_push_flags(push_s, DEFAULT_SPACE_NAME)
     push_s.set_defaults(run=_push_space)
 
     export = sub.add_parser(

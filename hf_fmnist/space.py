@@ -101,15 +101,17 @@ Published with `hf-fmnist push-space`; the app is `hf_fmnist/demo.py`, the same 
 """
 
 
-def push_space(repo_id: str, model_id: str, *, data_dir: str | None = None, token: str | None = None,
+def push_space(repo_id: str | None, model_id: str, *, data_dir: str | None = None, token: str | None = None,
                private: bool = False, revision: str | None = None, commit_message: str | None = None,
-               create_pr: bool = False, log=None) -> dict:
-    """Publish the Space, then link it from the model card; ``{"url", "commit", "changed", "card_linked"}``."""
+               create_pr: bool = False, log=None, default_name: str = "fashion-mnist-demo") -> dict:
+    """Publish the Space, then link it from the model card; ``{"url", "repo_id", "commit", "changed",
+    "card_linked"}``. ``repo_id`` None: ``<your namespace>/<default_name>``."""
     from .extras import installed_version
 
     log = log or (lambda message: print(message, file=sys.stderr))
     installed_version("gradio", extra="demo", command="push-space")  # before anything reaches the Hub
-    check_repo_id(repo_id)
+    if repo_id is not None:
+        check_repo_id(repo_id)
     check_repo_id(model_id)
     _check_model_exists(model_id, token)
     with tempfile.TemporaryDirectory(prefix="hf_fmnist-space-") as tmp:
@@ -117,8 +119,13 @@ def push_space(repo_id: str, model_id: str, *, data_dir: str | None = None, toke
         result = push_folder(repo_id, tmp, repo_type="space", space_sdk="gradio", ignore=SPACE_IGNORE, token=token,
                              private=private, revision=revision,
                              commit_message=commit_message or f"Gradio demo of {model_id} with hf_fmnist",
-                             create_pr=create_pr, log=log)
-    result["card_linked"] = link_from_model_card(model_id, repo_id, result["url"], token=token, log=log)
+                             create_pr=create_pr, log=log, default_name=default_name)
+    if create_pr or (revision or "main") != "main":
+        log(f"The model card of {model_id} links the Space once it is on the Space's main branch; not changed now.")
+        result["card_linked"] = False
+    else:
+        result["card_linked"] = link_from_model_card(model_id, result["repo_id"], result["url"], token=token,
+                                                     log=log)
     return result
 
 
