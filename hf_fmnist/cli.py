@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from .errors import HfFmnistError, printable
 
+DEFAULT_SPACE_NAME = "fashion-mnist-demo"  # push-space without --repo-id: <your namespace>/fashion-mnist-demo
+
 
 def _build(args: argparse.Namespace) -> None:
     import time
@@ -86,6 +88,39 @@ def _push_model(args: argparse.Namespace) -> None:
 
     url = push_model(args.repo_id, args.model_dir, **_push_kwargs(args))
     print(f"{'Pull request' if '/discussions/' in url else 'Model'} at {url}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    import tempfile
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
+    from .demo import Classifier, build_app, launch, write_examples
+    from .extras import require
+
+    require("gradio", extra="demo", command="demo")  # before loading the model: fail fast
+    classifier = Classifier(args.model)
+    with tempfile.TemporaryDirectory(prefix="hf_fmnist-demo-") as examples:
+        try:
+            write_examples(examples, data_dir=args.data_dir)
+        except HfFmnistError as e:  # the demo works without them
+            print(f"Examples left out: the Fashion-MNIST test images are not available ({e})", file=sys.stderr)
+        app = build_app(args.model, examples_dir=examples, classifier=classifier)
+        launch(app, host="0.0.0.0" if args.host else "127.0.0.1", port=args.port, share=args.share,
+               allowed_paths=[examples])
+
+
+def _push_space(args: argparse.Namespace) -> None:
+    from .space import push_space
+
+    result = push_space(args.repo_id, args.model, data_dir=args.data_dir, default_name=DEFAULT_SPACE_NAME,
+                        **_push_kwargs(args))
+    print(f"{'Pull request' if args.create_pr else 'Space'} at {result.get('pr_url') or result['url']}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .onnx_export import export_onnx, format_report
+
+    print(format_report(export_onnx(args.model, args.output, data_dir=args.data_dir)))
 
 
 def _push_kwargs(args: argparse.Namespace) -> dict:
@@ -195,6 +230,45 @@ def build_parser() -> argparse.ArgumentParser:
     push_m.add_argument("--model-dir", required=True, help="a folder written by train.py")
     _add_push_flags(push_m, "<the model folder's name>")
     push_m.set_defaults(run=_push_model)
+
+    demo = sub.add_parser(
+        "demo",
+        help="a Gradio demo of a model in the browser (needs the 'demo' extra)",
+        description="Serve a Gradio app: upload or draw an image, see the top-5 classes and the 28x28 image the "
+        "model sees; clickable Fashion-MNIST test images; optional photo preprocessing. Works offline with a local "
+        "model folder.",
+    )
+    demo.add_argument("--model", required=True, help="a training output folder or a Hub model id")
+    demo.add_argument("--port", type=int, help="default: 7860, or the next free port")
+    demo.add_argument("--host", action="store_true", help="listen on all interfaces (default: this machine only)")
+    demo.add_argument("--share", action="store_true", help="also open a public gradio.live link (goes online)")
+    demo.add_argument("--data-dir", help="raw files for the example test images")
+    demo.set_defaults(run=_demo)
+
+    push_s = sub.add_parser(
+        "push-space",
+        help="publish the demo as a Gradio Space linked to a Hub model (needs the 'demo' extra)",
+        description="Push the demo app (app.py, requirements.txt, README with Space metadata, the demo code, "
+        "example images) to a Hub Space, as one commit (none when unchanged), then link the Space from the model "
+        "card.",
+    )
+    push_s.add_argument("--model", required=True, help="NAMESPACE/NAME of the model repo the Space runs")
+    push_s.add_argument("--data-dir", help="raw files for the example test images")
+    _add_push_flags(push_s, DEFAULT_SPACE_NAME)
+    push_s.set_defaults(run=_push_space)
+
+    export = sub.add_parser(
+        "export",
+        help="export a model folder to ONNX, verified with onnxruntime (needs the 'onnx' extra)",
+        description="Write onnx/model.onnx (input pixel_values with a dynamic batch size, output logits) in the "
+        "layout transformers.js and Optimum read. It is kept only if onnxruntime agrees with PyTorch on the top-1 "
+        "class of at least 99.9% of the 10,000 test images.",
+    )
+    export.add_argument("--model", required=True, help="a folder written by train.py")
+    export.add_argument("--format", choices=["onnx"], default="onnx", help="only onnx")
+    export.add_argument("--output", help="folder for onnx/model.onnx and the config files (default: the model folder)")
+    export.add_argument("--data-dir", help="raw files for the test split used to verify")
+    export.set_defaults(run=_export)
 
     sub.add_parser(
         "train",

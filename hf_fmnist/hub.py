@@ -183,6 +183,7 @@ def push_folder(
     default_name: str | None = None,
     render: Callable[[str, str | None], dict[str, bytes]] | None = None,
     include: Sequence[str] | None = None,
+    space_sdk: str | None = None,
 ) -> dict:
     """Make ``revision`` of the repo hold exactly the files of ``folder``; returns what happened.
 
@@ -191,6 +192,7 @@ def push_folder(
     Trainer does. ``render(repo_id, remote README.md text or None)`` returns files (path → bytes) uploaded instead of
     the folder's own, such as the card rendered for this repo; the folder is not modified. With ``create_pr``, an
     open pull request of ours that already holds exactly this content is reused, never opened twice.
+    ``space_sdk`` ("gradio", ...) is required by the Hub when ``repo_type="space"`` creates the repo.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -213,8 +215,8 @@ def push_folder(
     if repo_id is None:
         repo_id = check_repo_id(f"{user}/{repo_name(default_name or folder.resolve().name)}")
         log(f"No repo id given: pushing to {repo_id}.")
-    url = _call(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True),
-                "create the repo", log)
+    url = _call(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True,
+                                        space_sdk=space_sdk), "create the repo", log)
     branch = revision or "main"
     if branch != "main" and not create_pr:
         _call(lambda: api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True),
@@ -375,6 +377,63 @@ def push_dataset(repo_id: str | None, dataset_dir: str | os.PathLike, **kwargs) 
     result = push_folder(repo_id, folder, repo_type="dataset", ignore=DATASET_IGNORE, render=render,
                          default_name=DEFAULT_DATASET_NAME, **kwargs)
     return result["pr_url"] or result["url"]
+
+
+def update_file(
+    repo_id: str,
+    path_in_repo: str,
+    edit: Callable[[str | None], str | None],
+    *,
+    repo_type: str = "model",
+    token: str | None = None,
+    commit_message: str,
+    log: Callable[[str], None] | None = None,
+) -> bool:
+    """Commit ``edit(current text or None)`` as ``path_in_repo`` on main, only if that changes it; True if committed.
+
+    The rest of the repo is left alone (unlike :func:`push_folder`). The commit names the revision it edited
+    (``parent_commit``), so a concurrent change is re-read and edited again rather than overwritten.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    api = HfApi(token=resolve_token(token), library_name="hf_fmnist")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        head = _call(lambda: api.repo_info(check_repo_id(repo_id), repo_type=repo_type).sha, "read the repo", log)
+
+        def read(revision=head) -> str | None:
+            try:
+                return Path(hf_hub_download(repo_id, path_in_repo, repo_type=repo_type, revision=revision,
+                                            token=api.token)).read_text(encoding="utf-8")
+            except EntryNotFoundError:
+                return None
+
+        old = _call(read, f"download {path_in_repo}", log)
+        new = edit(old)
+        if new is None or new == old:
+            return False
+        try:
+            api.create_commit(repo_id, [CommitOperationAdd(path_in_repo, new.encode("utf-8"))], repo_type=repo_type,
+                              commit_message=commit_message, parent_commit=head)
+            log(f"Updated {path_in_repo} of {repo_id}.")
+            return True
+        except HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if status in (401, 403):
+                raise HubError(f"the token cannot write to {repo_id} ({status}).") from None
+            if status not in (409, 412, 429) and (status is None or status < 500):
+                raise HubError(f"The Hub rejected the change to {repo_id} ({status}): {_reason(e)}") from None
+            failure = f"HTTP {status}"
+        except Exception as e:
+            if not _is_connection_failure(e):
+                raise
+            failure = type(e).__name__
+        wait = BACKOFF_S * 2 ** (attempt - 1)
+        log(f"Updating {path_in_repo} of {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading "
+            f"and retrying in {wait:.0f} s.")
+        time.sleep(wait)
+    raise HubError(f"Could not update {path_in_repo} of {repo_id} after {MAX_ATTEMPTS} attempts; run it again later.")
 
 
 def _check_token(api) -> None:
