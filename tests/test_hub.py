@@ -96,11 +96,11 @@ def test_push_model_then_from_pretrained_and_pipeline_agree(model_dir, dataset_d
             "training_config.json", "confusion_matrix.png"} <= set(files)
     assert not any(p.startswith(("step_", "epoch_", ".")) and p != ".gitattributes" for p in files)
     assert HUB_TOKEN not in "".join(v.decode("utf-8", "replace") for v in files.values())
-    model = AutoModelForImageClassification.from_pretrained(repo_id, cache_dir=str(tmp_path / "clean"))
+    model = AutoModelForImageClassification.from_pretrained(repo_id, cache_dir=str(tmp_path / "clean"), trust_remote_code=False)
     assert model.config.id2label[9] == "Ankle boot"
     images = [row["image"] for row in datasets.load_dataset(str(dataset_dir))["test"].select(range(12))]
-    remote = pipeline("image-classification", model=repo_id, device="cpu", model_kwargs={"cache_dir": str(tmp_path / "c2")})
-    local = pipeline("image-classification", model=str(model_dir), device="cpu")
+    remote = pipeline("image-classification", trust_remote_code=False, model=repo_id, device="cpu", model_kwargs={"cache_dir": str(tmp_path / "c2")})
+    local = pipeline("image-classification", trust_remote_code=False, model=str(model_dir), device="cpu")
     assert [r[0]["label"] for r in remote(images, top_k=1)] == [r[0]["label"] for r in local(images, top_k=1)]
 
 

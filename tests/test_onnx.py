@@ -45,7 +45,7 @@ def pytorch_and_inputs(folder: Path, count: int | None = None):
     from hf_fmnist.loader import Preprocess
     from hf_fmnist.models import load_image_processor
 
-    model = AutoModelForImageClassification.from_pretrained(folder).eval()
+    model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=False).eval()
     preprocess = Preprocess.from_processor(load_image_processor(str(folder)), model.config.num_channels)
     images, _ = load_tensors("test")
     pixels = torch.cat([preprocess(images[i : i + 1000]).contiguous() for i in range(0, len(images[:count]), 1000)])
