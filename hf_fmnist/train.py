@@ -109,9 +109,8 @@ def make_accelerator(config: TrainConfig, *, mixed_precision: str = "no", torch_
     (inductor), after the DDP wrapper; left False, `accelerate launch --dynamo_backend` still applies.
     """
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
-
     from accelerate.state import AcceleratorState
+    from accelerate.utils import ProjectConfiguration
 
     # Accelerate keeps precision and compile settings process-wide from the first Accelerator: a second training in
     # the same process (notebooks, tests) would silently inherit them. The process group (PartialState) stays.
