@@ -167,6 +167,7 @@ def render_model_card(folder, *, repo_id: str | None = None, endpoint: str | Non
     recipe.update(optimizer="AdamW (betas 0.9, 0.99)", lr_scheduler_type=config.lr_scheduler_type,
                   label_smoothing=config.label_smoothing, hflip=config.hflip, random_erasing=config.random_erasing,
                   gradient_accumulation_steps=config.gradient_accumulation_steps, seed=config.seed)
+    recipe.update({k: v for k, v in resolved.items() if k in recipe or k in ("recipe", "mixed_precision")})
     return str(ModelCard.from_template(
         card_data,
         template_path=template_path("model_card.md"),

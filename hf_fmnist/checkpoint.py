@@ -164,7 +164,7 @@ def save(accelerator, model, optimizer, state: TrainState, output_dir: str | os.
     save_file(_rng_tensors(), tmp / f"rng_state_{rank}.safetensors")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        weights = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+        weights = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(model, keep_torch_compile=False).state_dict().items()}
         save_file(weights, tmp / MODEL_FILE)
         tensors, metadata = _flatten_optimizer(optimizer.state_dict())
         save_file(tensors, tmp / OPTIMIZER_FILE, metadata=metadata)
@@ -203,7 +203,7 @@ def load(folder: Path, accelerator, model, optimizer, scheduler) -> TrainState:
         rng = load_file(rng_file) if rng_file.name in saved["files"] else None
     except (OSError, SafetensorError, ValueError, RuntimeError) as e:
         raise CheckpointError(folder, f"{type(e).__name__}: {e}") from None
-    target = accelerator.unwrap_model(model)
+    target = accelerator.unwrap_model(model, keep_torch_compile=False)  # stock keys, no _orig_mod. prefix
     try:
         _check_shapes(target.state_dict(), weights, MODEL_FILE)
         target.load_state_dict(weights)

@@ -5,9 +5,12 @@ exist); the field's ``help`` metadata, with units, becomes the flag's help, and 
 parsed config is validated once in ``__post_init__`` and never mutated; it is saved as ``training_config.json`` next
 to the model and in every checkpoint.
 
+Settings left at ``None`` are filled by the recipe (``--recipe``, :mod:`hf_fmnist.recipes`) when training starts;
+``training_config.json`` records both the flags as given and the resolved values.
+
 >>> cfg = TrainConfig.from_args(["--output_dir", "out", "--num_train_epochs", "3"])
->>> cfg.num_train_epochs, cfg.model_name_or_path
-(3, 'cnn')
+>>> cfg.num_train_epochs, cfg.model_name_or_path, cfg.recipe
+(3, None, None)
 """
 
 from __future__ import annotations
@@ -22,11 +25,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import recipes
 from .errors import HfFmnistError
 
 CONFIG_FILE = "training_config.json"
 SCHEDULERS = ("onecycle", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 REPORTERS = ("tensorboard", "all")
+
+
+PROCESSES_HELP = """\
+processes, batch and learning rate:
+  The global batch (images per optimizer step) is per_device_train_batch_size x processes x
+  gradient_accumulation_steps; the learning rate belongs to the global batch and is never rescaled. A recipe fixes
+  the global batch and divides it among the processes, so N processes train the same model as one, up to
+  floating-point reduction order: data order and augmentation are drawn per global batch, and BatchNorm
+  statistics are computed over all processes (synchronised). With gradient accumulation BatchNorm sees each
+  micro-batch on its own, so only models without BatchNorm (vit) match the large batch exactly."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each flag, and the recipe list in the epilog kept as written."""
 
 
 def _f(default, help: str, **kw):
@@ -41,8 +59,13 @@ class TrainConfig:
     overwrite_output_dir: bool = _f(
         False, "write into an existing --output_dir that hf_fmnist did not create (its other files are kept)"
     )
-    model_name_or_path: str = _f(
-        "cnn", "a preset (cnn, vit), a local model folder or a Hub model id of an image-classification checkpoint"
+    recipe: str | None = _f(
+        None, f"named defaults for everything below that is not given: {', '.join(recipes.RECIPES)} (listed below); "
+        f"default: {recipes.DEFAULTS[('cpu', 'cnn')]} on CPU, {recipes.DEFAULTS[('gpu', 'cnn')]} on a GPU"
+    )
+    model_name_or_path: str | None = _f(
+        None, "a preset (cnn, vit), a local model folder or a Hub model id of an image-classification checkpoint; "
+        "default: the recipe's preset"
     )
     dataset: str = _f(
         "fashion_mnist", "fashion_mnist (built in), a folder written by `hf-fmnist build`, or a Hub dataset id"
@@ -50,19 +73,35 @@ class TrainConfig:
     data_dir: str | None = _f(None, "raw Fashion-MNIST files for the built-in dataset (see `hf-fmnist build --help`)")
     num_train_epochs: int | None = _f(None, "passes over the training set; default: the preset's")
     max_train_steps: int | None = _f(None, "optimizer steps in total; overrides --num_train_epochs")
-    per_device_train_batch_size: int | None = _f(None, "images per process per micro-step; default: the preset's")
+    per_device_train_batch_size: int | None = _f(
+        None, "images per process per micro-step; the global batch is this × processes × accumulation steps; "
+        "default: the recipe's global batch / (processes × accumulation steps)"
+    )
     per_device_eval_batch_size: int = _f(1000, "images per process per evaluation step")
-    learning_rate: float | None = _f(None, "peak learning rate; default: the preset's")
-    weight_decay: float | None = _f(None, "AdamW decoupled weight decay; default: the preset's")
-    lr_scheduler_type: str = _f("onecycle", f"learning-rate schedule: {', '.join(SCHEDULERS)}")
+    learning_rate: float | None = _f(
+        None, "peak learning rate per optimizer step of the global batch (not rescaled with the process count); "
+        "default: the recipe's"
+    )
+    weight_decay: float | None = _f(None, "AdamW decoupled weight decay; default: the recipe's")
+    lr_scheduler_type: str | None = _f(
+        None, f"learning-rate schedule: {', '.join(SCHEDULERS)}; default: the recipe's"
+    )
     num_warmup_steps: int | None = _f(
         None, "optimizer steps of linear warm-up; default: 25%% of training for onecycle, else 0"
     )
     gradient_accumulation_steps: int = _f(1, "micro-steps per optimizer step")
-    label_smoothing: float = _f(0.1, "cross-entropy label smoothing (0 disables)")
-    pad_crop: int | None = _f(None, "random translation by up to this many pixels (pad-and-crop); default: preset's")
-    hflip: bool = _f(True, "random horizontal flips")
-    random_erasing: float = _f(0.0, "probability of erasing a random rectangle per image (0 disables)")
+    label_smoothing: float | None = _f(None, "cross-entropy label smoothing (0 disables); default: the recipe's")
+    pad_crop: int | None = _f(None, "random translation by up to this many pixels (pad-and-crop); default: recipe's")
+    hflip: bool | None = _f(None, "random horizontal flips; default: the recipe's")
+    random_erasing: float | None = _f(
+        None, "probability of erasing a random rectangle per image (0 disables); default: the recipe's"
+    )
+    mixed_precision: str | None = _f(
+        None, f"{', '.join(recipes.PRECISIONS)}: autocast precision (weights and saved model stay fp32; fp16 uses a "
+        "gradient scaler and needs a GPU); default: `accelerate launch --mixed_precision` if fp16/bf16, else the "
+        "recipe's"
+    )
+    torch_compile: bool | None = _f(None, "torch.compile the model (inductor); default: the recipe's")
     seed: int = _f(42, "seed for initialisation, data order and augmentation")
     cpu_threads: int | None = _f(
         None, "CPU threads per process when training on CPU; default: available cores / processes on this machine "
@@ -99,15 +138,21 @@ class TrainConfig:
                 raise HfFmnistError(f"--{name} must be > 0, not {value}.")
         if self.weight_decay is not None and self.weight_decay < 0:
             raise HfFmnistError(f"--weight_decay must be >= 0, not {self.weight_decay}.")
-        if not 0 <= self.label_smoothing < 1:
+        if self.recipe is not None:
+            recipes.get(self.recipe)  # the error lists the recipes
+        if self.mixed_precision is not None and self.mixed_precision not in recipes.PRECISIONS:
+            raise HfFmnistError(
+                f"--mixed_precision {self.mixed_precision!r} is not one of {', '.join(recipes.PRECISIONS)}."
+            )
+        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
             raise HfFmnistError(f"--label_smoothing must be in [0, 1), not {self.label_smoothing}.")
-        if not 0 <= self.random_erasing <= 1:
+        if self.random_erasing is not None and not 0 <= self.random_erasing <= 1:
             raise HfFmnistError(f"--random_erasing is a probability in [0, 1], not {self.random_erasing}.")
         if self.pad_crop is not None and not 0 <= self.pad_crop <= 8:
             raise HfFmnistError(f"--pad_crop must be 0-8 pixels, not {self.pad_crop}.")
         if self.num_warmup_steps is not None and self.num_warmup_steps < 0:
             raise HfFmnistError(f"--num_warmup_steps must be >= 0, not {self.num_warmup_steps}.")
-        if self.lr_scheduler_type not in SCHEDULERS:
+        if self.lr_scheduler_type is not None and self.lr_scheduler_type not in SCHEDULERS:
             raise HfFmnistError(
                 f"--lr_scheduler_type {self.lr_scheduler_type!r} is not one of {', '.join(SCHEDULERS)}."
             )
@@ -177,7 +222,8 @@ class TrainConfig:
         parser = parser or argparse.ArgumentParser(
             prog="train.py",
             description="Train or fine-tune an image classifier on Fashion-MNIST with Accelerate.",
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            epilog=f"{recipes.help_text()}\n\n{PROCESSES_HELP}",
+            formatter_class=_HelpFormatter,
         )
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):

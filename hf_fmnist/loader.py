@@ -1,8 +1,11 @@
 """Batches from a split that lives on the device as one uint8 tensor (the airbench ``CifarLoader`` idea).
 
 No ``DataLoader``, no workers, no per-sample Python: each batch is an index into the resident tensor, augmented and
-normalised in bulk on the device. Everything random is derived from ``(seed, epoch, step, rank)``, so any batch can
-be regenerated exactly — which is what makes resuming from a checkpoint bit-exact.
+normalised in bulk on the device. Everything random is derived from ``(seed, epoch, optimizer step)``, so any batch
+can be regenerated exactly — which is what makes resuming from a checkpoint bit-exact. The draws belong to the
+*global* batch (all processes, all accumulation micro-steps of one optimizer step): every process draws the same
+numbers for the whole global batch and keeps its share, so each image of the global batch gets the same order and
+augmentation whether it is trained by 1 process or N, with or without accumulation.
 
 >>> images, labels = torch.zeros(1000, 28, 28, dtype=torch.uint8), torch.zeros(1000, dtype=torch.long)
 >>> pre = Preprocess(channels=3, size=(28, 28), crop=None, mean=(0.286,) * 3, std=(0.353,) * 3)
@@ -113,9 +116,11 @@ def _per_channel(values, default: float, channels: int) -> tuple[float, ...]:
 class DeviceLoader:
     """One split, resident on ``images.device``; yields ``(pixel_values, labels)`` (train) or with indices (eval).
 
-    Training: each epoch is a seeded permutation; process ``rank`` of ``world`` takes every ``world``-th index, and
-    ``len(self)`` full batches (the remainder is dropped, as a ``DataLoader`` with ``drop_last``). Evaluation: every
-    index exactly once across processes, padded with ``-1`` to equal batch counts so gathering stays collective.
+    Training: each epoch is a seeded permutation cut into global batches of ``batch_size × world × accumulation``
+    images (the remainder is dropped, as a ``DataLoader`` with ``drop_last``); micro-step ``a`` of process ``rank``
+    takes positions ``a·batch_size·world + rank + world·j`` of its global batch. ``len(self)`` counts this process's
+    micro-batches. Evaluation: every index exactly once across processes, padded with ``-1`` to equal batch counts so
+    gathering stays collective.
     """
 
     def __init__(
@@ -132,7 +137,7 @@ class DeviceLoader:
         pad_crop: int = 0,
         hflip: bool = False,
         random_erasing: float = 0.0,
-        multiple_of: int = 1,
+        accumulation: int = 1,
     ):
         if images.dtype != torch.uint8 or images.ndim != 3:
             raise ValueError(f"images must be uint8 (N, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -140,7 +145,7 @@ class DeviceLoader:
         self.batch_size, self.preprocess, self.seed = batch_size, preprocess, seed
         self.rank, self.world, self.train = rank, world, train
         self.pad_crop, self.hflip, self.random_erasing = pad_crop, hflip, random_erasing
-        self.multiple_of = multiple_of  # training batches per epoch rounded down to this (gradient accumulation)
+        self.accumulation = accumulation  # micro-batches per optimizer step (gradient accumulation)
         if train and len(self) == 0:
             raise HfFmnistError(
                 f"{len(images)} training images make no full batch of {batch_size} per process × {world} processes; "
@@ -149,9 +154,14 @@ class DeviceLoader:
 
     def __len__(self) -> int:
         if self.train:
-            return len(self.images) // (self.batch_size * self.world) // self.multiple_of * self.multiple_of
+            return len(self.images) // self.global_batch * self.accumulation
         per_process = -(-len(self.images) // self.world)
         return -(-per_process // self.batch_size)
+
+    @property
+    def global_batch(self) -> int:
+        """Images per optimizer step over all processes and micro-steps."""
+        return self.batch_size * self.world * self.accumulation
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         """Batches ``start, start + 1, ...`` of ``epoch``; identical on every call with the same arguments."""
@@ -168,11 +178,16 @@ class DeviceLoader:
     def _train_batches(self, epoch: int, start: int):
         # The permutation is drawn on the CPU, so it is the same on every device type and process.
         order = torch.randperm(len(self.images), generator=self._cpu_generator(epoch)).to(self.images.device)
-        mine = order[self.rank :: self.world]
-        for step in range(start, len(self)):
-            index = mine[step * self.batch_size : (step + 1) * self.batch_size]
-            g = self._generator(epoch, step, self.rank)
-            yield self.preprocess(self.augment(index, g)), self.labels[index]
+        share = self.rank + self.world * torch.arange(self.batch_size, device=self.images.device)
+        draws, drawn_for = None, None
+        for micro in range(start, len(self)):
+            step, a = divmod(micro, self.accumulation)
+            if drawn_for != step:  # one set of draws per global batch, identical on every process
+                draws, drawn_for = self._draw(self.global_batch, self._generator(epoch, step)), step
+            positions = a * self.batch_size * self.world + share
+            index = order[step * self.global_batch + positions]
+            mine = {k: v[positions] for k, v in draws.items()}
+            yield self.preprocess(self._apply(index, mine)), self.labels[index]
 
     def _cpu_generator(self, epoch: int) -> torch.Generator:
         g = torch.Generator()
@@ -189,7 +204,28 @@ class DeviceLoader:
             yield self.preprocess(self.images[safe]), self.labels[safe], index
 
     def augment(self, index: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Images ``index`` flipped, translated and erased at random: uint8 ``(B, H, W)``.
+        """Images ``index`` flipped, translated and erased at random (draws from ``g``): uint8 ``(B, H, W)``."""
+        return self._apply(index, self._draw(len(index), g))
+
+    def _draw(self, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """Every random number the augmentation of ``n`` images needs, one row per image, in a fixed order."""
+        device = self.images.device
+        draws = {}
+        if self.hflip:
+            draws["flip"] = torch.rand(n, generator=g, device=device) < 0.5
+        if self.pad_crop:
+            draws["dy"] = torch.randint(0, 2 * self.pad_crop + 1, (n,), generator=g, device=device)
+            draws["dx"] = torch.randint(0, 2 * self.pad_crop + 1, (n,), generator=g, device=device)
+        if self.random_erasing:
+            draws["erase"] = torch.rand(n, generator=g, device=device) < self.random_erasing
+            draws["area"] = torch.empty(n, device=device).uniform_(0.02, 0.25, generator=g)
+            draws["log_ratio"] = torch.empty(n, device=device).uniform_(-1.2, 1.2, generator=g)
+            draws["top"] = torch.rand(n, generator=g, device=device)
+            draws["left"] = torch.rand(n, generator=g, device=device)
+        return draws
+
+    def _apply(self, index: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Images ``index`` augmented with ``draws`` (one row per image).
 
         Flip and pad-and-crop are one gather from the zero-padded split: each output pixel's flat source index is
         computed in bulk, so no intermediate image batch is materialised.
@@ -197,15 +233,15 @@ class DeviceLoader:
         n = len(index)
         _, h, w = self.images.shape
         device = self.images.device
-        flip = torch.rand(n, generator=g, device=device) < 0.5 if self.hflip else None
+        flip = draws.get("flip")
         if flip is None and not self.pad_crop:
             x = self.images[index]
         else:
             p = self.pad_crop
             source = self._padded()
             hp, wp = h + 2 * p, w + 2 * p
-            dy = torch.randint(0, 2 * p + 1, (n,), generator=g, device=device) if p else torch.zeros(n, dtype=torch.long, device=device)
-            dx = torch.randint(0, 2 * p + 1, (n,), generator=g, device=device) if p else torch.zeros(n, dtype=torch.long, device=device)
+            zeros = torch.zeros(n, dtype=torch.long, device=device)
+            dy, dx = (draws["dy"], draws["dx"]) if p else (zeros, zeros)
             cols = dx[:, None] + torch.arange(w, device=device)  # (n, w) in the padded image
             if flip is not None:  # flipping a symmetrically padded image = padding the flipped image
                 cols = torch.where(flip[:, None], wp - 1 - cols, cols)
@@ -213,7 +249,7 @@ class DeviceLoader:
             flat = (index[:, None, None] * (hp * wp)) + rows[:, :, None] * wp + cols[:, None, :]
             x = torch.take(source, flat)
         if self.random_erasing:
-            x = self._erase(x, g)
+            x = self._erase(x, draws)
         return x
 
     def _padded(self) -> torch.Tensor:
@@ -223,19 +259,18 @@ class DeviceLoader:
             self._padded_images = F.pad(self.images, (p, p, p, p)) if p else self.images
         return self._padded_images
 
-    def _erase(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _erase(self, x: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
         """Zero one random rectangle (2-25% of the area, aspect 0.3-3.3) in a ``random_erasing`` share of images."""
         n, h, w = x.shape
         device = x.device
-        chosen = torch.rand(n, generator=g, device=device) < self.random_erasing
-        area = torch.empty(n, device=device).uniform_(0.02, 0.25, generator=g) * h * w
-        log_ratio = torch.empty(n, device=device).uniform_(-1.2, 1.2, generator=g)
+        chosen, log_ratio = draws["erase"], draws["log_ratio"]
+        area = draws["area"] * h * w
         eh = (area * log_ratio.exp()).sqrt().round().clamp(1, h).long()
         ew = (area / log_ratio.exp()).sqrt().round().clamp(1, w).long()
-        top = (torch.rand(n, generator=g, device=device) * (h - eh + 1)).long()
-        left = (torch.rand(n, generator=g, device=device) * (w - ew + 1)).long()
+        top = (draws["top"] * (h - eh + 1)).long()
+        left = (draws["left"] * (w - ew + 1)).long()
         r = torch.arange(h, device=device)[None, :, None]
         c = torch.arange(w, device=device)[None, None, :]
         box = (r >= top[:, None, None]) & (r < (top + eh)[:, None, None])
-        box &= (c >= left[:, None, None]) & (c < (left + ew)[:, None, None])
+        box = box & (c >= left[:, None, None]) & (c < (left + ew)[:, None, None])  # (n, h, 1) & (n, 1, w)
         return x.masked_fill(box & chosen[:, None, None], 0)

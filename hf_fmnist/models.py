@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import CLASS_NAMES
@@ -28,31 +27,22 @@ MEAN, STD = 0.2860, 0.3530  # of Fashion-MNIST train pixels scaled to [0, 1]
 IMAGE_SIZE = 28
 
 
-@dataclass(frozen=True, kw_only=True)
-class Recipe:
-    """A preset's recommended training settings (used where the config leaves a value unset)."""
-
-    num_train_epochs: int  # passes over the 60,000 training images
-    per_device_train_batch_size: int  # images
-    learning_rate: float  # peak AdamW learning rate
-    weight_decay: float  # AdamW decoupled weight decay
-    pad_crop: int  # pixels of random translation
-
-
 def label_maps(names=CLASS_NAMES) -> tuple[dict[int, str], dict[str, int]]:
     return {i: n for i, n in enumerate(names)}, {n: i for i, n in enumerate(names)}
 
 
-def cnn(*, names=CLASS_NAMES):
+def cnn(*, names=CLASS_NAMES, **shape):
     """A small RegNet-X for 28×28: a stride-2 stem (14×14), then stages of 32/64/128 channels at 7, 4 and 2 pixels.
 
     Chosen by time to accuracy on a 2-core CPU (docs/benchmarks.md): about 1,600 training images/s there. Keeping a
     14×14 stage (``downsample_in_first_stage=False``) learns slightly more per epoch but runs at 660 images/s.
+    ``shape`` overrides any of these ``RegNetConfig`` values (a recipe's ``model_config``).
     """
     from transformers import RegNetConfig, RegNetForImageClassification
 
     id2label, label2id = label_maps(names)
-    config = RegNetConfig(
+    config = _config(
+        RegNetConfig, shape,
         num_channels=3,
         embedding_size=32,
         hidden_sizes=[32, 64, 128],
@@ -67,12 +57,13 @@ def cnn(*, names=CLASS_NAMES):
     return RegNetForImageClassification(config)
 
 
-def vit(*, names=CLASS_NAMES):
-    """A small ViT for 28×28: 4×4 patches (49 tokens), width 128, 4 layers of 4 heads."""
+def vit(*, names=CLASS_NAMES, **shape):
+    """A small ViT for 28×28: 4×4 patches (49 tokens), width 128, 4 layers of 4 heads; ``shape`` as for :func:`cnn`."""
     from transformers import ViTConfig, ViTForImageClassification
 
     id2label, label2id = label_maps(names)
-    config = ViTConfig(
+    config = _config(
+        ViTConfig, shape,
         image_size=IMAGE_SIZE,
         patch_size=4,
         num_channels=3,
@@ -89,28 +80,25 @@ def vit(*, names=CLASS_NAMES):
     return ViTForImageClassification(config)
 
 
+def _config(config_class, shape: dict, **preset):
+    """The preset's config with ``shape`` applied; a key the class does not know is an error, not silently kept."""
+    unknown = sorted(set(shape) - set(config_class().to_dict()))
+    if unknown:
+        raise HfFmnistError(f"{config_class.__name__} has no setting {', '.join(unknown)}; check the recipe's "
+                            f"model_config (hf_fmnist/recipes.py).")
+    return config_class(**{**preset, **shape})
+
+
 PRESETS: dict[str, Callable] = {"cnn": cnn, "vit": vit}
-RECIPES: dict[str, Recipe] = {
-    # 16 epochs: the 15-minute recipe on 2 CPU cores; `--num_train_epochs 6 --pad_crop 0`: the 5-minute one.
-    "cnn": Recipe(num_train_epochs=16, per_device_train_batch_size=128, learning_rate=3e-3, weight_decay=0.05, pad_crop=1),
-    "vit": Recipe(num_train_epochs=15, per_device_train_batch_size=256, learning_rate=2e-3, weight_decay=0.05, pad_crop=2),
-}
-FINE_TUNE_RECIPE = Recipe(
-    num_train_epochs=5, per_device_train_batch_size=128, learning_rate=5e-4, weight_decay=0.05, pad_crop=2
-)
 
 
 def create_model(name: str, **kwargs):
-    """A freshly initialised preset model."""
+    """A freshly initialised preset model (``kwargs``: ``names`` and shape overrides of its config)."""
     if name not in PRESETS:
         raise HfFmnistError(
             f"Unknown model preset {name!r}; choose one of: {', '.join(PRESETS)}, or pass a model folder / Hub id."
         )
     return PRESETS[name](**kwargs)
-
-
-def recipe_for(name_or_path: str) -> Recipe:
-    return RECIPES.get(name_or_path, FINE_TUNE_RECIPE)
 
 
 def preset_image_processor(size: int = IMAGE_SIZE):
@@ -129,15 +117,16 @@ def preset_image_processor(size: int = IMAGE_SIZE):
 
 
 def load_model(
-    name_or_path: str, *, names=CLASS_NAMES, ignore_mismatched_sizes: bool = False, token: str | None = None
+    name_or_path: str, *, names=CLASS_NAMES, ignore_mismatched_sizes: bool = False, token: str | None = None,
+    shape: dict | None = None,
 ):
-    """``(model, image_processor)`` for a preset name, a local folder or a Hub id.
+    """``(model, image_processor)`` for a preset name (``shape``: overrides of its config), a local folder or a Hub id.
 
     A checkpoint whose labels differ from ``names`` gets a fresh head with our ``id2label``/``label2id``; if the head's
     shape differs, that needs ``ignore_mismatched_sizes`` (as in transformers' examples), and the error says so.
     """
     if name_or_path in PRESETS:
-        return create_model(name_or_path, names=names), preset_image_processor()
+        return create_model(name_or_path, names=names, **(shape or {})), preset_image_processor()
     from transformers import AutoConfig, AutoModelForImageClassification
 
     source = _describe(name_or_path)

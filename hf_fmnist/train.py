@@ -2,8 +2,9 @@
 
 ``prepare`` → ``accumulate`` → ``sync_gradients`` → ``gather_for_metrics``; data prepared on the main process first;
 ``unwrap_model`` before saving. The data never leaves the device (:mod:`hf_fmnist.loader`); checkpoints are
-``accelerator.save_state`` folders written under a temp name and renamed, so ``--resume_from_checkpoint latest``
-after a crash continues from the newest complete one with the same data order and random state.
+pickle-free folders (:mod:`hf_fmnist.checkpoint`) written under a temp name and renamed, so
+``--resume_from_checkpoint latest`` after a crash continues from the newest complete one with the same data order
+and random state.
 
 Run it as ``accelerate launch train.py ...``, ``python train.py ...``, ``hf-fmnist train ...`` or, for several
 processes on a machine without GPUs, ``torchrun --nproc_per_node N train.py ...``.
@@ -11,6 +12,7 @@ processes on a machine without GPUs, ``torchrun --nproc_per_node N train.py ...`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -24,23 +26,79 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, metrics, ownership
+from . import checkpoint, metrics, ownership, recipes
+from .batchnorm import synchronise
 from .checkpoint import TrainState, find_checkpoints
 from .config import TrainConfig
 from .errors import HfFmnistError, printable
 from .loader import DeviceLoader, Preprocess
-from .models import load_model, recipe_for
+from .models import load_model
 
-def make_accelerator(config: TrainConfig):
+MODULES_LOADED_AT = time.perf_counter()  # torch, numpy and this package imported (transformers comes lazily)
+
+def process_started_at() -> float | None:
+    """When this process started, on the ``time.perf_counter`` clock (Linux ``/proc``; None elsewhere)."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return time.perf_counter() - (uptime - started)
+
+
+def startup_timing(first_step_at: float) -> dict:
+    """Seconds from process start to the first training step, and to the end of the top-level imports."""
+    started = process_started_at()
+    if started is None:
+        return {"startup_s": None, "imports_s": None}
+    return {"startup_s": round(first_step_at - started, 2), "imports_s": round(MODULES_LOADED_AT - started, 2)}
+
+
+def _seconds(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1f} s"
+
+
+def gpu_available() -> bool:
+    return torch.cuda.is_available() or _other_accelerator_available()
+
+
+def choose_recipe(config: TrainConfig) -> recipes.Recipe:
+    """``--recipe``, or the default for this device and ``--model_name_or_path``."""
+    if config.recipe is not None:
+        return recipes.get(config.recipe)
+    return recipes.get(recipes.default_recipe(config.model_name_or_path, gpu=gpu_available()))
+
+
+def mixed_precision_for(config: TrainConfig, recipe: recipes.Recipe) -> str:
+    """The flag, else what ``accelerate launch --mixed_precision`` asked for, else the recipe's.
+
+    The launcher exports "no" when it was given nothing, so only fp16/bf16 from it count as a request.
+    """
+    if config.mixed_precision is not None:
+        return config.mixed_precision
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    return launcher if launcher in ("fp16", "bf16") else recipe.mixed_precision
+
+
+def make_accelerator(config: TrainConfig, *, mixed_precision: str = "no", torch_compile: bool = False):
     """An ``Accelerator`` that also works as N real processes on a machine without GPUs.
 
     Without ``cpu=True`` on such a machine, each process started by torchrun believes it is alone. With it, Accelerate
-    reads torchrun's environment and joins a gloo process group.
+    reads torchrun's environment and joins a gloo process group. ``torch_compile`` compiles the model in ``prepare``
+    (inductor), after the DDP wrapper; left False, `accelerate launch --dynamo_backend` still applies.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import ProjectConfiguration
 
-    use_cpu = not (torch.cuda.is_available() or _other_accelerator_available())
+    # Accelerate keeps precision and compile settings process-wide from the first Accelerator: a second training in
+    # the same process (notebooks, tests) would silently inherit them. The process group (PartialState) stays.
+    AcceleratorState._reset_state()
+    use_cpu = not gpu_available()
+    if mixed_precision == "fp16" and use_cpu:
+        raise HfFmnistError("--mixed_precision fp16 needs a GPU (its gradient scaler is for CUDA and XPU devices); "
+                            "use bf16 on a CPU, or no.")
     tracking = {}
     if config.with_tracking:
         tracking = {"log_with": config.report_to, "project_config": ProjectConfiguration(
@@ -52,7 +110,8 @@ def make_accelerator(config: TrainConfig):
     )
     try:
         accelerator = Accelerator(
-            cpu=use_cpu, gradient_accumulation_steps=config.gradient_accumulation_steps, **tracking
+            cpu=use_cpu, gradient_accumulation_steps=config.gradient_accumulation_steps,
+            mixed_precision=mixed_precision, **({"dynamo_backend": "inductor"} if torch_compile else {}), **tracking
         )
     except (ValueError, RuntimeError) as e:
         if expected > 1:  # half-set distributed environment (e.g. WORLD_SIZE without MASTER_ADDR)
@@ -123,24 +182,48 @@ def load_data(config: TrainConfig, accelerator) -> Data:
     )
 
 
-def resolve(config: TrainConfig) -> dict:
-    """The settings actually used: the config, with the preset's recipe filling what it left unset."""
-    recipe = recipe_for(config.model_name_or_path)
+def resolve(config: TrainConfig, recipe: recipes.Recipe, num_processes: int = 1) -> dict:
+    """The settings actually used: every flag given, and the recipe's value for every flag left unset.
+
+    The recipe's batch is global: it is divided among processes and accumulation micro-steps, so the same recipe
+    trains the same model on any number of processes. An explicit ``--per_device_train_batch_size`` keeps its
+    per-process meaning (global batch = it × processes × accumulation steps).
+    """
+    def pick(name: str):
+        value = getattr(config, name)
+        return getattr(recipe, name) if value is None else value
+
+    accumulation = config.gradient_accumulation_steps
+    per_device = config.per_device_train_batch_size
+    if per_device is None:
+        parts = num_processes * accumulation
+        if recipe.train_batch_size % parts:
+            raise HfFmnistError(
+                f"Recipe {recipe.name}'s global batch of {recipe.train_batch_size} images does not divide into "
+                f"{num_processes} process(es) × {accumulation} accumulation step(s); pass "
+                f"--per_device_train_batch_size, or choose a process count that divides it."
+            )
+        per_device = recipe.train_batch_size // parts
+    model = config.model_name_or_path or recipe.model
     return {
-        "per_device_train_batch_size": config.per_device_train_batch_size or recipe.per_device_train_batch_size,
-        "learning_rate": config.learning_rate or recipe.learning_rate,
-        "weight_decay": recipe.weight_decay if config.weight_decay is None else config.weight_decay,
-        "pad_crop": recipe.pad_crop if config.pad_crop is None else config.pad_crop,
-        "num_train_epochs": config.num_train_epochs or recipe.num_train_epochs,
+        "recipe": recipe.name,
+        "model_name_or_path": model,
+        "model_config": recipe.model_config if model == recipe.model else {},  # the shape belongs to its preset
+        "per_device_train_batch_size": per_device,
+        "train_batch_size": per_device * num_processes * accumulation,
+        "num_train_epochs": pick("num_train_epochs"),
+        **{name: pick(name) for name in ("learning_rate", "weight_decay", "lr_scheduler_type", "label_smoothing",
+                                         "pad_crop", "hflip", "random_erasing", "torch_compile")},
+        "mixed_precision": mixed_precision_for(config, recipe),
     }
 
 
-def schedule(config: TrainConfig, epochs: int, steps_per_epoch: int) -> dict:
+def schedule(config: TrainConfig, epochs: int, steps_per_epoch: int, scheduler: str = "onecycle") -> dict:
     """Step counts: total optimizer steps, epochs they span, warm-up steps."""
     max_steps = config.max_train_steps or epochs * steps_per_epoch
     warmup = config.num_warmup_steps
     if warmup is None:
-        warmup = int(0.25 * max_steps) if config.lr_scheduler_type == "onecycle" else 0
+        warmup = int(0.25 * max_steps) if scheduler == "onecycle" else 0
     return {"max_train_steps": max_steps, "num_train_epochs": math.ceil(max_steps / steps_per_epoch),
             "steps_per_epoch": steps_per_epoch, "num_warmup_steps": warmup}
 
@@ -169,12 +252,20 @@ def make_scheduler(kind: str, optimizer, warmup: int, total: int):
 
 
 def evaluate_logits(model, loader: DeviceLoader, accelerator=None) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of every evaluation image exactly once, in dataset order, whatever the process count."""
+    """Logits and labels of every evaluation image exactly once, in dataset order, whatever the process count.
+
+    Always in float32 and eager: under mixed precision Accelerate wraps the model's forward in autocast, but the
+    accuracy we print and publish must be the saved fp32 model's, which is what ``pipeline`` computes.
+    """
     model.eval()
+    forward = model
+    if accelerator is not None:
+        plain = accelerator.unwrap_model(model, keep_torch_compile=False)
+        forward = getattr(plain, "_original_forward", plain)  # Accelerate keeps the forward without autocast here
     all_logits, all_labels, all_index = [], [], []
     with torch.inference_mode():
         for x, y, index in loader.epoch(0):
-            logits = model(pixel_values=x).logits.float()
+            logits = forward(pixel_values=x).logits.float()
             if accelerator is not None:
                 logits, y, index = accelerator.gather_for_metrics((logits, y, index))
             all_logits.append(logits.cpu())
@@ -274,6 +365,7 @@ class Run:
     state: TrainState
     resolved: dict
     start_time: float
+    first_step_at: float | None = None  # perf_counter when this process started training
 
     @property
     def images_per_step(self) -> int:
@@ -283,33 +375,40 @@ class Run:
 
 def prepare_run(config: TrainConfig, start_time: float) -> Run:
     """Accelerator, data on the device, model, loaders, optimizer and schedule; resumed if asked."""
-    from accelerate.utils import set_seed
+    from accelerate.utils import DynamoBackend, set_seed
 
     check_output_dir(config)  # before anything is loaded or written, on every process
-    accelerator = make_accelerator(config)
+    recipe = choose_recipe(config)
+    accelerator = make_accelerator(config, mixed_precision=mixed_precision_for(config, recipe),
+                                   torch_compile=bool(recipe.torch_compile if config.torch_compile is None
+                                                      else config.torch_compile))
+    resolved = resolve(config, recipe, accelerator.num_processes)
+    resolved.update(mixed_precision=accelerator.mixed_precision,
+                    torch_compile=accelerator.state.dynamo_plugin.backend != DynamoBackend.NO)
     set_seed(config.seed)
     data = load_data(config, accelerator)
     with accelerator.main_process_first():  # one download of a Hub checkpoint, not one per process
         model, processor = load_model(
-            config.model_name_or_path, names=data.names,
+            resolved["model_name_or_path"], names=data.names, shape=resolved["model_config"],
             ignore_mismatched_sizes=config.ignore_mismatched_sizes, token=config.hub_token,
         )
+    if accelerator.num_processes > 1:  # BatchNorm over the global batch, as one process would see it
+        synchronise(model)
     model = model.to(accelerator.device, memory_format=torch.channels_last)
     preprocess = Preprocess.from_processor(processor, model.config.num_channels)
-    resolved = resolve(config)
     shard = {"rank": accelerator.process_index, "world": accelerator.num_processes}
     train_loader = DeviceLoader(
         data.train_images, data.train_labels, batch_size=resolved["per_device_train_batch_size"],
-        preprocess=preprocess, seed=config.seed, train=True, pad_crop=resolved["pad_crop"], hflip=config.hflip,
-        random_erasing=config.random_erasing, multiple_of=config.gradient_accumulation_steps, **shard,
+        preprocess=preprocess, seed=config.seed, train=True, pad_crop=resolved["pad_crop"], hflip=resolved["hflip"],
+        random_erasing=resolved["random_erasing"], accumulation=config.gradient_accumulation_steps, **shard,
     )
     eval_loader = DeviceLoader(data.eval_images, data.eval_labels, batch_size=config.per_device_eval_batch_size,
                                preprocess=preprocess, train=False, **shard)
     resolved.update(schedule(config, resolved["num_train_epochs"],
-                             len(train_loader) // config.gradient_accumulation_steps))
+                             len(train_loader) // config.gradient_accumulation_steps, resolved["lr_scheduler_type"]))
     optimizer = make_optimizer(model, resolved["learning_rate"], resolved["weight_decay"])
     scheduler = make_scheduler(
-        config.lr_scheduler_type, optimizer, resolved["num_warmup_steps"], resolved["max_train_steps"]
+        resolved["lr_scheduler_type"], optimizer, resolved["num_warmup_steps"], resolved["max_train_steps"]
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     # The schedule counts optimizer steps; prepared schedulers would step once per process per call.
@@ -318,7 +417,7 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
         ownership.mark(config.output_dir, ownership.TRAINING_OUTPUT)
         config.save(config.output_dir, **resolved, num_processes=accelerator.num_processes,
-                    mixed_precision=accelerator.mixed_precision, device=str(accelerator.device))
+                    device=str(accelerator.device))
     resume_from = resolve_checkpoint(config)
     if resume_from is not None:
         state = checkpoint.load(resume_from, accelerator, model, optimizer, scheduler)
@@ -346,7 +445,7 @@ def train_epoch(run: Run, epoch: int, progress: "Progress") -> tuple[float, str 
     for x, y in run.train_loader.epoch(epoch, start=(state.step % steps_per_epoch) * accum):
         with accelerator.accumulate(run.model):
             logits = run.model(pixel_values=x).logits
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=run.resolved["label_smoothing"])
             accelerator.backward(loss)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
@@ -378,14 +477,16 @@ def end_epoch(run: Run, epoch: int, loss_value: float, progress: "Progress") -> 
     """Evaluate on the whole test split, print the epoch's line, log it, and record it in the history."""
     logits, labels = evaluate_logits(run.model, run.eval_loader, run.accelerator)
     report = metrics.classification_report(logits, labels, run.data.names)
-    elapsed = time.perf_counter() - run.start_time
+    now = time.perf_counter()
+    elapsed, since_first_step = now - run.start_time, now - (run.first_step_at or run.start_time)
     run.state.history.append({"epoch": epoch + 1, "step": run.state.step, "train_loss": loss_value,
                               "eval_accuracy": report["accuracy"], "eval_top5_accuracy": report["top5_accuracy"],
-                              "elapsed_s": round(elapsed, 2)})
+                              "elapsed_s": round(elapsed, 2), "since_first_step_s": round(since_first_step, 3)})
     progress.bar.clear()
     run.accelerator.print(
         f"epoch {epoch + 1}/{run.resolved['num_train_epochs']}  step {run.state.step}  loss {loss_value:.4f}  "
-        f"test accuracy {report['accuracy']:.2%} ({report['samples']:,} images)  [{elapsed:.0f} s]"
+        f"test accuracy {report['accuracy']:.2%} ({report['samples']:,} images)  [{elapsed:.0f} s; "
+        f"{since_first_step:.2f} s from the first step]"
     )
     if run.config.with_tracking:
         run.accelerator.log({"eval/accuracy": report["accuracy"], "eval/top5_accuracy": report["top5_accuracy"]},
@@ -398,11 +499,18 @@ def train(config: TrainConfig) -> dict:
     accelerator, state = run.accelerator, run.state
     max_steps = run.resolved["max_train_steps"]
     accelerator.print(
-        f"Training {config.model_name_or_path} ({sum(p.numel() for p in run.model.parameters()):,} parameters) on "
+        f"Training {run.resolved['model_name_or_path']} ({sum(p.numel() for p in run.model.parameters()):,} "
+        f"parameters, recipe {run.resolved['recipe']}, {run.resolved['mixed_precision']} mixed precision) on "
         f"{len(run.data.train_images):,} images for {max_steps} steps ({run.resolved['num_train_epochs']} epochs "
         f"of {run.resolved['steps_per_epoch']}), {accelerator.num_processes} process(es) on {accelerator.device}"
     )
     progress = Progress(accelerator, max_steps, state.step)
+    run.first_step_at = time.perf_counter()
+    timing = startup_timing(run.first_step_at)
+    accelerator.print(
+        f"Start-up: {_seconds(timing['startup_s'])} from process start to the first step (interpreter and imports "
+        f"{_seconds(timing['imports_s'])}); accuracy lines give seconds since the first step"
+    )
     while state.step < max_steps:
         epoch = state.step // run.resolved["steps_per_epoch"]
         loss_value, pending_checkpoint = train_epoch(run, epoch, progress)
@@ -412,16 +520,40 @@ def train(config: TrainConfig) -> dict:
         if config.checkpoint_each_epoch:
             save_checkpoint(run, f"epoch_{epoch + 1}")
     progress.close()
-    results = finish(config, accelerator, run.model, run.processor, run.eval_loader, run.data, state, run.resolved)
+    results = finish(config, accelerator, run.model, run.processor, run.eval_loader, run.data, state, run.resolved,
+                     timing=timing)
     if config.with_tracking:
         accelerator.end_training()
     return results
 
 
-def finish(config, accelerator, model, processor, eval_loader, data: Data, state: TrainState, resolved) -> dict:
+def weights_fingerprint(model) -> str:
+    """sha256 of every parameter and buffer, by name: equal exactly when the weights are bit-identical."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def assert_same_weights(accelerator, model) -> None:
+    """Every process must hold the same model: the final evaluation gathers predictions from all of them."""
+    if accelerator.num_processes == 1:
+        return
+    from accelerate.utils import gather_object
+
+    prints = gather_object([weights_fingerprint(accelerator.unwrap_model(model, keep_torch_compile=False))])
+    if len(set(prints)) != 1:
+        raise RuntimeError(f"the {len(prints)} processes ended with different weights (fingerprints {prints}); "
+                           "data-parallel training went out of step")
+
+
+def finish(config, accelerator, model, processor, eval_loader, data: Data, state: TrainState, resolved,
+           timing: dict | None = None) -> dict:
     """Final metrics through ``evaluate``; model, processor, results, plots and card written by the main process."""
     from . import outputs
 
+    assert_same_weights(accelerator, model)
     logits, labels = evaluate_logits(model, eval_loader, accelerator)
     results = None
     if accelerator.is_main_process:
@@ -443,9 +575,10 @@ def finish(config, accelerator, model, processor, eval_loader, data: Data, state
             "train_dataset_verified": outputs.is_original_split(
                 "train", data.train_images.cpu().numpy(), data.train_labels.cpu().numpy()),
             "eval_dataset_verified": outputs.is_original_split("test", data.eval_images.cpu().numpy(), labels),
+            **(timing or {}),
         }
         outputs.write_model_folder(
-            config.output_dir, accelerator.unwrap_model(model), processor, results, config, resolved,
+            config.output_dir, accelerator.unwrap_model(model, keep_torch_compile=False), processor, results, config, resolved,
             images=data.eval_images.cpu().numpy(), logits=logits, labels=labels, names=data.names,
         )
         accelerator.print(

@@ -1,0 +1,61 @@
+"""The recipe registry: every recipe builds its stock model, flags win over recipes, the global batch divides."""
+
+import pytest
+import torch
+
+from hf_fmnist import recipes
+from hf_fmnist.config import TrainConfig
+from hf_fmnist.errors import HfFmnistError
+from hf_fmnist.models import create_model
+from hf_fmnist.train import resolve
+
+
+@pytest.mark.parametrize("name", [n for n, r in recipes.RECIPES.items() if r.model])
+def test_every_recipe_builds_its_stock_model_with_its_shape(name):
+    """A typo in a recipe's model_config is an error, not a silently ignored setting."""
+    recipe = recipes.RECIPES[name]
+    model = create_model(recipe.model, **recipe.model_config)
+    assert type(model).__module__.startswith("transformers.")
+    for key, value in recipe.model_config.items():
+        assert getattr(model.config, key) == value
+    assert model(pixel_values=torch.zeros(2, 3, 28, 28)).logits.shape == (2, 10)
+
+
+def test_unknown_shape_settings_and_recipes_are_one_clear_error():
+    with pytest.raises(HfFmnistError, match="RegNetConfig has no setting hiden_sizes"):
+        create_model("cnn", hiden_sizes=[8])
+    with pytest.raises(HfFmnistError, match="Unknown --recipe 'fast'; choose one of: cpu-5min"):
+        TrainConfig(output_dir="o", recipe="fast")
+
+
+def test_flags_given_win_and_the_rest_comes_from_the_recipe():
+    resolved = resolve(TrainConfig(output_dir="o", recipe="cpu-5min", learning_rate=0.01, hflip=False),
+                       recipes.get("cpu-5min"))
+    assert resolved["learning_rate"] == 0.01 and resolved["hflip"] is False  # given
+    assert resolved["num_train_epochs"] == 6 and resolved["pad_crop"] == 0 and resolved["recipe"] == "cpu-5min"
+    assert resolved["model_name_or_path"] == "cnn" and resolved["model_config"] == {}
+    wide = resolve(TrainConfig(output_dir="o", recipe="h200-10s"), recipes.get("h200-10s"))
+    assert wide["model_config"]["hidden_sizes"] == [64, 128, 256] and wide["mixed_precision"] == "bf16"
+    other = resolve(TrainConfig(output_dir="o", recipe="h200-10s", model_name_or_path="vit"), recipes.get("h200-10s"))
+    assert other["model_config"] == {}  # the recipe's shape belongs to its own preset
+
+
+def test_the_recipe_batch_is_global_and_divides_among_processes_and_micro_steps():
+    recipe = recipes.get("cpu-5min")  # 128 images per optimizer step
+    for processes, accumulation, per_device in ((1, 1, 128), (2, 1, 64), (2, 2, 32), (4, 1, 32)):
+        config = TrainConfig(output_dir="o", recipe="cpu-5min", gradient_accumulation_steps=accumulation)
+        resolved = resolve(config, recipe, processes)
+        assert resolved["per_device_train_batch_size"] == per_device and resolved["train_batch_size"] == 128
+    explicit = resolve(TrainConfig(output_dir="o", per_device_train_batch_size=100), recipe, 2)
+    assert explicit["train_batch_size"] == 200  # an explicit per-device batch keeps its per-process meaning
+    with pytest.raises(HfFmnistError, match="global batch of 128 images does not divide into 3 process"):
+        resolve(TrainConfig(output_dir="o"), recipe, 3)
+
+
+def test_defaults_by_device_and_model():
+    assert recipes.default_recipe(None, gpu=False) == "cpu-15min"
+    assert recipes.default_recipe(None, gpu=True) == "h200-2min"
+    assert recipes.default_recipe("vit", gpu=False) == "cpu-vit-15min"
+    assert recipes.default_recipe("someone/resnet", gpu=True) == "fine-tune"
+    text = recipes.help_text()
+    assert all(name in text for name in recipes.RECIPES) and text.count("not measured") == 4
