@@ -1,12 +1,30 @@
-"""Dataset and model cards, rendered from the Jinja templates in ``model_card/`` through huggingface_hub."""
+"""Dataset and model cards, rendered from the Jinja templates in ``model_card/`` through huggingface_hub.
+
+A card is rendered for the repo it goes to: usage snippets, title, model-index ``name`` and widget URLs quote the
+real repo id. Folders hold a card for local use (its snippets load the folder itself, ``"."``); a push renders
+the card for its repo into what is uploaded (:func:`dataset_card_for_repo`, :func:`render_model_card`), leaving the
+folder as it is. Rendering is deterministic, so re-pushing the same folder to the same repo uploads the same bytes.
+
+The model-index claims a result on the Fashion-MNIST ``test`` split only when training recorded that all 10,000
+evaluated images and labels are the original release's, byte for byte (``eval_dataset_verified`` in
+``all_results.json``).
+"""
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import json
+import re
 from importlib import resources
+from pathlib import Path
 
 TEMPLATES = "hf_fmnist.model_card"
-DEFAULT_DATASET_REPO = "NAMESPACE/fashion_mnist"
+FASHION_MNIST = "zalando-datasets/fashion_mnist"  # the canonical Hub copy, which model-index results point to
+LOCAL = "."  # what a card's snippets load before a push: the folder holding the card
+DEMO_START, DEMO_END = "<!-- hf_fmnist:demo -->", "<!-- /hf_fmnist:demo -->"
+RESULTS_FILE = "all_results.json"  # the model folder's metrics, which its card shows
+EXAMPLES_DIR = "examples"  # test images published with the model for the Hub's widget
+MAX_README_BYTES = 1 << 20  # a remote card larger than this is not searched for a demo block
 
 
 def template_path(name: str) -> str:
@@ -14,11 +32,12 @@ def template_path(name: str) -> str:
     return str(resources.files(TEMPLATES).joinpath(name))
 
 
-def dataset_card(dataset, info, *, repo_id: str = DEFAULT_DATASET_REPO, verified: bool = True):
+def dataset_card(dataset, info, *, repo_id: str = LOCAL, verified: bool = True):
     """The ``README.md`` of an exported Fashion-MNIST folder: YAML as push_to_hub writes it, plus a full body.
 
     ``dataset`` is the ``DatasetDict``; ``info`` a ``DatasetInfo`` whose splits and sizes describe the written
-    Parquet files. Class counts are computed from the labels, not assumed.
+    Parquet files. Class counts are computed from the labels, not assumed. ``repo_id``: the Hub dataset repo the
+    card's snippet loads; default ``"."`` (the folder itself), replaced by :func:`dataset_card_for_repo` on push.
     """
     from datasets.info import DatasetInfosDict
     from datasets.utils.metadata import MetadataConfigs
@@ -34,6 +53,7 @@ def dataset_card(dataset, info, *, repo_id: str = DEFAULT_DATASET_REPO, verified
     card_data = DatasetCardData(
         pretty_name="Fashion-MNIST",
         license="mit",
+        language=["en"],
         task_categories=["image-classification"],
         task_ids=["multi-class-image-classification"],
         size_categories=[_size_category(num_rows)],
@@ -50,7 +70,7 @@ def dataset_card(dataset, info, *, repo_id: str = DEFAULT_DATASET_REPO, verified
         template_path=template_path("dataset_card.md"),
         pretty_name="Fashion-MNIST",
         description=DESCRIPTION.strip(),
-        repo_id=repo_id,
+        usage=_dataset_usage(repo_id),
         first_label_name=names[int(dataset[next(iter(dataset))].data.column("label")[0].as_py())],
         splits=list(info.splits.values()),
         class_rows=[
@@ -63,89 +83,203 @@ def dataset_card(dataset, info, *, repo_id: str = DEFAULT_DATASET_REPO, verified
     )
 
 
+def _dataset_usage(repo_id: str) -> str:
+    """The line of the dataset card that loads the data: from the folder itself, or from its Hub repo."""
+    if repo_id == LOCAL:
+        return 'ds = load_dataset(".")   # run in this folder; `hf-fmnist push-dataset` puts the repo id here'
+    return f'ds = load_dataset("{repo_id}")'
+
+
+def dataset_card_for_repo(text: str, repo_id: str) -> str:
+    """The dataset card ``text`` (a folder's README.md) with its snippet loading ``repo_id``.
+
+    Only the line :func:`dataset_card` wrote for local use is replaced; a card without it (edited by hand) is
+    returned unchanged. A card already rendered for another repo is re-rendered for this one.
+    """
+    local = _dataset_usage(LOCAL)
+    if local in text:
+        return text.replace(local, _dataset_usage(repo_id))
+    return re.sub(r'^ds = load_dataset\("[^"\n]*"\)$', lambda m: _dataset_usage(repo_id), text, count=1, flags=re.M)
+
+
 def _size_category(n: int) -> str:
     """The Hub's size_categories bucket for ``n`` rows."""
     bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
     return next((label for bound, label in bounds if n < bound), "1M<n<10M")
 
 
-DEFAULT_MODEL_REPO = "NAMESPACE/fashion-mnist-classifier"
 
+def render_model_card(folder, *, repo_id: str | None = None, endpoint: str | None = None,
+                      demo: str | None = None, local_name: str | None = None) -> str:
+    """The ``README.md`` of a model folder, rendered from the files training left there.
 
-def model_card(model, processor, results: dict, config, resolved: dict, *, repo_id: str | None = None):
-    """The ``README.md`` of a model folder: model-index results on the test split, the recipe, plots, limits."""
+    Reads ``all_results.json``, ``training_config.json``, ``config.json``, ``preprocessor_config.json`` and
+    ``examples/*.png`` only (no model code runs), so a push renders the card again for its repo. ``repo_id``: the
+    repo the card is for (title, model-index ``name``, snippets, widget); None for the local card, whose snippets
+    load the folder itself. ``endpoint``: the Hub the widget's image URLs point to. ``demo``: a block (between
+    :data:`DEMO_START` and :data:`DEMO_END`) kept after the usage section. ``local_name``: the local card's title
+    (default: the folder's name).
+    """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    from .config import CONFIG_FILE, TrainConfig
     from .dataset_script.hf_fmnist import CITATION
-    from .models import PRESETS
+    from .loader import Preprocess
+    from .models import load_image_processor
 
-    repo_id = repo_id or config.hub_model_id or DEFAULT_MODEL_REPO
-    dataset_id, dataset_name, dataset_url = _dataset_reference(config.dataset)
-    base_model = None if config.model_name_or_path in PRESETS else config.model_name_or_path
-    where = {"task_type": "image-classification", "task_name": "Image Classification", "dataset_type": dataset_id,
-             "dataset_name": dataset_name, "dataset_split": results["eval_split"]}
+    folder = Path(folder)
+    results = _read_json(folder / RESULTS_FILE)
+    saved = _read_json(folder / CONFIG_FILE)
+    model_config = _read_json(folder / "config.json")
+    config = TrainConfig.load(folder)
+    sources = saved.get("sources") or config.sources()  # folders trained before sources were saved: guessed
+    config = dataclasses.replace(config, **config.public_dict())  # such folders hold local paths too
+    resolved = saved.get("resolved", {})
+    model_name = repo_id.split("/")[-1] if repo_id else local_name or _folder_name(folder)
+    claim = _evaluation_claim(results, config, sources)
+    examples = sorted(p.name for p in (folder / EXAMPLES_DIR).glob("*.png"))
+    id2label = {int(k): v for k, v in model_config.get("id2label", {}).items()}
     card_data = ModelCardData(
-        model_name=repo_id.split("/")[-1],
+        model_name=model_name,
         license="mit",
         library_name="transformers",
         pipeline_tag="image-classification",
         tags=["image-classification", "fashion-mnist", "hf_fmnist"],
-        datasets=[dataset_id],
+        datasets=_training_datasets(results, config, sources),
         metrics=["accuracy", "f1"],
-        base_model=base_model if base_model and not os.path.exists(base_model) else None,
+        base_model=config.model_name_or_path if sources["model_name_or_path"] == "hub" else None,
         eval_results=[
-            EvalResult(**where, metric_type="accuracy", metric_name="Accuracy",
+            EvalResult(**claim["where"], metric_type="accuracy", metric_name="Accuracy",
                        metric_value=round(results["eval_accuracy"], 4)),
-            EvalResult(**where, metric_type="f1", metric_name="Macro F1",
+            EvalResult(**claim["where"], metric_type="f1", metric_name="Macro F1",
                        metric_value=round(results["eval_macro_f1"], 4), metric_config="macro"),
-        ],
+        ] if claim["where"] else None,
+        widget=[{"src": f"{endpoint.rstrip('/')}/{repo_id}/resolve/main/{EXAMPLES_DIR}/{name}",
+                 "example_title": _example_title(name, id2label)} for name in examples]
+        if repo_id and endpoint and examples else None,
     )
-    from .loader import Preprocess
-
-    pre = Preprocess.from_processor(processor, model.config.num_channels)
-    recipe = {k: resolved[k] for k in ("num_train_epochs", "max_train_steps", "per_device_train_batch_size",
-                                       "learning_rate", "weight_decay", "num_warmup_steps", "pad_crop")}
+    channels = model_config.get("num_channels", 3)
+    pre = Preprocess.from_processor(load_image_processor(str(folder)), channels)
+    steps_per_epoch = results.get("steps_per_epoch") or resolved.get("steps_per_epoch")
+    recipe = {k: resolved[k] for k in ("max_train_steps", "steps_per_epoch", "per_device_train_batch_size",
+                                       "learning_rate", "weight_decay", "num_warmup_steps", "pad_crop")
+              if k in resolved}
     recipe.update(optimizer="AdamW (betas 0.9, 0.99)", lr_scheduler_type=config.lr_scheduler_type,
                   label_smoothing=config.label_smoothing, hflip=config.hflip, random_erasing=config.random_erasing,
                   gradient_accumulation_steps=config.gradient_accumulation_steps, seed=config.seed)
-    return ModelCard.from_template(
+    return str(ModelCard.from_template(
         card_data,
         template_path=template_path("model_card.md"),
-        model_name=repo_id.split("/")[-1],
-        repo_id=repo_id,
-        dataset_url=dataset_url,
-        architecture=type(model).__name__,
-        num_parameters=sum(p.numel() for p in model.parameters()),
-        base_model=base_model,
+        model_name=model_name,
+        model_ref=repo_id or LOCAL,
+        dataset_url=f"https://huggingface.co/datasets/{FASHION_MNIST}",
+        architecture=(model_config.get("architectures") or ["?"])[0],
+        num_parameters=results.get("num_parameters"),
+        base_model=_base_model_text(config, sources),
         r=results,
+        claim=claim,
+        epochs=_epochs_text(results, steps_per_epoch),
+        steps_per_epoch=steps_per_epoch,
         size=f"{pre.size[1]}×{pre.size[0]}",
         mean=", ".join(f"{m:.4f}" for m in pre.mean),
         std=", ".join(f"{s:.4f}" for s in pre.std),
         recipe=recipe,
         command_line=_command_line(config),
+        demo=demo,
         citation=CITATION.strip(),
-    )
+    ))
 
 
-def _dataset_reference(dataset: str) -> tuple[str, str, str]:
-    """(Hub dataset id, display name, URL) for the card's metadata."""
-    if dataset == "fashion_mnist" or os.path.exists(dataset):
-        return "zalando-datasets/fashion_mnist", "Fashion-MNIST", "https://huggingface.co/datasets/zalando-datasets/fashion_mnist"
-    return dataset, dataset.split("/")[-1], f"https://huggingface.co/datasets/{dataset}"
+def demo_block(readme: str | None) -> str | None:
+    """The demo block (:data:`DEMO_START` ... :data:`DEMO_END`) of a remote card, if it holds one."""
+    if not readme:
+        return None
+    start = readme.find(DEMO_START)
+    end = readme.find(DEMO_END, start + len(DEMO_START))
+    if start < 0 or end < 0:
+        return None
+    return readme[start : end + len(DEMO_END)]
+
+
+def _evaluation_claim(results: dict, config, sources: dict) -> dict:
+    """What the evaluation may claim: ``where`` (the model-index's task and dataset, or None) and ``text``.
+
+    The Fashion-MNIST test split is claimed only for all 10,000 test images verified byte for byte; a full split of
+    another Hub dataset is named as that dataset's; anything else (a subset, a local folder, modified data) gets no
+    model-index result, and the card's text says what was evaluated.
+    """
+    split, n = results["eval_split"], results["eval_samples"]
+    task = {"task_type": "image-classification", "task_name": "Image Classification"}
+    if results.get("eval_dataset_verified") is True:
+        return {"where": {**task, "dataset_type": FASHION_MNIST, "dataset_name": "Fashion-MNIST",
+                          "dataset_split": "test"},
+                "verified": True,
+                "text": f"all {n:,} images of the Fashion-MNIST `test` split (checked byte for byte against the "
+                        f"original release)"}
+    what = {"builtin": "Fashion-MNIST as built by `hf_fmnist`", "local": f"a local dataset folder "
+            f"(`{config.dataset}`)", "hub": f"the Hub dataset `{config.dataset}`"}[sources["dataset"]]
+    text = (f"{n:,} images of the `{split}` split of {what}, which are not the 10,000 original Fashion-MNIST test "
+            f"images (a subset, or data that differs from the original release)")
+    if sources["dataset"] == "hub" and config.max_eval_samples is None:
+        return {"where": {**task, "dataset_type": config.dataset, "dataset_name": config.dataset.split("/")[-1],
+                          "dataset_split": split},
+                "verified": False, "text": text + f"; the model-index names that dataset and split"}
+    return {"where": None, "verified": False, "text": text + "; so the model-index reports no result"}
+
+
+def _training_datasets(results: dict, config, sources: dict) -> list[str] | None:
+    """The ``datasets:`` metadata: Fashion-MNIST when the training images were verified, else a Hub id or none."""
+    if results.get("train_dataset_verified") is True:
+        return [FASHION_MNIST]
+    if sources["dataset"] == "hub":
+        return [config.dataset]
+    return None
+
+
+def _base_model_text(config, sources: dict) -> str | None:
+    kind = sources["model_name_or_path"]
+    if kind == "hub":
+        return f"`{config.model_name_or_path}`"
+    if kind == "local":  # only the folder's name: the path of the training machine is nobody's business
+        return f"a local checkpoint (`{config.model_name_or_path}`)"
+    return None
+
+
+def _epochs_text(results: dict, steps_per_epoch: int | None) -> str:
+    """Epochs that ran, as a number ("2", "0.5"): steps over steps per epoch, not the planned count."""
+    if not steps_per_epoch:
+        return str(results.get("epochs", "?"))
+    epochs = results["train_steps"] / steps_per_epoch
+    return f"{epochs:.0f}" if epochs == int(epochs) else f"{epochs:.2f}".rstrip("0")
+
+
+def _example_title(name: str, id2label: dict[int, str]) -> str:
+    """``3_dress.png`` → the class name of label 3."""
+    label = name.split("_", 1)[0]
+    return id2label.get(int(label), name) if label.isdigit() else name
+
+
+def _folder_name(folder: Path) -> str:
+    return folder.resolve().name or "model"
+
+
+def _read_json(path: Path) -> dict:
+    from .errors import HfFmnistError
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise HfFmnistError(f"{path}: cannot read it ({e}); pass a folder written by `train.py`.") from None
 
 
 def _command_line(config) -> str:
-    """The non-default flags of ``config``, secrets and machine-specific paths left out."""
-    import dataclasses
-
-    skip = {"output_dir", "hub_token", "data_dir", "resume_from_checkpoint", "push_to_hub", "hub_model_id"}
+    """The non-default flags of ``config`` (as published: local folders by name), secrets left out."""
+    skip = {"output_dir", "hub_token", "data_dir", "resume_from_checkpoint", "push_to_hub", "hub_model_id",
+            "hub_private"}
     parts = ["--output_dir out"]
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if f.name in skip or value == f.default:
-            continue
-        if f.name in ("dataset", "model_name_or_path") and os.path.exists(str(value)):
-            parts.append(f"--{f.name} PATH")  # a folder on the training machine: meaningless to readers
             continue
         if isinstance(value, bool):
             parts.append(f"--{f.name}" if value else f"--no-{f.name}")

@@ -38,6 +38,9 @@ class TrainConfig:
     """Everything a training run depends on. ``None`` means "the preset's recommendation" where the help says so."""
 
     output_dir: str = _f(None, "folder for the model, card, plots, metrics and checkpoints (required)")
+    overwrite_output_dir: bool = _f(
+        False, "write into an existing --output_dir that hf_fmnist did not create (its other files are kept)"
+    )
     model_name_or_path: str = _f(
         "cnn", "a preset (cnn, vit), a local model folder or a Hub model id of an image-classification checkpoint"
     )
@@ -73,7 +76,9 @@ class TrainConfig:
     max_eval_samples: int | None = _f(None, "evaluate on only the first N test images")
     ignore_mismatched_sizes: bool = _f(False, "load a checkpoint even if its head has another number of classes")
     push_to_hub: bool = _f(False, "push the final model folder to the Hub (see --hub_model_id)")
-    hub_model_id: str | None = _f(None, "NAMESPACE/NAME of the model repo for --push_to_hub")
+    hub_model_id: str | None = _f(
+        None, "NAMESPACE/NAME of the model repo for --push_to_hub; default: YOUR_NAMESPACE/<output_dir's name>"
+    )
     hub_token: str | None = _f(None, "token for --push_to_hub; default: $HF_TOKEN or the stored login", secret=True)
     hub_private: bool = _f(False, "create the Hub repo as private")
 
@@ -114,8 +119,6 @@ class TrainConfig:
             raise HfFmnistError(
                 f"--checkpointing_steps must be a positive integer or 'epoch', not {self.checkpointing_steps!r}."
             )
-        if self.push_to_hub and not self.hub_model_id:
-            raise HfFmnistError("--push_to_hub needs --hub_model_id NAMESPACE/NAME.")
 
     @property
     def checkpoint_every(self) -> int | None:
@@ -135,11 +138,36 @@ class TrainConfig:
                     out[f.name] = None
         return out
 
+    def sources(self) -> dict:
+        """Where the model and the data came from: ``preset``/``builtin``, ``local`` (a folder) or ``hub`` (an id)."""
+        from .data import BUILTIN
+        from .models import PRESETS
+
+        return {
+            "model_name_or_path": "preset" if self.model_name_or_path in PRESETS else _kind(self.model_name_or_path),
+            "dataset": "builtin" if self.dataset == BUILTIN else _kind(self.dataset),
+        }
+
+    def public_dict(self) -> dict:
+        """:meth:`to_dict` fit to publish (``training_config.json``, TensorBoard's hparams): no secret, and no path
+        of this machine. A local folder becomes ``./NAME`` (its name: the relative layout a reader can follow);
+        presets, the built-in dataset and Hub ids stay as they are."""
+        out = self.to_dict()
+        sources = self.sources()
+        for name in ("output_dir", "data_dir", "resume_from_checkpoint", "dataset", "model_name_or_path"):
+            value = out[name]
+            if value is None or value == "latest" or sources.get(name, "local") != "local":
+                continue
+            out[name] = f"./{Path(os.path.normpath(os.path.expanduser(str(value)))).name or 'out'}"
+        return out
+
     def save(self, folder: str | os.PathLike, **resolved) -> Path:
-        """Write ``training_config.json`` atomically: the flags as given plus ``resolved`` (the values used)."""
+        """Write ``training_config.json`` atomically: the flags as given (:meth:`public_dict`), where the model and
+        data came from (:meth:`sources`), and ``resolved`` (the values used)."""
         path = Path(folder) / CONFIG_FILE
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"config": self.to_dict(), "resolved": resolved}, indent=2, sort_keys=True) + "\n")
+        saved = {"config": self.public_dict(), "sources": self.sources(), "resolved": resolved}
+        tmp.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)
         return path
 
@@ -179,3 +207,10 @@ class TrainConfig:
             raise HfFmnistError(f"{path}: not a training config written by hf_fmnist ({e}).") from None
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in saved.items() if k in known})
+
+
+def _kind(name_or_path: str) -> str:
+    """``local`` for a folder (or anything path-shaped), else ``hub`` (a Hub id), by the rule the loaders use."""
+    value = str(name_or_path)
+    looks_local = os.path.exists(value) or value.startswith((".", "/", "~")) or value.count("/") > 1
+    return "local" if looks_local else "hub"

@@ -11,6 +11,7 @@ never decodes an image again (60,000 × 28 × 28 is 47 MB: it fits on any device
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +19,26 @@ import numpy as np
 from . import png
 from .errors import HfFmnistError
 
+BUILTIN = "fashion_mnist"
 CACHE_PREFIX = "hf_fmnist-tensors"
+MAX_IMAGE_FILE_BYTES = 16 << 20  # one image file an Image cell points at; Fashion-MNIST's are under 1 KB
 _memo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def load_tensors(split: str = "train", dataset=None, *, data_dir=None, verify: bool = True):
+def load_tensors(split: str = "train", dataset=None, *, data_dir=None, verify: bool = True, root=None):
     """``(images, labels)`` of one split as torch tensors: uint8 ``(N, H, W)`` and int64 ``(N,)``.
 
     ``dataset``: a ``datasets.DatasetDict`` (or a single ``Dataset``, then ``split`` is ignored); default: the
-    built-in Fashion-MNIST (:func:`hf_fmnist.load_dataset` with ``data_dir`` and ``verify``).
+    built-in Fashion-MNIST (:func:`hf_fmnist.load_dataset` with ``data_dir`` and ``verify``). ``root``: the local
+    folder the dataset was loaded from, the only place image cells that hold a path instead of bytes may point into.
     """
     import torch
 
-    images, labels = load_arrays(split, dataset, data_dir=data_dir, verify=verify)
+    images, labels = load_arrays(split, dataset, data_dir=data_dir, verify=verify, root=root)
     return torch.tensor(images), torch.tensor(labels)  # copies (47 MB for train): callers may modify them
 
 
-def load_arrays(split: str = "train", dataset=None, *, data_dir=None, verify: bool = True):
+def load_arrays(split: str = "train", dataset=None, *, data_dir=None, verify: bool = True, root=None):
     """:func:`load_tensors` as numpy arrays (no torch import); read-only, shared with later calls."""
     if dataset is None:
         from .builder import load_dataset
@@ -44,10 +48,10 @@ def load_arrays(split: str = "train", dataset=None, *, data_dir=None, verify: bo
         if split not in dataset:
             raise HfFmnistError(f"Split {split!r} not found; this dataset has {', '.join(dataset)}.")
         dataset = dataset[split]
-    return decode_cached(dataset)
+    return decode_cached(dataset, root)
 
 
-def decode_cached(ds) -> tuple[np.ndarray, np.ndarray]:
+def decode_cached(ds, root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode ``ds`` (a ``datasets.Dataset``) once; later calls, in this process or another, read the cache."""
     key = ds._fingerprint
     if key in _memo:
@@ -57,7 +61,7 @@ def decode_cached(ds) -> tuple[np.ndarray, np.ndarray]:
         with np.load(cache) as npz:
             arrays = npz["images"], npz["labels"]
     else:
-        arrays = decode(ds)
+        arrays = decode(ds, root)
         if cache is not None:
             _save_atomic(cache, images=arrays[0], labels=arrays[1])
     for array in arrays:
@@ -66,8 +70,13 @@ def decode_cached(ds) -> tuple[np.ndarray, np.ndarray]:
     return arrays
 
 
-def decode(ds) -> tuple[np.ndarray, np.ndarray]:
-    """All images of ``ds`` as uint8 ``(N, H, W)`` gray levels and its labels as int64 ``(N,)``."""
+def decode(ds, root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All images of ``ds`` as uint8 ``(N, H, W)`` gray levels and its labels as int64 ``(N,)``.
+
+    Images are the bytes embedded in the table. A cell holding only a path is read only from inside ``root`` (the
+    local dataset folder) and only if it is a regular file of sane size: a dataset from a stranger must not make us
+    read ``/dev/zero`` or someone's private files.
+    """
     image_column, label_column = find_columns(ds.features)
     table = ds.with_format("arrow")[:]  # honours select/shuffle indices; zero-copy otherwise
     images = table.column(image_column).combine_chunks()
@@ -75,13 +84,50 @@ def decode(ds) -> tuple[np.ndarray, np.ndarray]:
     paths = images.field("path").to_pylist()
     for i, blob in enumerate(blobs):
         if blob is None:  # an Image column may point at files instead of embedding them
-            blobs[i] = Path(paths[i]).read_bytes()
+            blobs[i] = read_image_file(paths[i], root, f"row {i} of column {image_column!r}")
     try:
         pixels = png.decode_gray(blobs)
     except ValueError as e:
         raise HfFmnistError(f"Column {image_column!r}: {e}; all images must be decodable and of one size.") from None
     labels = np.array(table.column(label_column).to_numpy(zero_copy_only=False), dtype=np.int64)
     return pixels, labels
+
+
+def read_image_file(path: str | None, root: str | os.PathLike | None, where: str) -> bytes:
+    """The bytes of an image file an ``Image`` cell points at, if it lies inside ``root``; else one clear error."""
+    if path is None:
+        raise HfFmnistError(f"{where} holds neither image bytes nor a path; the dataset is damaged.")
+    if root is None:
+        raise HfFmnistError(
+            f"{where} holds no image bytes, only a path ({path!r}); hf_fmnist reads only images embedded in the "
+            f"dataset, or files inside a local dataset folder. Re-export it with embedded images (`hf-fmnist build`, "
+            f"or Dataset.push_to_hub, which embeds them)."
+        )
+    base = Path(root).resolve()
+    target = (base / path).resolve()  # an absolute path stays itself; a relative one is inside the folder
+    if not target.is_relative_to(base):
+        raise HfFmnistError(f"{where} points at {path!r}, outside the dataset folder {base}; refused.")
+    try:
+        info = target.stat()
+    except OSError as e:
+        raise HfFmnistError(f"{where} points at {path!r}, which cannot be read ({e.strerror}).") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise HfFmnistError(f"{where} points at {path!r}, which is not a regular file; refused.")
+    if info.st_size > MAX_IMAGE_FILE_BYTES:
+        raise HfFmnistError(f"{where} points at {path!r}, {info.st_size:,} bytes: more than the "
+                            f"{MAX_IMAGE_FILE_BYTES:,} an image of this dataset may have; refused.")
+    return target.read_bytes()
+
+
+def local_root(spec: str | os.PathLike | None) -> Path | None:
+    """The folder a dataset spec names, if it names a local one (see :func:`open_dataset`); else None."""
+    if spec is None or str(spec) == BUILTIN or not _looks_local(str(spec)):
+        return None
+    return Path(spec).expanduser()
+
+
+def _looks_local(spec: str) -> bool:
+    return os.path.exists(spec) or spec.startswith((".", "/", "~")) or spec.count("/") > 1
 
 
 def eval_split_of(dataset) -> str | None:
@@ -131,8 +177,6 @@ def _save_atomic(path: Path, **arrays: np.ndarray) -> None:
         tmp.unlink(missing_ok=True)
 
 
-BUILTIN = "fashion_mnist"
-
 
 def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify: bool = True):
     """A ``DatasetDict`` from a spec: None or ``"fashion_mnist"`` (built in), an exported folder, or a Hub id.
@@ -146,8 +190,7 @@ def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify
     import datasets
 
     spec = str(spec)
-    looks_local = os.path.exists(spec) or spec.startswith((".", "/", "~")) or spec.count("/") > 1
-    if looks_local:
+    if _looks_local(spec):
         folder = Path(spec).expanduser()
         if not folder.is_dir():
             raise HfFmnistError(

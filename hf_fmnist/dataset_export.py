@@ -10,16 +10,19 @@ PosixPath('/.../out/fashion_mnist')
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
 
+from . import ownership
 from .builder import load_dataset
 from .errors import HfFmnistError
 
 MAX_SHARD_BYTES = 500 << 20  # datasets' default max_shard_size for push_to_hub ("500MB")
-EXPORT_FILES = ("README.md", "data")  # everything an export folder may hold
+EXPORT_FILES = ("README.md", "data")  # everything an export folder may hold, besides our marker
+SHARD_NAME = re.compile(r"[A-Za-z0-9_.-]+-[0-9]{5}-of-[0-9]{5}\.parquet")
 
 
 def export(
@@ -49,6 +52,7 @@ def export(
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
     try:
         write_export(dataset, tmp, max_shard_bytes=max_shard_bytes, verified=verify)
+        ownership.mark(tmp, ownership.EXPORT)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; an export is an ordinary folder
         replace_dir(tmp, output_dir)
     except BaseException:
@@ -87,18 +91,42 @@ def write_export(dataset, folder: Path, *, max_shard_bytes: int = MAX_SHARD_BYTE
 
 
 def check_replaceable(output_dir: Path) -> None:
-    """Refuse to replace anything but an empty folder or an earlier export: never delete a user's files."""
-    if not output_dir.exists():
+    """Refuse to replace anything but a new or empty folder or an earlier export: never delete a user's files.
+
+    An earlier export is a folder carrying our marker and nothing but what :func:`write_export` writes: a user's
+    notes or ``data/measurements.csv`` next to a ``README.md`` make it someone else's folder.
+    """
+    if output_dir.is_symlink():
+        raise HfFmnistError(f"--output-dir {output_dir} is a link; pass the folder it points to, or a new path.")
+    ownership.check_is_folder(output_dir, "--output-dir")
+    if not output_dir.exists() or not ownership.entries(output_dir):
         return
-    if not output_dir.is_dir():
-        raise HfFmnistError(f"--output-dir {output_dir} is a file; choose a folder path that is new or empty.")
-    foreign = sorted(p.name for p in output_dir.iterdir() if p.name not in EXPORT_FILES)
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+    foreign = _foreign_entries(output_dir)
+    if not ownership.is_marked(output_dir, ownership.EXPORT):
         raise HfFmnistError(
-            f"--output-dir {output_dir} already holds other files ({shown}); it is replaced only if empty or an "
-            f"earlier export. Choose a new folder or remove it."
+            f"--output-dir {output_dir} already holds files that `hf-fmnist build` did not write "
+            f"({ownership.describe(ownership.entries(output_dir))}); it replaces only a new or empty folder or an "
+            f"earlier export. Choose a new folder or remove it yourself."
         )
+    if foreign:
+        raise HfFmnistError(
+            f"--output-dir {output_dir} is an earlier export, but now also holds other files "
+            f"({ownership.describe(foreign)}); move them away or choose a new folder."
+        )
+
+
+def _foreign_entries(folder: Path) -> list[str]:
+    """What in an export folder :func:`write_export` would not have written (relative paths)."""
+    foreign = [name for name in ownership.entries(folder) if name not in EXPORT_FILES]
+    for name in EXPORT_FILES:
+        path = folder / name
+        if path.is_symlink() or (path.exists() and path.is_dir() != (name == "data")):
+            foreign.append(name)
+    data = folder / "data"
+    if data.is_dir() and not data.is_symlink():
+        foreign += [f"data/{p.name}" for p in sorted(data.iterdir())
+                    if p.is_symlink() or not p.is_file() or not SHARD_NAME.fullmatch(p.name)]
+    return foreign
 
 
 def replace_dir(new: Path, target: Path) -> None:

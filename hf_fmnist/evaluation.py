@@ -26,7 +26,7 @@ def load_for_inference(model_ref: str, token: str | None = None):
     from .models import load_image_processor
 
     try:
-        model = AutoModelForImageClassification.from_pretrained(model_ref, token=token)
+        model = AutoModelForImageClassification.from_pretrained(model_ref, token=token, trust_remote_code=False)
     except Exception as e:  # OSError (missing), ValueError (not a classifier), HTTP errors
         raise HfFmnistError(
             f"Cannot load model {model_ref!r} ({type(e).__name__}: {e}); pass a folder written by `train.py` or a Hub "
@@ -46,7 +46,7 @@ def evaluate_model(model_ref: str, dataset: str | None = None, *, split: str | N
     import torch
 
     from . import metrics, plots
-    from .data import eval_split_of, find_columns, load_arrays, open_dataset
+    from .data import eval_split_of, find_columns, load_arrays, local_root, open_dataset
     from .loader import DeviceLoader, Preprocess
     from .train import evaluate_logits
 
@@ -61,7 +61,7 @@ def evaluate_model(model_ref: str, dataset: str | None = None, *, split: str | N
             f"The model's classes ({', '.join(model_names)}) differ from the dataset's ({', '.join(names)}); "
             f"evaluate on the dataset it was trained for."
         )
-    images, labels = load_arrays(split, ds)
+    images, labels = load_arrays(split, ds, root=local_root(dataset))
     images, labels = images[:max_eval_samples], labels[:max_eval_samples]
     device = next(model.parameters()).device
     loader = DeviceLoader(torch.tensor(images, device=device), torch.tensor(labels, device=device),

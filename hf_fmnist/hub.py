@@ -36,8 +36,14 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 # What a training output folder publishes: the model, its card and what the card shows, the results and config,
 # and TensorBoard logs (the Hub shows them). Checkpoints and temp files stay local.
 MODEL_IGNORE = ("step_*", "epoch_*", ".*", "*/.*", "evaluation/*", "**/__pycache__/*")
+# ...and of what is left, only what training, `hf-fmnist export` and TensorBoard write: a folder trained into with
+# --overwrite_output_dir may hold the user's own notes, which are theirs, not the Hub's.
+MODEL_FILES = ("README.md", "config.json", "preprocessor_config.json", "model.safetensors", "model-*.safetensors",
+               "model.safetensors.index.json", "all_results.json", "training_config.json", "*.png", "examples/*.png",
+               "runs/*", "runs/*/*", "runs/*/*/*", "runs/*/*/*/*", "onnx/*")
 DATASET_IGNORE = (".*", "*/.*")
 KEEP_REMOTE = (".gitattributes",)
+DEFAULT_DATASET_NAME = "hf_fmnist"  # push-dataset without --repo-id: <your namespace>/hf_fmnist
 
 
 class HubError(HfFmnistError):
@@ -51,6 +57,12 @@ class LocalFile:
     size: int
     git_sha1: str  # git blob id, what the Hub reports for regular files
     sha256: str  # LFS oid, what the Hub reports for LFS files
+    content: bytes | None = None  # uploaded instead of local_path's bytes (a card rendered for the repo)
+
+    @classmethod
+    def rendered(cls, path_in_repo: str, local_path: Path, content: bytes) -> "LocalFile":
+        sha1 = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+        return cls(path_in_repo, local_path, len(content), sha1, hashlib.sha256(content).hexdigest(), content)
 
 
 def resolve_token(token: str | None = None) -> str:
@@ -73,19 +85,58 @@ def check_repo_id(repo_id) -> str:
     return repo_id
 
 
-def local_files(folder: Path, ignore: Sequence[str]) -> dict[str, LocalFile]:
-    """Every file under ``folder`` not matching ``ignore`` (glob patterns on the POSIX relative path)."""
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file():
-            continue
-        rel = path.relative_to(folder).as_posix()
-        if any(fnmatch.fnmatch(rel, pattern) for pattern in ignore):
-            continue
-        data = path.read_bytes()
-        sha1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-        files[rel] = LocalFile(rel, path, len(data), sha1, hashlib.sha256(data).hexdigest())
-    return files
+def local_files(folder: Path, ignore: Sequence[str], log: Callable[[str], None] | None = None,
+                include: Sequence[str] | None = None) -> dict[str, LocalFile]:
+    """Every regular file under ``folder`` not matching ``ignore`` (glob patterns on the POSIX relative path) and,
+    if ``include`` is given, matching one of its patterns (the others are listed in the log).
+
+    Links are never followed out of ``folder``: a ``notes.txt -> ~/.cache/huggingface/token`` planted in a folder
+    would otherwise publish the token. A link whose target stays inside the folder is published as that file;
+    anything else (links out, links to folders, FIFOs, devices) is left out, and ``log`` says which.
+    """
+    root = folder.resolve()
+    files, refused = {}, []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        base = Path(dirpath)
+        for name in sorted(dirnames):
+            if (base / name).is_symlink():
+                refused.append(f"{(base / name).relative_to(folder).as_posix()} (a link to a folder)")
+        for name in sorted(filenames):
+            path = base / name
+            rel = path.relative_to(folder).as_posix()
+            if any(fnmatch.fnmatch(rel, pattern) for pattern in ignore):
+                continue
+            if include is not None and not any(_matches(rel, pattern) for pattern in include):
+                refused.append(f"{rel} (not a file hf_fmnist writes)")
+                continue
+            target = path.resolve()
+            if not target.is_relative_to(root):
+                refused.append(f"{rel} (a link to {target}, outside the folder)")
+            elif not target.is_file():
+                refused.append(f"{rel} (not a regular file)")
+            else:
+                files[rel] = _describe_file(rel, target)
+    if refused and log is not None:
+        log(f"Not publishing {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} of {folder}: "
+            + "; ".join(refused))
+    return dict(sorted(files.items()))
+
+
+def _matches(rel: str, pattern: str) -> bool:
+    """``pattern`` matches the whole of ``rel``, ``*`` staying within one folder level (unlike fnmatch's)."""
+    parts, wanted = rel.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, wanted))
+
+
+def _describe_file(rel: str, path: Path) -> LocalFile:
+    """Size and digests of one file, read in chunks (model weights can be large)."""
+    size = path.stat().st_size
+    sha1, sha256 = hashlib.sha1(b"blob %d\0" % size), hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha1.update(chunk)
+            sha256.update(chunk)
+    return LocalFile(rel, path, size, sha1.hexdigest(), sha256.hexdigest())
 
 
 def _same(local: LocalFile, remote) -> bool:
@@ -106,7 +157,8 @@ def plan(api, repo_id: str, repo_type: str, revision: str, files: dict[str, Loca
         if isinstance(entry, RepoFile)
     }
     additions = [
-        CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local_path))
+        CommitOperationAdd(path_in_repo=f.path_in_repo,
+                           path_or_fileobj=f.content if f.content is not None else str(f.local_path))
         for rel, f in files.items()
         if rel not in remote or not _same(f, remote[rel])
     ]
@@ -117,7 +169,7 @@ def plan(api, repo_id: str, repo_type: str, revision: str, files: dict[str, Loca
 
 
 def push_folder(
-    repo_id: str,
+    repo_id: str | None,
     folder: str | os.PathLike,
     *,
     repo_type: str,
@@ -128,48 +180,80 @@ def push_folder(
     commit_message: str | None = None,
     create_pr: bool = False,
     log: Callable[[str], None] | None = None,
+    default_name: str | None = None,
+    render: Callable[[str, str | None], dict[str, bytes]] | None = None,
+    include: Sequence[str] | None = None,
+    space_sdk: str | None = None,
 ) -> dict:
     """Make ``revision`` of the repo hold exactly the files of ``folder``; returns what happened.
 
-    ``{"url", "commit": sha or None, "changed": bool, "files": n}``; ``commit`` is None when nothing changed.
+    ``{"url", "repo_id", "commit": sha or None, "changed": bool, "files": n, "pr_url": url or None}``; ``commit`` is
+    None when nothing changed. ``repo_id`` None: ``<the token's namespace>/<default_name>``, as the transformers
+    Trainer does. ``render(repo_id, remote README.md text or None)`` returns files (path → bytes) uploaded instead of
+    the folder's own, such as the card rendered for this repo; the folder is not modified. With ``create_pr``, an
+    open pull request of ours that already holds exactly this content is reused, never opened twice.
+    ``space_sdk`` ("gradio", ...) is required by the Hub when ``repo_type="space"`` creates the repo.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     log = log or (lambda message: print(message, file=sys.stderr))
-    repo_id = check_repo_id(repo_id)
+    if repo_id is not None:
+        repo_id = check_repo_id(repo_id)
     folder = Path(folder)
     if not folder.is_dir():
         raise HubError(f"{folder} is not a folder; pass the folder to publish.")
-    files = local_files(folder, ignore)
+    files = local_files(folder, ignore, log, include)
     if not files:
         raise HubError(f"{folder} holds no files to publish.")
     token = resolve_token(token)
     api = HfApi(token=token, library_name="hf_fmnist")
     _check_token(api)
-    url = _call(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True),
-                "create the repo", log)
+    user = None
+    if repo_id is None or create_pr:
+        user = _call(lambda: api.whoami()["name"], "read the token's user name", log)
+    if repo_id is None:
+        repo_id = check_repo_id(f"{user}/{repo_name(default_name or folder.resolve().name)}")
+        log(f"No repo id given: pushing to {repo_id}.")
+    url = _call(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True,
+                                        space_sdk=space_sdk), "create the repo", log)
     branch = revision or "main"
     if branch != "main" and not create_pr:
         _call(lambda: api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True),
               f"create branch {branch}", log)
+    if render is not None:
+        remote_card = _call(lambda: _remote_text(api, repo_id, repo_type, branch, "README.md"),
+                            "read the remote card", log)
+        for path, content in render(repo_id, remote_card).items():
+            files[path] = LocalFile.rendered(path, folder / path, content)
     message = commit_message or f"Upload {folder.name} with hf_fmnist"
+    where = f"{repo_id}@{branch}"
+    done = {"url": str(url), "repo_id": repo_id, "files": len(files), "pr_url": None}
     for attempt in range(1, MAX_ATTEMPTS + 1):
         head, additions, deletions = _call(lambda: plan(api, repo_id, repo_type, branch, files),
                                            "read the remote state", log)
         if not additions and not deletions:
             if attempt == 1:
-                log(f"{repo_id}@{branch} already holds this content: no commit made.")
-            return {"url": str(url), "commit": None if attempt == 1 else head, "changed": attempt > 1,
-                    "files": len(files)}
+                log(f"{where} already holds this content: no commit made.")
+            return {**done, "commit": None if attempt == 1 else head, "changed": attempt > 1}
+        if create_pr:  # a PR of ours holding this content, from an earlier run or a lost answer: don't open another
+            pr = _call(lambda: _open_pull_request_holding(api, repo_id, repo_type, user, files),
+                       "list the open pull requests", log)
+            if pr is not None:
+                log(f"Pull request {pr.url} already holds this content: no new pull request opened.")
+                return {**done, "commit": None if attempt == 1 else pr.git_reference, "changed": attempt > 1,
+                        "pr_url": pr.url}
         try:
             info = api.create_commit(
                 repo_id, additions + deletions, commit_message=message, repo_type=repo_type, revision=branch,
                 parent_commit=head, create_pr=create_pr,
             )
-            log(f"Committed {len(additions)} added/changed and {len(deletions)} deleted file(s) to {repo_id}@{branch}.")
-            return {"url": str(url), "commit": info.oid, "changed": True, "files": len(files),
-                    "pr_url": getattr(info, "pr_url", None)}
+            changes = f"{len(additions)} added/changed and {len(deletions)} deleted file(s)"
+            if create_pr:
+                log(f"Opened pull request {info.pr_url} against {where} with {changes}.")
+            else:
+                log(f"Committed {changes} to {where}.")
+            return {**done, "commit": info.oid, "changed": True, "pr_url": info.pr_url if create_pr else None}
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else None
             if status in (401, 403):
@@ -177,6 +261,12 @@ def push_folder(
             if status not in (408, 409, 412, 429) and (status is None or status < 500):
                 raise HubError(f"The Hub rejected the commit to {repo_id} ({status}): {_reason(e)}") from None
             failure = f"HTTP {status}"
+        except ValueError as e:  # huggingface_hub checks a README.md's metadata with the Hub before uploading
+            if "metadata" not in str(e):
+                raise
+            reasons = " ".join(line.strip("- ") for line in str(e).splitlines()[1:] if line.strip())
+            raise HubError(f"The Hub rejected the card (README.md) for {repo_id}: {reasons or e}; fix its YAML "
+                           f"metadata.") from None
         except Exception as e:  # a dropped connection: the commit may have landed, so re-read before retrying
             if not _is_connection_failure(e):
                 raise
@@ -188,24 +278,162 @@ def push_folder(
     raise HubError(f"Could not push to {repo_id} after {MAX_ATTEMPTS} attempts; run the same command again later.")
 
 
-def push_model(repo_id: str, model_dir: str | os.PathLike, **kwargs) -> str:
-    """Publish a training output folder (model, processor, card, plots, results, config, TensorBoard logs)."""
+def repo_name(name: str) -> str:
+    """``name`` made a valid repo name (a folder name as the default repo name, as the Trainer does)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")
+    cleaned = re.sub(r"\.{2,}", ".", cleaned)[:96].rstrip("-.")
+    return cleaned or "model"
+
+
+def _remote_text(api, repo_id: str, repo_type: str, revision: str, path: str) -> str | None:
+    """A small text file of the remote revision, or None when it has none (or it is too large to be a card)."""
+    import tempfile
+
+    from huggingface_hub.hf_api import RepoFile
+
+    from .cards import MAX_README_BYTES
+
+    entries = api.get_paths_info(repo_id, [path], repo_type=repo_type, revision=revision)
+    entry = next((e for e in entries if isinstance(e, RepoFile) and e.path == path), None)
+    if entry is None or entry.size > MAX_README_BYTES:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = api.hf_hub_download(repo_id, path, repo_type=repo_type, revision=revision, local_dir=tmp)
+        return Path(local).read_bytes().decode("utf-8", "replace")
+
+
+def _open_pull_request_holding(api, repo_id: str, repo_type: str, user: str, files: dict[str, LocalFile],
+                               limit: int = 50):
+    """The newest open pull request by ``user`` whose head holds exactly ``files``, or None (``limit`` looked at)."""
+    discussions = api.get_repo_discussions(repo_id, repo_type=repo_type, author=user,
+                                           discussion_type="pull_request", discussion_status="open")
+    for n, pr in enumerate(discussions):
+        if n >= limit:
+            break
+        if not pr.is_pull_request or pr.status != "open" or pr.author != user:
+            continue
+        _, additions, deletions = plan(api, repo_id, repo_type, pr.git_reference, files)
+        if not additions and not deletions:
+            return pr
+    return None
+
+
+def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> str:
+    """Publish a training output folder (model, processor, card, plots, results, config, TensorBoard logs).
+
+    The card is rendered for ``repo_id`` from the folder's files (the folder's own README.md is not uploaded as is);
+    a demo block a Space push added to the remote card is kept. ``repo_id`` None: ``<your namespace>/<folder
+    name>``. Returns the repo's URL, or the pull request's with ``create_pr=True``.
+    """
+    from .cards import demo_block, render_model_card
+
     folder = Path(model_dir)
-    for required in ("config.json", "model.safetensors", "README.md"):
+    for required in ("config.json", "model.safetensors", "README.md", "all_results.json", "training_config.json"):
         if not (folder / required).is_file():
             raise HubError(f"{folder} has no {required}: pass a folder written by `train.py` (training finished).")
-    return push_folder(repo_id, folder, repo_type="model", ignore=MODEL_IGNORE, **kwargs)["url"]
+
+    def render(repo: str, remote_card: str | None) -> dict[str, bytes]:
+        card = render_model_card(folder, repo_id=repo, endpoint=_endpoint(), demo=demo_block(remote_card))
+        return {"README.md": card.encode(), **_public_training_config(folder)}
+
+    result = push_folder(repo_id, folder, repo_type="model", ignore=MODEL_IGNORE, include=MODEL_FILES, render=render,
+                         default_name=folder.resolve().name, **kwargs)
+    return result["pr_url"] or result["url"]
 
 
-def push_dataset(repo_id: str, dataset_dir: str | os.PathLike, **kwargs) -> str:
-    """Publish a folder written by ``hf-fmnist build`` (Parquet shards and the dataset card; never a script)."""
+def _public_training_config(folder: Path) -> dict[str, bytes]:
+    """``training_config.json`` without local paths, for folders trained before it was saved that way (else {})."""
+    import json
+
+    from .config import CONFIG_FILE, TrainConfig
+
+    saved = json.loads((folder / CONFIG_FILE).read_text())
+    config = TrainConfig.load(folder)
+    public = config.public_dict()
+    if saved.get("config") == public:
+        return {}
+    fixed = {**saved, "config": public, "sources": saved.get("sources") or config.sources()}
+    return {CONFIG_FILE: (json.dumps(fixed, indent=2, sort_keys=True) + "\n").encode()}
+
+
+def push_dataset(repo_id: str | None, dataset_dir: str | os.PathLike, **kwargs) -> str:
+    """Publish a folder written by ``hf-fmnist build`` (Parquet shards and the dataset card; never a script).
+
+    The card's snippet is rendered for ``repo_id``; ``repo_id`` None: ``<your namespace>/hf_fmnist``. Returns the
+    repo's URL, or the pull request's with ``create_pr=True``.
+    """
+    from .cards import dataset_card_for_repo
+
     folder = Path(dataset_dir)
     if not (folder / "README.md").is_file() or not list((folder / "data").glob("*.parquet")):
         raise HubError(f"{folder} is not a dataset export (README.md and data/*.parquet); run `hf-fmnist build`.")
     scripts = [p.name for p in folder.rglob("*.py")]
     if scripts:
         raise HubError(f"{folder} holds loading scripts ({', '.join(scripts)}); datasets >= 4 refuses such repos.")
-    return push_folder(repo_id, folder, repo_type="dataset", ignore=DATASET_IGNORE, **kwargs)["url"]
+
+    def render(repo: str, remote_card: str | None) -> dict[str, bytes]:
+        return {"README.md": dataset_card_for_repo((folder / "README.md").read_text(), repo).encode()}
+
+    result = push_folder(repo_id, folder, repo_type="dataset", ignore=DATASET_IGNORE, render=render,
+                         default_name=DEFAULT_DATASET_NAME, **kwargs)
+    return result["pr_url"] or result["url"]
+
+
+def update_file(
+    repo_id: str,
+    path_in_repo: str,
+    edit: Callable[[str | None], str | None],
+    *,
+    repo_type: str = "model",
+    token: str | None = None,
+    commit_message: str,
+    log: Callable[[str], None] | None = None,
+) -> bool:
+    """Commit ``edit(current text or None)`` as ``path_in_repo`` on main, only if that changes it; True if committed.
+
+    The rest of the repo is left alone (unlike :func:`push_folder`). The commit names the revision it edited
+    (``parent_commit``), so a concurrent change is re-read and edited again rather than overwritten.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    api = HfApi(token=resolve_token(token), library_name="hf_fmnist")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        head = _call(lambda: api.repo_info(check_repo_id(repo_id), repo_type=repo_type).sha, "read the repo", log)
+
+        def read(revision=head) -> str | None:
+            try:
+                return Path(hf_hub_download(repo_id, path_in_repo, repo_type=repo_type, revision=revision,
+                                            token=api.token)).read_text(encoding="utf-8")
+            except EntryNotFoundError:
+                return None
+
+        old = _call(read, f"download {path_in_repo}", log)
+        new = edit(old)
+        if new is None or new == old:
+            return False
+        try:
+            api.create_commit(repo_id, [CommitOperationAdd(path_in_repo, new.encode("utf-8"))], repo_type=repo_type,
+                              commit_message=commit_message, parent_commit=head)
+            log(f"Updated {path_in_repo} of {repo_id}.")
+            return True
+        except HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if status in (401, 403):
+                raise HubError(f"the token cannot write to {repo_id} ({status}).") from None
+            if status not in (409, 412, 429) and (status is None or status < 500):
+                raise HubError(f"The Hub rejected the change to {repo_id} ({status}): {_reason(e)}") from None
+            failure = f"HTTP {status}"
+        except Exception as e:
+            if not _is_connection_failure(e):
+                raise
+            failure = type(e).__name__
+        wait = BACKOFF_S * 2 ** (attempt - 1)
+        log(f"Updating {path_in_repo} of {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading "
+            f"and retrying in {wait:.0f} s.")
+        time.sleep(wait)
+    raise HubError(f"Could not update {path_in_repo} of {repo_id} after {MAX_ATTEMPTS} attempts; run it again later.")
 
 
 def _check_token(api) -> None:
@@ -218,6 +446,9 @@ def _check_token(api) -> None:
         if status == 401:
             raise HubError("The Hub rejected the token (401): check --token / HF_TOKEN or run `hf auth login`.")
         raise HubError(f"Could not check the token with the Hub ({status}): {_reason(e)}") from None
+    except ValueError as e:  # a reply that is not JSON: not a Hub, or a proxy's error page
+        raise HubError(f"The Hub at {_endpoint()} answered whoami with something that is not JSON ({e}); check "
+                       f"HF_ENDPOINT.") from None
     except Exception as e:
         if _is_connection_failure(e):
             raise HubError(f"Cannot reach the Hub at {_endpoint()} ({type(e).__name__}); check the network.") from None
@@ -262,10 +493,16 @@ def _is_transport_error(e: BaseException) -> bool:
                for cls in type(e).__mro__)
 
 
-def _reason(e) -> str:
-    """The server's message without anything that could carry a token."""
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return re.sub(r"hf_[A-Za-z0-9]{6,}", "hf_***", text)
+def _reason(e, limit: int = 500) -> str:
+    """The server's whole message on one line, with anything that looks like a token redacted."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return redact(text if len(text) <= limit else text[:limit] + " ...")
+
+
+def redact(text: str) -> str:
+    """``text`` with Hugging Face tokens (``hf_...``) and any ``Bearer`` credential replaced by ``***``."""
+    text = re.sub(r"(?i)(bearer\s+)[^\s,;\"']+", r"\1***", text)
+    return re.sub(r"hf_[A-Za-z0-9]{16,}", "hf_***", text)  # real tokens: hf_ + 34 letters and digits
 
 
 def _endpoint() -> str:

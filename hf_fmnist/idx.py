@@ -11,9 +11,11 @@ mismatch".
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
+import stat
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,8 @@ SHA256 = {
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
 NUM_EXAMPLES = {"train": 60_000, "test": 10_000}
+MAX_EXAMPLES = 100_000  # per file: bounds what a hostile header can make us read (train has 60,000)
+TRAILING_PROBE = 1 << 20  # surplus bytes read to report how many there are
 
 _FIX = "delete it and download it again (or reinstall the dataset-fashion-mnist package)"
 
@@ -57,29 +61,90 @@ class RawSplit:
     labels: np.ndarray
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The decompressed content of ``path``; gzip is detected by its magic bytes, not by the file name."""
+def read_bytes(path: str | os.PathLike, magic: int | None = None) -> bytes:
+    """The decompressed content of an IDX file; gzip is detected by its magic bytes, not by the file name.
+
+    The file is read as a stream and never beyond what its own header promises (at most :data:`MAX_EXAMPLES`
+    items): a small gzip bomb with a valid header stops after the first surplus chunk instead of filling memory.
+    ``magic``: the kind of file expected (:data:`IMAGES_MAGIC`, :data:`LABELS_MAGIC`); a file of another kind is
+    read no further than its header, and :func:`parse_images`/:func:`parse_labels` name the mismatch.
+    """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise IdxError(f"{path}: file not found.") from None
-    except OSError as e:
-        raise IdxError(f"{path}: cannot read ({e.strerror}); check the path and its permissions.") from None
-    if not data:
-        raise IdxError(f"{path}: file is empty (0 bytes); {_FIX}.")
-    if data[:2] == b"\x1f\x8b":
+    with _open_stream(path) as stream:
         try:
-            return gzip.decompress(data)
+            head = stream.read(16)
+            expected = _promised_length(head, path, magic)
+            if expected is None:  # not the header we expect: parse_images/parse_labels say what is wrong
+                return head
+            data = head[:expected] + stream.read(max(0, expected - len(head)))
+            _check_length(len(data), expected, _what(head), path)
+            surplus = len(head) - min(len(head), expected) + len(stream.read(TRAILING_PROBE))
         except EOFError:
             raise IdxError(f"{path}: gzip stream is truncated (download interrupted?); {_FIX}.") from None
         except (OSError, zlib.error) as e:
             raise IdxError(f"{path}: gzip stream is corrupt ({e}); {_FIX}.") from None
-    if path.suffix == ".gz":
-        raise IdxError(
-            f"{path}: named .gz but is not gzip data (starts with {data[:4].hex(' ')}); {_FIX}."
-        )
+    if surplus:
+        count = f"{surplus}" if surplus < TRAILING_PROBE else f"more than {TRAILING_PROBE:,}"
+        raise IdxError(f"{path}: {count} unexpected trailing bytes after {_what(head)} ({expected} bytes); {_FIX}.")
     return data
+
+
+@contextlib.contextmanager
+def _open_stream(path: Path):
+    """A binary stream of the file's content (decompressed if it is gzip), after the checks that need no reading."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise IdxError(f"{path}: not a regular file; pass the folder holding the four Fashion-MNIST files.")
+        if info.st_size == 0:
+            raise IdxError(f"{path}: file is empty (0 bytes); {_FIX}.")
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise IdxError(f"{path}: file not found.") from None
+    except OSError as e:
+        raise IdxError(f"{path}: cannot read ({e.strerror}); check the path and its permissions.") from None
+    with f:
+        start = f.read(4)
+        f.seek(0)
+        if start[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=f, mode="rb") as g:
+                yield g
+        elif path.suffix == ".gz":
+            raise IdxError(f"{path}: named .gz but is not gzip data (starts with {start.hex(' ')}); {_FIX}.")
+        else:
+            yield f
+
+
+def _promised_length(head: bytes, path, expected_magic: int | None = None) -> int | None:
+    """Bytes the IDX header at the start of ``head`` promises in all; None if it is not the header expected.
+
+    An unknown header is left to :func:`parse_images`/:func:`parse_labels`, which say exactly what is wrong.
+    """
+    if len(head) < 8:
+        return None
+    magic, count = int.from_bytes(head[:4], "big"), int.from_bytes(head[4:8], "big")
+    if magic not in (IMAGES_MAGIC, LABELS_MAGIC) or expected_magic not in (None, magic):
+        return None
+    if count > MAX_EXAMPLES:
+        raise IdxError(f"{path}: the header promises {count:,} items, more than the {MAX_EXAMPLES:,} a Fashion-MNIST "
+                       f"file can hold; {_FIX}.")
+    if magic == LABELS_MAGIC:
+        return 8 + count
+    if len(head) < 16:
+        return None
+    rows, cols = int.from_bytes(head[8:12], "big"), int.from_bytes(head[12:16], "big")
+    if (rows, cols) != (ROWS, COLS):
+        raise IdxError(f"{path}: images are {rows}x{cols}, Fashion-MNIST images are {ROWS}x{COLS}; {_FIX}.")
+    return 16 + count * rows * cols
+
+
+def _what(head: bytes) -> str:
+    """What a header promises, in words: ``60000 images of 28x28`` or ``60000 labels``."""
+    if len(head) >= 8 and int.from_bytes(head[:4], "big") == LABELS_MAGIC:
+        return f"{int.from_bytes(head[4:8], 'big')} labels"
+    if len(head) >= 16 and int.from_bytes(head[:4], "big") == IMAGES_MAGIC:
+        return f"{int.from_bytes(head[4:8], 'big')} images of {ROWS}x{COLS}"
+    return "the header"
 
 
 def parse_images(data: bytes, path: str | os.PathLike) -> np.ndarray:
@@ -136,7 +201,8 @@ def read_split(
     if not isinstance(files, dict):
         files = find_files(files)
     image_name, label_name = FILENAMES[split]
-    image_bytes, label_bytes = read_bytes(files[image_name]), read_bytes(files[label_name])
+    image_bytes = read_bytes(files[image_name], IMAGES_MAGIC)
+    label_bytes = read_bytes(files[label_name], LABELS_MAGIC)
     images = parse_images(image_bytes, files[image_name])
     labels = parse_labels(label_bytes, files[label_name])
     if len(images) != len(labels):
@@ -161,7 +227,7 @@ def find_files(folder: str | os.PathLike) -> dict[str, Path]:
     found, missing = {}, []
     for name in SHA256:
         candidates = [folder / f"{name}.gz", folder / name]
-        path = next((p for p in candidates if p.is_file()), None)
+        path = next((p for p in candidates if p.exists()), None)  # a FIFO or folder is refused when read
         if path is None:
             missing.append(f"{name}.gz")
         else:

@@ -142,7 +142,7 @@ def load_model(
 
     source = _describe(name_or_path)
     try:
-        config = AutoConfig.from_pretrained(name_or_path, token=token)
+        config = AutoConfig.from_pretrained(name_or_path, token=token, trust_remote_code=False)
     except Exception as e:  # OSError, ValueError, HTTP errors: all mean "cannot use this"
         raise HfFmnistError(
             f"Cannot load model {source}: {type(e).__name__}: {e}. Pass a preset ({', '.join(PRESETS)}), a folder "
@@ -158,6 +158,7 @@ def load_model(
             label2id=label2id,
             ignore_mismatched_sizes=ignore_mismatched_sizes,
             token=token,
+            trust_remote_code=False,  # explicit: left unset, transformers asks on stdin whether to run the repo's code
         )
     except (RuntimeError, ValueError) as e:
         if "size mismatch" in str(e) or "mismatch" in str(e).lower():
@@ -172,13 +173,22 @@ def load_model(
 
 
 def load_image_processor(name_or_path: str, token: str | None = None):
-    """The checkpoint's own image processor, or the presets' one when it was saved without any."""
+    """The checkpoint's own image processor, or the presets' one when it was saved without any.
+
+    Only a missing ``preprocessor_config.json`` falls back to the presets' processor; one that cannot be used (it
+    asks for remote code, or is malformed) is an error rather than a silent change of preprocessing.
+    """
     from transformers import AutoImageProcessor
 
     try:
-        return AutoImageProcessor.from_pretrained(name_or_path, token=token)
-    except Exception:  # no preprocessor_config.json: a checkpoint saved without one
+        return AutoImageProcessor.from_pretrained(name_or_path, token=token, trust_remote_code=False)
+    except OSError:  # no preprocessor_config.json: a checkpoint saved without one
         return preset_image_processor()
+    except Exception as e:  # ValueError (remote code, unknown class), JSON errors
+        raise HfFmnistError(
+            f"Cannot use the image processor of {_describe(name_or_path)} ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:300]}); hf_fmnist never runs code from a model repo."
+        ) from None
 
 
 def _reset_head(model) -> None:

@@ -1,34 +1,37 @@
 """The model folder a training run leaves: everything the Hub and stock transformers need, written atomically.
 
 ``model.safetensors``, ``config.json``, ``preprocessor_config.json``, ``all_results.json``, ``training_config.json``,
-``learning_curves.png``, ``confusion_matrix.png``, ``predictions.png`` and the ``README.md`` model card. Files are
-assembled in a temp folder inside the output folder and moved into place one by one, so no file is ever half written
-and checkpoints or logs already there are left alone.
+``learning_curves.png``, ``confusion_matrix.png``, ``predictions.png``, ``examples/*.png`` (a few test images for
+the Hub's widget) and the ``README.md`` model card, rendered from those files (so a push renders it again for its
+repo). Files are assembled in a temp folder inside the output folder and moved into place one by one, so no file is
+ever half written and checkpoints or logs already there are left alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from . import plots
+from . import cards, idx, plots
+from .cards import EXAMPLES_DIR, RESULTS_FILE
 
-RESULTS_FILE = "all_results.json"
+__all__ = ["RESULTS_FILE", "write_model_folder", "is_original_split", "write_examples"]
+EXAMPLE_NAME = re.compile(r"[0-9]+_[a-z0-9_]+\.png")  # what write_examples names its files
+NUM_EXAMPLES = 6  # widget images: one per class, of the first classes met in the test split
 
 
 def write_model_folder(output_dir, model, processor, results: dict, config, resolved: dict, *,
                        images: np.ndarray, logits: np.ndarray, labels: np.ndarray, names) -> Path:
-    from . import cards
-
     output_dir = Path(output_dir)
-    tmp = output_dir / ".final.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".final-", suffix=".tmp", dir=output_dir))  # never a name someone else used
     try:
         model = model.to("cpu")
         for p in model.parameters():  # channels_last weights are not contiguous; safetensors wants them so
@@ -41,10 +44,73 @@ def write_model_folder(output_dir, model, processor, results: dict, config, reso
         plots.learning_curves(results["history"], tmp / "learning_curves.png")
         plots.confusion_matrix(np.asarray(results["eval_confusion_matrix"]), names, tmp / "confusion_matrix.png")
         plots.predictions_grid(images, labels, predictions, names, tmp / "predictions.png")
-        cards.model_card(model, processor, results, config, resolved).save(tmp / "README.md")
+        write_examples(images, labels, names, tmp / EXAMPLES_DIR)
+        from huggingface_hub import constants
+
+        card = cards.render_model_card(tmp, repo_id=config.hub_model_id, endpoint=constants.ENDPOINT,
+                                       local_name=output_dir.resolve().name)
+        (tmp / "README.md").write_text(card)
+        _replace_examples(tmp / EXAMPLES_DIR, output_dir / EXAMPLES_DIR)
         for item in sorted(tmp.iterdir()):
             os.replace(item, output_dir / item.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return output_dir
 
+
+def _replace_examples(new: Path, old: Path) -> None:
+    """Move our new example images into ``old``, removing only earlier ones of ours (a user's files there stay)."""
+    old.mkdir(exist_ok=True)
+    for path in old.iterdir():
+        if EXAMPLE_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink()
+    for path in sorted(new.iterdir()):
+        os.replace(path, old / path.name)
+    new.rmdir()
+
+
+def write_examples(images: np.ndarray, labels: np.ndarray, names, folder: Path, count: int = NUM_EXAMPLES) -> list:
+    """The first test image of each of the first ``count`` classes met, as ``LABEL_NAME.png`` (28×28 gray PNG).
+
+    Real evaluation images, so the Hub's widget shows what the model was made for (its default photos are out of
+    distribution). The PNG encoder is deterministic: the same images give the same bytes, so re-pushes change nothing.
+    """
+    from . import png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    picks = []
+    for i, label in enumerate(labels.tolist()):
+        if label not in [labels[j] for j in picks]:
+            picks.append(i)
+        if len(picks) == count:
+            break
+    written = []
+    for i, data in zip(picks, png.encode_gray(np.ascontiguousarray(images[picks], dtype=np.uint8), threads=1)):
+        label = int(labels[i])
+        slug = re.sub(r"[^a-z0-9]+", "_", names[label].lower()).strip("_")
+        path = folder / f"{label}_{slug}.png"
+        path.write_bytes(data)
+        written.append(path)
+    return written
+
+
+def is_original_split(split: str, images: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether ``images`` and ``labels`` are the original release's ``split``, all of it, in its order.
+
+    Hashes them as the IDX files they came from (header and content) and compares with the release's sha256, so the
+    verdict holds whatever the data's source (built-in, an exported folder, a Hub copy): a subset, a reordering, a
+    modified pixel or label, or data built from other files is not the original.
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 3 or len(images) != len(labels) or len(images) != idx.NUM_EXAMPLES.get(split):
+        return False
+    if images.min(initial=0) < 0 or images.max(initial=0) > 255 or labels.min(initial=0) < 0 or \
+            labels.max(initial=0) > 255:
+        return False
+    image_name, label_name = idx.FILENAMES[split]
+    n, rows, cols = images.shape
+    image_header = b"".join(x.to_bytes(4, "big") for x in (idx.IMAGES_MAGIC, n, rows, cols))
+    label_header = b"".join(x.to_bytes(4, "big") for x in (idx.LABELS_MAGIC, n))
+    image_digest = hashlib.sha256(image_header + images.astype(np.uint8).tobytes()).hexdigest()
+    label_digest = hashlib.sha256(label_header + labels.astype(np.uint8).tobytes()).hexdigest()
+    return image_digest == idx.SHA256[image_name] and label_digest == idx.SHA256[label_name]

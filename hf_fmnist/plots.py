@@ -1,4 +1,7 @@
-"""PNG figures: sample grids (with class names, and predictions when given). Matplotlib, headless."""
+"""PNG figures: sample grids (with class names, and predictions when given), learning curves, confusion matrices.
+
+Matplotlib, headless.
+"""
 
 from __future__ import annotations
 
@@ -82,22 +85,41 @@ def learning_curves(history: Sequence[dict], path: str | os.PathLike) -> Path:
 
 
 def confusion_matrix(cm: np.ndarray, names: Sequence[str], path: str | os.PathLike) -> Path:
-    """Counts, rows = true class, columns = predicted class; the diagonal is dimmed so errors stand out."""
+    """Counts, rows = true class, columns = predicted class.
+
+    Errors are shaded red and correct predictions (the diagonal) blue, each on its own scale, so the errors stand
+    out however large the diagonal is. Each count is printed white on dark cells and black on light ones.
+    """
     plt = _pyplot()
     cm = np.asarray(cm)
     fig, ax = plt.subplots(figsize=(7, 6))
-    off = cm.astype(float).copy()
-    np.fill_diagonal(off, np.nan)
-    ax.imshow(off, cmap="Reds")
+    diagonal = np.eye(len(cm), dtype=bool)
+    colors = np.zeros(cm.shape + (4,))
+    for mask, cmap_name in ((~diagonal, "Reds"), (diagonal, "Blues")):
+        values = cm[mask].astype(float)
+        top = values.max() if values.size and values.max() > 0 else 1.0
+        colors[mask] = plt.get_cmap(cmap_name)(0.85 * values / top)  # 0.85: the darkest shade is not black
+    ax.imshow(colors, interpolation="nearest")
     for i in range(len(names)):
         for j in range(len(names)):
             ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=7,
-                    color="gray" if i == j else "black")
+                    color=text_color(colors[i, j]), fontweight="bold" if i == j else "normal")
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def text_color(rgba) -> str:
+    """``"white"`` on a dark background colour, ``"black"`` on a light one (by relative luminance, WCAG)."""
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(float(c)) for c in rgba[:3])
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    # black and white contrast equally at luminance 0.179: above it black reads better
+    return "black" if luminance > 0.179 else "white"
 
 
 def predictions_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, names: Sequence[str],

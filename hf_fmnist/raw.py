@@ -30,6 +30,7 @@ MIRRORS = (
 )
 TIMEOUT_S = 30  # per socket operation, not per file
 CHUNK_BYTES = 1 << 16
+MAX_DOWNLOAD_BYTES = 64 << 20  # the largest original .gz is 26 MB: a mirror sending more is not sending it
 
 
 class DownloadError(HfFmnistError):
@@ -96,7 +97,7 @@ def _fetch(name: str, target: Path, mirrors: Sequence[str], checksums: dict[str,
         url = mirror.rstrip("/") + f"/{name}.gz"
         try:
             _download_resumable(url, part)
-            idx.verify_sha256(idx.read_bytes(part), name, part, checksums)
+            idx.verify_sha256(idx.read_bytes(part, _magic(name)), name, part, checksums)
         except idx.IdxError as e:
             part.unlink(missing_ok=True)  # a bad copy must not be resumed from
             failures.append(f"{url}: {e}")
@@ -132,12 +133,23 @@ def _download_resumable(url: str, part: Path) -> None:
         if response.status != 206:  # the server ignored the range: start over
             have = 0
         length = response.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
+        total = have + int(length) if length is not None and length.isdigit() else None
+        if total is not None and total > MAX_DOWNLOAD_BYTES:
+            raise idx.IdxError(f"{url} announces {total:,} bytes, more than the {MAX_DOWNLOAD_BYTES:,} any "
+                               f"Fashion-MNIST file has; not downloading it.")
         with open(part, "ab" if have else "wb") as f, tqdm(
             total=total, initial=have, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"), leave=False
         ) as bar:
             while chunk := response.read(CHUNK_BYTES):
+                have += len(chunk)
+                if have > MAX_DOWNLOAD_BYTES:
+                    raise idx.IdxError(f"{url} sent more than {MAX_DOWNLOAD_BYTES:,} bytes, more than any "
+                                       f"Fashion-MNIST file has; stopped.")
                 f.write(chunk)
                 bar.update(len(chunk))
         if total is not None and part.stat().st_size < total:
             raise urllib.error.URLError(f"connection closed after {part.stat().st_size} of {total} bytes")
+
+
+def _magic(name: str) -> int:
+    return idx.IMAGES_MAGIC if "-images-" in name else idx.LABELS_MAGIC

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from .data import class_counts, find_columns
+from .data import class_counts, decode, find_columns
 
 
 def format_summary(dataset) -> str:
@@ -23,8 +23,12 @@ def format_summary(dataset) -> str:
     return "\n".join(lines)
 
 
-def print_summary(dataset, *, grid: str | os.PathLike | None = None, split: str | None = None) -> None:
-    """Print :func:`format_summary`; with ``grid``, save 4 sample images per class, titled with class names."""
+def print_summary(dataset, *, grid: str | os.PathLike | None = None, split: str | None = None,
+                  root: str | os.PathLike | None = None) -> None:
+    """Print :func:`format_summary`; with ``grid``, save 4 sample images per class, titled with class names.
+
+    ``root``: the local folder the dataset came from (see :func:`hf_fmnist.data.decode`).
+    """
     print(format_summary(dataset))
     if grid is None:
         return
@@ -32,10 +36,9 @@ def print_summary(dataset, *, grid: str | os.PathLike | None = None, split: str 
 
     split = split or next(iter(dataset))
     ds = dataset[split]
-    image_col, label_col = find_columns(ds.features)
+    _, label_col = find_columns(ds.features)
     head = ds.select(range(min(len(ds), 500)))  # plenty for 4 per class; avoids decoding the whole split
-    images = np.stack([np.asarray(im.convert("L")) for im in head[image_col]])
-    labels = np.asarray(head[label_col])
+    images, labels = decode(head, root)
     picked, titles = class_samples(images, labels, ds.features[label_col].names)
     path = image_grid(picked, titles, grid, suptitle=f"Fashion-MNIST {split}: 4 samples per class")
     print(f"\nSaved a grid of {len(picked)} {split} images with their class names to {path}")

@@ -14,43 +14,22 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import metrics
+from . import checkpoint, metrics, ownership
+from .checkpoint import TrainState, find_checkpoints
 from .config import TrainConfig
-from .errors import HfFmnistError
+from .errors import HfFmnistError, printable
 from .loader import DeviceLoader, Preprocess
 from .models import load_model, recipe_for
-
-CHECKPOINT_PREFIXES = ("step_", "epoch_")
-
-
-@dataclass
-class TrainState:
-    """Progress that must survive a restart; registered with Accelerate so every checkpoint carries it."""
-
-    step: int = 0  # optimizer steps taken
-    images_seen: int = 0  # training images processed, all processes
-    train_seconds: float = 0.0  # wall time spent training (excluding evaluation), summed over restarts
-    history: list = field(default_factory=list)  # one dict per evaluation
-
-    def state_dict(self) -> dict:
-        return {"step": self.step, "images_seen": self.images_seen, "train_seconds": self.train_seconds,
-                "history": self.history}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step, self.images_seen = state["step"], state["images_seen"]
-        self.train_seconds, self.history = state["train_seconds"], list(state["history"])
-
 
 def make_accelerator(config: TrainConfig):
     """An ``Accelerator`` that also works as N real processes on a machine without GPUs.
@@ -116,7 +95,7 @@ class Data:
 
 def load_data(config: TrainConfig, accelerator) -> Data:
     """Both splits as uint8/int64 tensors on ``accelerator.device``; built/downloaded once, by the main process."""
-    from .data import eval_split_of, find_columns, load_arrays, open_dataset
+    from .data import eval_split_of, find_columns, load_arrays, local_root, open_dataset
 
     with accelerator.main_process_first():
         dataset = open_dataset(config.dataset, data_dir=config.data_dir)
@@ -126,7 +105,8 @@ def load_data(config: TrainConfig, accelerator) -> Data:
                 f"Dataset {config.dataset!r} has splits {', '.join(dataset)}; training needs 'train' and 'test' "
                 f"(or 'validation')."
             )
-        arrays = {split: load_arrays(split, dataset) for split in ("train", eval_split)}
+        root = local_root(config.dataset)
+        arrays = {split: load_arrays(split, dataset, root=root) for split in ("train", eval_split)}
     features = dataset["train"].features
     names = list(features[find_columns(features)[1]].names)
     (tx, ty), (ex, ey) = arrays["train"], arrays[eval_split]
@@ -206,18 +186,6 @@ def evaluate_logits(model, loader: DeviceLoader, accelerator=None) -> tuple[np.n
     return torch.cat(all_logits)[keep][order].numpy(), torch.cat(all_labels)[keep][order].numpy()
 
 
-def find_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoint folders under ``output_dir``, oldest first (by optimizer step)."""
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return []
-    found = []
-    for p in folder.iterdir():
-        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIXES) and (p / "trainer_state.json").is_file():
-            found.append((json.loads((p / "trainer_state.json").read_text())["step"], p))
-    return [p for _, p in sorted(found)]
-
-
 def resolve_checkpoint(config: TrainConfig) -> Path | None:
     if config.resume_from_checkpoint is None:
         return None
@@ -225,30 +193,44 @@ def resolve_checkpoint(config: TrainConfig) -> Path | None:
         found = find_checkpoints(config.output_dir)
         return found[-1] if found else None  # nothing saved yet: start from scratch, as after an early crash
     path = Path(config.resume_from_checkpoint)
-    if not (path / "trainer_state.json").is_file():
+    if not path.is_dir() or not (path / checkpoint.STATE_FILE).exists():
         raise HfFmnistError(
-            f"--resume_from_checkpoint {path} is not a complete checkpoint (no trainer_state.json); pass a step_N or "
-            f"epoch_N folder, or 'latest'."
+            f"--resume_from_checkpoint {path} is not a complete checkpoint (no {checkpoint.STATE_FILE}); pass a "
+            f"step_N or epoch_N folder, or 'latest'."
         )
     return path
 
 
-def save_checkpoint(accelerator, output_dir: str, name: str, state: TrainState) -> Path:
-    """``accelerator.save_state`` into a temp folder, then rename: a crash never leaves a half checkpoint."""
-    final = Path(output_dir) / name
-    tmp = Path(output_dir) / f".{name}.tmp"
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))  # every process writes its own random state here
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": state.step}) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    accelerator.wait_for_everyone()
-    return final
+def check_output_dir(config: TrainConfig) -> None:
+    """Write only into a new or empty folder, an earlier run of ours, or (``--overwrite_output_dir``) where told to.
+
+    Even then, a ``step_N``/``epoch_N`` folder that is not a checkpoint of ours is refused up front: saving a
+    checkpoint of that name would have to replace it.
+    """
+    folder = Path(config.output_dir)
+    ownership.check_is_folder(folder, "--output_dir")
+    if not folder.exists() or not ownership.entries(folder):
+        return
+    if not (ownership.is_marked(folder, ownership.TRAINING_OUTPUT) or config.overwrite_output_dir):
+        raise HfFmnistError(
+            f"--output_dir {folder} already holds files that hf_fmnist did not write "
+            f"({ownership.describe(ownership.entries(folder))}); choose a new or empty folder, or pass "
+            f"--overwrite_output_dir to write into it (its other files are kept, never deleted)."
+        )
+    for path in sorted(folder.iterdir()):
+        if not checkpoint.is_checkpoint_name(path.name):
+            continue
+        foreign = checkpoint.foreign_files(path)  # a damaged trainer_state.json raises CheckpointError here
+        if foreign:
+            raise HfFmnistError(
+                f"--output_dir {folder} holds {path.name}/, named like a checkpoint but holding files hf_fmnist did "
+                f"not write ({ownership.describe(foreign)}); move it away (training writes its checkpoints as "
+                f"step_N/ and epoch_N/, and replaces only its own)."
+            )
+
+
+def save_checkpoint(run: "Run", name: str) -> Path:
+    return checkpoint.save(run.accelerator, run.model, run.optimizer, run.state, run.config.output_dir, name)
 
 
 class Progress:
@@ -303,6 +285,7 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
     """Accelerator, data on the device, model, loaders, optimizer and schedule; resumed if asked."""
     from accelerate.utils import set_seed
 
+    check_output_dir(config)  # before anything is loaded or written, on every process
     accelerator = make_accelerator(config)
     set_seed(config.seed)
     data = load_data(config, accelerator)
@@ -331,17 +314,18 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
     model, optimizer = accelerator.prepare(model, optimizer)
     # The schedule counts optimizer steps; prepared schedulers would step once per process per call.
     state = TrainState()
-    accelerator.register_for_checkpointing(scheduler, state)
     if accelerator.is_main_process:
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        ownership.mark(config.output_dir, ownership.TRAINING_OUTPUT)
         config.save(config.output_dir, **resolved, num_processes=accelerator.num_processes,
                     mixed_precision=accelerator.mixed_precision, device=str(accelerator.device))
-    checkpoint = resolve_checkpoint(config)
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        accelerator.print(f"Resumed from {checkpoint} at step {state.step}")
+    resume_from = resolve_checkpoint(config)
+    if resume_from is not None:
+        state = checkpoint.load(resume_from, accelerator, model, optimizer, scheduler)
+        accelerator.print(f"Resumed from {resume_from} at step {state.step}")
     if config.with_tracking:
-        accelerator.init_trackers("hf_fmnist", config={k: v for k, v in {**config.to_dict(), **resolved}.items()
+        # public_dict: TensorBoard's hparams are published with the model, so no path of this machine goes in
+        accelerator.init_trackers("hf_fmnist", config={k: v for k, v in {**config.public_dict(), **resolved}.items()
                                                        if isinstance(v, (int, float, str, bool))})
     return Run(config, accelerator, data, model, processor, optimizer, scheduler, train_loader, eval_loader,
                state, resolved, start_time)
@@ -383,7 +367,7 @@ def train_epoch(run: Run, epoch: int, progress: "Progress") -> tuple[float, str 
             else:
                 state.train_seconds += time.perf_counter() - start
                 start = time.perf_counter()
-                save_checkpoint(accelerator, config.output_dir, f"step_{state.step}", state)
+                save_checkpoint(run, f"step_{state.step}")
         if epoch_ends:
             break
     state.train_seconds += time.perf_counter() - start
@@ -424,9 +408,9 @@ def train(config: TrainConfig) -> dict:
         loss_value, pending_checkpoint = train_epoch(run, epoch, progress)
         end_epoch(run, epoch, loss_value, progress)
         if pending_checkpoint:
-            save_checkpoint(accelerator, config.output_dir, pending_checkpoint, state)
+            save_checkpoint(run, pending_checkpoint)
         if config.checkpoint_each_epoch:
-            save_checkpoint(accelerator, config.output_dir, f"epoch_{epoch + 1}", state)
+            save_checkpoint(run, f"epoch_{epoch + 1}")
     progress.close()
     results = finish(config, accelerator, run.model, run.processor, run.eval_loader, run.data, state, run.resolved)
     if config.with_tracking:
@@ -450,8 +434,15 @@ def finish(config, accelerator, model, processor, eval_loader, data: Data, state
             "train_samples": len(data.train_images),
             "train_samples_per_second": round(state.images_seen / max(state.train_seconds, 1e-9), 1),
             "train_steps": state.step,
-            "epochs": resolved["num_train_epochs"],
+            "num_parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
+            "steps_per_epoch": resolved["steps_per_epoch"],
+            "epochs": round(state.step / resolved["steps_per_epoch"], 2),  # what ran: 0.5 after 4 of 8 steps
             "history": state.history,
+            # whether the data is Fashion-MNIST's, byte for byte, whatever its source: the card claims results on
+            # the Fashion-MNIST test split only when all 10,000 verified test images were evaluated
+            "train_dataset_verified": outputs.is_original_split(
+                "train", data.train_images.cpu().numpy(), data.train_labels.cpu().numpy()),
+            "eval_dataset_verified": outputs.is_original_split("test", data.eval_images.cpu().numpy(), labels),
         }
         outputs.write_model_folder(
             config.output_dir, accelerator.unwrap_model(model), processor, results, config, resolved,
@@ -477,6 +468,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = TrainConfig.from_args(argv)
         train(config)
     except HfFmnistError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         return 2
     return 0

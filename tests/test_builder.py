@@ -46,8 +46,8 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_export_layout_card_and_round_trip(synthetic, tmp_path):
     out = dataset_export.export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
     files = _files(out)
-    assert sorted(files) == [
-        "README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"
+    assert sorted(files) == [  # and the hidden marker that says hf_fmnist wrote it (never pushed)
+        ".hf_fmnist", "README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"
     ]
     assert not any(name.endswith(".py") for name in files)
     meta = yaml.safe_load(files["README.md"].decode().split("---")[1])
@@ -117,7 +117,7 @@ def test_export_refuses_to_replace_foreign_folders(synthetic, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "thesis.tex").write_text("precious")
-    with pytest.raises(dataset_export.HfFmnistError, match=r"already holds other files \(thesis.tex\)"):
+    with pytest.raises(dataset_export.HfFmnistError, match=r"did not write \(thesis.tex\)"):
         dataset_export.export(home, data_dir=synthetic.folder, verify=False)
     assert (home / "thesis.tex").read_text() == "precious"
     a_file = tmp_path / "file"

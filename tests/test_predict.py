@@ -99,7 +99,7 @@ def test_predict_agrees_with_pipeline(model_dir):
 
     out, dataset = model_dir
     test = datasets.load_dataset(str(dataset))["test"].select(range(10))
-    classify = pipeline("image-classification", model=str(out), device="cpu")
+    classify = pipeline("image-classification", trust_remote_code=False, model=str(out), device="cpu")
     expected = [r[0]["label"] for r in classify([row["image"] for row in test], top_k=1)]
     paths = []
     for i, row in enumerate(test):

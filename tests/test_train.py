@@ -87,7 +87,7 @@ def test_vit_preset_trains_and_saves_a_loadable_model(tmp_path, tiny_dataset):
     assert saved["eval_accuracy"] >= 0.2  # 16 steps from scratch: above chance, far from done
     from transformers import AutoModelForImageClassification
 
-    model = AutoModelForImageClassification.from_pretrained(tmp_path / "out")
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "out", trust_remote_code=False)
     assert type(model).__name__ == "ViTForImageClassification" and model.config.id2label[9] == "Ankle boot"
 
 
@@ -98,7 +98,7 @@ def test_pipeline_on_pil_images_agrees_with_all_results(trained_cnn, tiny_datase
 
     out = trained_cnn
     test = datasets.load_dataset(tiny_dataset)["test"]
-    classify = pipeline("image-classification", model=str(out), device="cpu")
+    classify = pipeline("image-classification", trust_remote_code=False, model=str(out), device="cpu")
     predictions = [p[0]["label"] for p in classify([row["image"] for row in test], top_k=1)]
     names = test.features["label"].names
     accuracy = np.mean([names[label] == p for label, p in zip(test["label"], predictions)])
@@ -219,7 +219,7 @@ def test_preprocess_resize_and_centre_crop_match_the_processor_on_pil_images(tmp
     from hf_fmnist.loader import Preprocess
 
     _crop_processor().save_pretrained(tmp_path)
-    processor = AutoImageProcessor.from_pretrained(tmp_path)  # as training loads it
+    processor = AutoImageProcessor.from_pretrained(tmp_path, trust_remote_code=False)  # as training loads it
     images = np.random.default_rng(0).integers(0, 256, (16, 28, 28), dtype=np.uint8)
     images[:, 10:18, :] = 255  # edges: a shifted crop or a missing resize changes many pixels
     pre = Preprocess.from_processor(processor, 3)
@@ -262,16 +262,16 @@ def _step_checkpoints(folder: Path) -> dict[int, Path]:
 
 
 def _plant_half_written_checkpoints(run: Path, newest: Path) -> None:
-    """What a crash in the middle of a save can leave: a temp folder with truncated files, and a checkpoint folder
-    without its completion marker. Both claim a later step than any complete checkpoint."""
-    tmp = run / ".step_30.tmp"
+    """What a crash in the middle of a save can leave: the temp folder a checkpoint is assembled in, with truncated
+    files, before trainer_state.json (written last) and the rename. It claims a later step than any complete one.
+    (A step_N folder without trainer_state.json is never ours: saves are renamed into place whole; training refuses
+    such a folder, see test_safety.py.)"""
+    tmp = run / ".step_30.partial"
     shutil.copytree(newest, tmp)
+    (tmp / "trainer_state.json").unlink()
     for f in tmp.rglob("*"):
-        if f.is_file() and f.name != "trainer_state.json":
+        if f.is_file():
             f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    unmarked = run / "step_30"
-    shutil.copytree(newest, unmarked)
-    (unmarked / "trainer_state.json").unlink()
 
 
 def test_resume_after_kill_continues_from_the_newest_complete_checkpoint(tmp_path, tiny_dataset):

@@ -1,0 +1,320 @@
+"""Resumable checkpoints that cannot run code: safetensors for tensors, JSON for everything else, no pickle.
+
+``accelerator.save_state``/``load_state`` unpickle ``custom_checkpoint_*.pkl``, ``random_states_*.pkl`` and
+``optimizer.bin`` with ``weights_only=False``: a checkpoint folder from a stranger could run any command on resume.
+A checkpoint here is a folder ``step_N/`` or ``epoch_N/`` holding
+
+- ``model.safetensors``: the unwrapped model's weights;
+- ``optimizer.safetensors``: the optimizer's tensors, its hyper-parameters as JSON in the file's metadata;
+- ``rng_state_{rank}.safetensors``: each process's torch generator states (dropout, stochastic depth);
+- ``trainer_state.json``: step, images seen, history, gradient-scaler state, and the sha256 of every other file.
+  It is written last, so it marks a complete checkpoint.
+
+The learning-rate schedule is a pure function of the step, so it is re-derived, not stored. Loading checks the format,
+every file's digest, every tensor's name and shape; anything else is one :class:`CheckpointError` line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import HfFmnistError
+
+FORMAT = "hf_fmnist-checkpoint"
+VERSION = 1
+STATE_FILE = "trainer_state.json"
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+PREFIXES = ("step_", "epoch_")
+MAX_STATE_BYTES = 16 << 20  # trainer_state.json holds a few numbers and the history: far below this
+
+
+class CheckpointError(HfFmnistError):
+    """A checkpoint folder is damaged, incomplete or was not written by hf_fmnist."""
+
+    def __init__(self, folder, problem: str):
+        super().__init__(
+            f"checkpoint {folder} is damaged or was not written by hf_fmnist ({problem}); resume from another "
+            f"checkpoint (--resume_from_checkpoint FOLDER) or start over without --resume_from_checkpoint."
+        )
+
+
+@dataclass
+class TrainState:
+    """Progress that must survive a restart."""
+
+    step: int = 0  # optimizer steps taken
+    images_seen: int = 0  # training images processed, all processes
+    train_seconds: float = 0.0  # wall time spent training (excluding evaluation), summed over restarts
+    history: list = field(default_factory=list)  # one dict per evaluation
+
+    def to_json(self) -> dict:
+        return {"step": self.step, "images_seen": self.images_seen, "train_seconds": self.train_seconds,
+                "history": self.history}
+
+    @classmethod
+    def from_json(cls, saved: dict, folder) -> "TrainState":
+        checks = {"step": int, "images_seen": int, "train_seconds": (int, float), "history": list}
+        for key, kind in checks.items():
+            value = saved.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, (int, float))
+                                                                          and not (math.isfinite(value) and value >= 0)):
+                raise CheckpointError(folder, f"{STATE_FILE}: {key!r} is {value!r}")
+        if not all(isinstance(h, dict) for h in saved["history"]):
+            raise CheckpointError(folder, f"{STATE_FILE}: 'history' must be a list of objects")
+        return cls(step=saved["step"], images_seen=saved["images_seen"], train_seconds=float(saved["train_seconds"]),
+                   history=list(saved["history"]))
+
+
+def is_checkpoint_name(name: str) -> bool:
+    prefix = next((p for p in PREFIXES if name.startswith(p)), None)
+    return prefix is not None and name[len(prefix):].isdigit()
+
+
+def read_state_file(folder: Path) -> dict:
+    """``trainer_state.json`` of ``folder``, checked to be one of ours; :class:`CheckpointError` otherwise."""
+    path = folder / STATE_FILE
+    try:
+        if path.is_symlink() or not path.is_file():
+            raise CheckpointError(folder, f"no regular {STATE_FILE}")
+        if path.stat().st_size > MAX_STATE_BYTES:
+            raise CheckpointError(folder, f"{STATE_FILE} is {path.stat().st_size:,} bytes")
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(folder, f"{STATE_FILE}: {type(e).__name__}: {e}") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise CheckpointError(folder, f"{STATE_FILE} does not say format {FORMAT!r}")
+    if saved.get("version") != VERSION:
+        raise CheckpointError(folder, f"{STATE_FILE} has version {saved.get('version')!r}, this hf_fmnist reads "
+                                      f"{VERSION}")
+    if not isinstance(saved.get("files"), dict):
+        raise CheckpointError(folder, f"{STATE_FILE} lists no files")
+    return saved
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """What in a checkpoint-named folder hf_fmnist did not write; [] for a complete checkpoint of ours.
+
+    A folder without ``trainer_state.json`` is all foreign (ours only ever appear complete, by rename); one whose
+    ``trainer_state.json`` is damaged raises :class:`CheckpointError`, which says so more usefully.
+    """
+    if folder.is_symlink() or not folder.is_dir():
+        return [folder.name]
+    if not (folder / STATE_FILE).exists():
+        return sorted(p.name for p in folder.iterdir()) or [f"{folder.name}/ without {STATE_FILE}"]
+    listed = set(read_state_file(folder)["files"]) | {STATE_FILE}
+    return sorted(p.name for p in folder.iterdir() if p.name not in listed or p.is_symlink() or not p.is_file())
+
+
+def is_ours(folder: Path) -> bool:
+    """A complete checkpoint of ours holding only the files it lists: the only kind of folder we ever delete."""
+    try:
+        return not foreign_files(folder)
+    except CheckpointError:
+        return False
+
+
+def find_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint folders under ``output_dir``, oldest first (by optimizer step).
+
+    Folders without ``trainer_state.json`` are unfinished (or not checkpoints at all) and skipped; one whose
+    ``trainer_state.json`` is damaged is an error, not a silent fall-back to an older state.
+    """
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        if path.is_dir() and not path.is_symlink() and is_checkpoint_name(path.name) and (path / STATE_FILE).exists():
+            saved = read_state_file(path)
+            step = saved.get("step")
+            if not isinstance(step, int) or isinstance(step, bool):
+                raise CheckpointError(path, f"{STATE_FILE}: 'step' is {step!r}")
+            found.append((step, path.name, path))
+    return [p for *_, p in sorted(found)]
+
+
+def save(accelerator, model, optimizer, state: TrainState, output_dir: str | os.PathLike, name: str) -> Path:
+    """Write checkpoint ``output_dir/name`` atomically: a crash never leaves a half checkpoint under its final name.
+
+    Every process writes its generator state; the main process writes the rest, ``trainer_state.json`` last, then
+    renames the folder into place. An existing folder of that name is replaced only if it is a checkpoint of ours.
+    """
+    from safetensors.torch import save_file
+
+    final = Path(output_dir) / name
+    tmp = Path(output_dir) / f".{name}.partial"
+    if accelerator.is_main_process:
+        if final.exists() and not is_ours(final):
+            raise HfFmnistError(f"{final} exists and is not a checkpoint written by hf_fmnist; move it away (training "
+                                f"writes its checkpoints as step_N/ and epoch_N/).")
+        _remove_partial(tmp)
+        tmp.mkdir()
+    accelerator.wait_for_everyone()
+    rank = accelerator.process_index
+    save_file(_rng_tensors(), tmp / f"rng_state_{rank}.safetensors")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        weights = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+        save_file(weights, tmp / MODEL_FILE)
+        tensors, metadata = _flatten_optimizer(optimizer.state_dict())
+        save_file(tensors, tmp / OPTIMIZER_FILE, metadata=metadata)
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+        scaler = accelerator.scaler.state_dict() if getattr(accelerator, "scaler", None) is not None else None
+        saved = {"format": FORMAT, "version": VERSION, **state.to_json(), "num_processes": accelerator.num_processes,
+                 "scaler": scaler, "files": files}
+        (tmp / STATE_FILE).write_text(json.dumps(saved, indent=1) + "\n")
+        if final.exists():
+            old = final.with_name(f".{name}.old")
+            _remove_partial(old)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load(folder: Path, accelerator, model, optimizer, scheduler) -> TrainState:
+    """Restore model, optimizer, generators and schedule from ``folder``; returns the saved :class:`TrainState`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    saved = read_state_file(folder)
+    state = TrainState.from_json(saved, folder)
+    _check_digests(folder, saved["files"])
+    device = accelerator.device
+    try:
+        weights = load_file(folder / MODEL_FILE, device=str(device))
+        with safe_open(folder / OPTIMIZER_FILE, framework="pt", device=str(device)) as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        rng_file = folder / f"rng_state_{accelerator.process_index}.safetensors"
+        rng = load_file(rng_file) if rng_file.name in saved["files"] else None
+    except (OSError, SafetensorError, ValueError, RuntimeError) as e:
+        raise CheckpointError(folder, f"{type(e).__name__}: {e}") from None
+    target = accelerator.unwrap_model(model)
+    try:
+        _check_shapes(target.state_dict(), weights, MODEL_FILE)
+        target.load_state_dict(weights)
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, metadata, optimizer.state_dict()))
+        if saved.get("scaler") is not None and getattr(accelerator, "scaler", None) is not None:
+            accelerator.scaler.load_state_dict(saved["scaler"])
+        if rng is not None:
+            _set_rng(rng)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(folder, str(e).splitlines()[0]) from None
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": re-deriving, not training
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(state.step):
+            scheduler.step()
+    return state
+
+
+def _check_digests(folder: Path, files: dict) -> None:
+    for name, digest in files.items():
+        path = folder / str(name)
+        if "/" in str(name) or name in (".", "..") or path.is_symlink() or not path.is_file():
+            raise CheckpointError(folder, f"{name} is missing or not a regular file")
+        if _sha256(path) != digest:
+            raise CheckpointError(folder, f"{name} does not match its sha256 in {STATE_FILE}")
+    for required in (MODEL_FILE, OPTIMIZER_FILE):
+        if required not in files:
+            raise CheckpointError(folder, f"{STATE_FILE} lists no {required}")
+
+
+def _check_shapes(expected: dict, got: dict, file: str) -> None:
+    missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{file}: missing {missing[:3]}, unexpected {unexpected[:3]}: another model's checkpoint")
+    for key, tensor in expected.items():
+        if tuple(got[key].shape) != tuple(tensor.shape) or got[key].dtype != tensor.dtype:
+            raise ValueError(f"{file}: {key} is {got[key].dtype} {tuple(got[key].shape)}, the model has "
+                             f"{tensor.dtype} {tuple(tensor.shape)}")
+
+
+def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """An optimizer ``state_dict`` as safetensors tensors plus JSON metadata (hyper-parameters, scalar state)."""
+    tensors, scalars = {}, {}
+    for index, entries in state_dict["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": json.dumps(state_dict["param_groups"]), "scalars": json.dumps(scalars)}
+
+
+def _unflatten_optimizer(tensors: dict, metadata: dict, current: dict) -> dict:
+    """The inverse of :func:`_flatten_optimizer`, checked against the optimizer it is loaded into."""
+    try:
+        groups = json.loads(metadata["param_groups"])
+        scalars = json.loads(metadata.get("scalars", "{}"))
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{OPTIMIZER_FILE}: unreadable metadata ({e})") from None
+    params = [p for g in current["param_groups"] for p in g["params"]]
+    if not (isinstance(groups, list) and len(groups) == len(current["param_groups"])
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
+            and [p for g in groups for p in g["params"]] == params):
+        raise ValueError(f"{OPTIMIZER_FILE}: its parameter groups do not match this model's optimizer")
+    for saved, now in zip(groups, current["param_groups"]):
+        if set(saved) != set(now):
+            raise ValueError(f"{OPTIMIZER_FILE}: hyper-parameters {sorted(set(saved) ^ set(now))} differ")
+    state: dict[int, dict] = {}
+    for name, tensor in tensors.items():
+        _, index, key = name.split(".", 2)
+        if int(index) not in params:
+            raise ValueError(f"{OPTIMIZER_FILE}: state for unknown parameter {index}")
+        state.setdefault(int(index), {})[key] = tensor
+    for name, value in scalars.items():
+        index, key = name.split(".", 1)
+        if int(index) not in params or not isinstance(value, (int, float, bool, type(None))):
+            raise ValueError(f"{OPTIMIZER_FILE}: bad scalar state {name}")
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": groups}
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    tensors = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    return tensors
+
+
+def _set_rng(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["cpu"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("cuda."))]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _remove_partial(folder: Path) -> None:
+    """Remove a temp folder of ours left by a crash: only if it holds nothing but checkpoint files."""
+    if not folder.exists():
+        return
+    ours = {MODEL_FILE, OPTIMIZER_FILE, STATE_FILE}
+    entries = list(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else None
+    if entries is None or any(not p.is_file() or p.is_symlink() or not (p.name in ours or (
+            p.name.startswith("rng_state_") and p.name.endswith(".safetensors"))) for p in entries):
+        raise HfFmnistError(f"{folder} holds files hf_fmnist did not write; move it away and run again.")
+    shutil.rmtree(folder)

@@ -1,0 +1,220 @@
+"""``hf-fmnist demo``: a Gradio app that classifies uploaded or drawn images with a Fashion-MNIST model.
+
+The same module is the app of the Hub Space: ``hf-fmnist push-space`` copies it, with the few package modules it
+imports (:data:`SPACE_MODULES`), next to a generated ``app.py``, so the local demo and the Space cannot drift apart.
+Images go through the package's own loading (:func:`hf_fmnist.predict.load_image`: modes, transparency, 16-bit,
+decompression bombs) and the model's own preprocessing (:class:`hf_fmnist.loader.Preprocess`), so the demo shows
+exactly what ``hf-fmnist predict`` says.
+
+>>> app = build_app("out/model", examples_dir="examples")   # doctest: +SKIP
+>>> app.launch(server_name="127.0.0.1", server_port=7860)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import CLASS_NAMES
+
+# The package modules the app runs on, copied into the Space (tests/test_space.py runs the copy on its own).
+SPACE_MODULES = ("__init__", "errors", "extras", "predict", "evaluation", "models", "loader", "demo")
+MAX_UPLOAD = "10mb"  # Gradio refuses bigger files before they reach us
+MAX_SIDE = 1024  # pixels: larger images are shrunk before the photo preprocessing (the model sees 28x28 anyway)
+VIEW_SIZE = 224  # the model's input is shown enlarged to this, without smoothing
+FOREGROUND = 32  # gray levels above the background that count as the object when cropping a photo
+PHOTO_HELP = (
+    "Fashion-MNIST images are light garments on a black background, cropped to the object and centred in a square. "
+    "Photos usually show a dark object on a light background with margins around it: this option inverts such "
+    "images, makes the background black, crops to the object and pads it to a centred square, as the model card "
+    "recommends. Leave it off for Fashion-MNIST images."
+)
+
+
+class Classifier:
+    """A loaded model and its preprocessing: gray image in, top classes and the model's view out."""
+
+    def __init__(self, model_ref: str):
+        from .evaluation import load_for_inference
+        from .loader import Preprocess
+
+        self.model_ref = model_ref
+        self.model, processor, self.names = load_for_inference(model_ref)
+        self.preprocess = Preprocess.from_processor(processor, self.model.config.num_channels)
+        self.device = next(self.model.parameters()).device
+
+    def __call__(self, gray: np.ndarray, *, photo: bool = False, top_k: int = 5) -> tuple[dict[str, float], np.ndarray]:
+        """``({class: probability} of the top ``top_k``, the uint8 image the model sees)``."""
+        import torch
+
+        from .predict import _fit
+
+        if photo:
+            gray = photo_to_fmnist(gray)
+        pixels = _fit(gray, self.preprocess.size)  # the same resizing as `hf-fmnist predict`
+        with torch.inference_mode():
+            logits = self.model(pixel_values=self.preprocess(pixels[None].to(self.device))).logits
+        probs = logits.float().softmax(-1)[0]
+        scores, labels = probs.topk(min(top_k, len(self.names)))
+        return {self.names[i]: round(s, 6) for s, i in zip(scores.tolist(), labels.tolist())}, pixels.numpy()
+
+
+def photo_to_fmnist(gray: np.ndarray) -> np.ndarray:
+    """A photo as Fashion-MNIST would show it: light object on black, cropped to the object, centred in a square.
+
+    Follows the dataset's own conversion (trim, extend to a square, negate). The background is the median of the
+    border pixels: a light one means a dark object, so the image is inverted; the background level is then made
+    black, and the object is the bounding box of pixels clearly above it.
+    """
+    gray = _shrink(gray, MAX_SIDE).astype(np.float32)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if np.median(border) > 127:
+        gray = 255 - gray
+        border = 255 - border
+    background = float(np.median(border))
+    gray = np.clip((gray - background) * 255 / max(1.0, 255 - background), 0, 255).astype(np.uint8)
+    rows, cols = np.nonzero(gray > FOREGROUND)
+    if rows.size:
+        gray = gray[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    height, width = gray.shape
+    side = max(height, width)
+    square = np.zeros((side, side), dtype=np.uint8)
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top : top + height, left : left + width] = gray
+    return square
+
+
+def _shrink(gray: np.ndarray, max_side: int) -> np.ndarray:
+    if max(gray.shape) <= max_side:
+        return gray
+    from PIL import Image
+
+    image = Image.fromarray(gray)
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
+def enlarge(pixels: np.ndarray, size: int = VIEW_SIZE) -> np.ndarray:
+    """Nearest-neighbour enlargement, so every model pixel stays a visible square."""
+    factor = max(1, size // max(pixels.shape))
+    return np.kron(pixels, np.ones((factor, factor), dtype=np.uint8))
+
+
+def write_examples(folder: str | os.PathLike, *, data_dir: str | None = None) -> list[Path]:
+    """The first test image of each class as ``test-NNNNN-classK.png`` in ``folder`` (the app's clickable examples).
+
+    Reads only the raw test split (no ``datasets``), and writes the same bytes every time, so re-publishing a Space
+    changes nothing. Not used inside the Space, which ships the PNGs.
+    """
+    from . import idx, png, raw
+
+    test = idx.read_split(raw.locate(data_dir), "test")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    first = [int(np.flatnonzero(test.labels == k)[0]) for k in range(len(CLASS_NAMES))]
+    paths = []
+    for index, data in zip(first, png.encode_gray(test.images[first], threads=1)):
+        path = folder / f"test-{index:05d}-class{int(test.labels[index])}.png"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def example_files(folder: str | os.PathLike | None) -> list[tuple[str, str]]:
+    """``(path, caption)`` of the example PNGs in ``folder``, in file-name order."""
+    if folder is None or not Path(folder).is_dir():
+        return []
+    found = []
+    for path in sorted(Path(folder).glob("test-*-class*.png")):
+        label = int(path.stem.rsplit("class", 1)[1])
+        found.append((str(path), f"{CLASS_NAMES[label]} (test image {int(path.stem.split('-')[1])})"))
+    return found
+
+
+def build_app(model_ref: str, *, examples_dir: str | os.PathLike | None = None, classifier: Classifier | None = None):
+    """The Gradio ``Blocks`` app. API endpoints: ``/classify`` (image file, photo flag), ``/classify_drawing``."""
+    from .extras import require
+
+    gr = require("gradio", extra="demo", command="demo")
+    from PIL import Image
+
+    from .predict import MAX_PIXELS, ImageFileError, load_image
+
+    # load_image refuses images above MAX_PIXELS, but Gradio decodes each upload first, bounded only by PIL's
+    # decompression-bomb limit (an error at twice MAX_IMAGE_PIXELS): lower that to ours for a public app.
+    Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_PIXELS, MAX_PIXELS)
+
+    classify = classifier or Classifier(model_ref)
+
+    def run(path, photo: bool):
+        if not path:
+            return None, None, ""
+        try:
+            loaded = load_image(Path(path))
+        except ImageFileError as e:
+            raise gr.Error(str(e).replace(str(path), "the image"), print_exception=False) from None
+        scores, pixels = classify(loaded.gray, photo=bool(photo))
+        notes = "; ".join(loaded.notes)
+        return scores, enlarge(pixels), f"*Converted: {notes}.*" if notes else ""
+
+    def run_drawing(value):
+        # Gradio flattens the drawing on white: a dark object on a light background, exactly a photo's case.
+        return run((value or {}).get("composite"), True)
+
+    examples = example_files(examples_dir)
+    size = "×".join(map(str, classify.preprocess.size))
+    with gr.Blocks(title="Fashion-MNIST classifier", analytics_enabled=False) as app:
+        gr.Markdown(f"# Fashion-MNIST classifier\nModel: `{model_ref}`. Upload an image or draw one; the model "
+                    f"sees it as a {size} gray image and answers with its top five classes.")
+        with gr.Row():
+            with gr.Column():
+                with gr.Tab("Upload"):
+                    image = gr.Image(type="filepath", format="png", label="Image", sources=["upload", "clipboard"],
+                                     image_mode=None, elem_id="upload")
+                    if examples:
+                        gr.Examples([p for p, _ in examples], inputs=image, example_labels=[c for _, c in examples],
+                                    label="Fashion-MNIST test images (click one)")
+                with gr.Tab("Draw"):
+                    sketch = gr.Sketchpad(type="filepath", label="Draw a garment (dark on white)",
+                                          canvas_size=(280, 280), elem_id="sketch")
+                    gr.Markdown("Drawings always get the photo preprocessing: inverted, cropped and centred.")
+                    draw_button = gr.Button("Classify drawing")
+                photo = gr.Checkbox(label="Photo preprocessing (invert, crop, pad to square)", value=False,
+                                    info=PHOTO_HELP, elem_id="photo")
+            with gr.Column():
+                label = gr.Label(num_top_classes=5, label="Top 5 classes", elem_id="prediction")
+                view = gr.Image(label=f"What the model sees ({size}, enlarged)", interactive=False, format="png",
+                                elem_id="model-view")
+                notes = gr.Markdown()
+        outputs = [label, view, notes]
+        image.change(run, [image, photo], outputs, api_name="classify")
+        photo.change(run, [image, photo], outputs, api_name=False)
+        draw_button.click(run_drawing, [sketch], outputs, api_name="classify_drawing")
+    return app
+
+
+# 28x28 images would show at their natural, tiny size: scale them up, with square pixels.
+CSS = """
+#upload img { min-height: 200px; object-fit: contain; image-rendering: pixelated; }
+#model-view img { image-rendering: pixelated; }
+"""
+
+
+def launch(app, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
+           allowed_paths: list[str] | None = None, **kwargs):
+    """Serve ``app``; uploads above :data:`MAX_UPLOAD` are refused by Gradio itself."""
+    return app.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
+                      allowed_paths=allowed_paths, show_error=True, css=CSS, **kwargs)
+
+
+def main_space(model_ref: str) -> None:
+    """What a Space's ``app.py`` runs: Spaces set the host and port through ``GRADIO_SERVER_NAME``/``_PORT``."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    folder = Path(__file__).resolve().parents[1] / "examples"
+    app = build_app(model_ref, examples_dir=folder)
+    app.launch(max_file_size=MAX_UPLOAD, allowed_paths=[str(folder)], show_error=True, css=CSS)
+
+
+__all__ = ["Classifier", "build_app", "launch", "main_space", "photo_to_fmnist", "write_examples", "SPACE_MODULES"]

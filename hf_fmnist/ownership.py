@@ -1,0 +1,55 @@
+"""Which folders hf_fmnist wrote, so that it only ever replaces or deletes its own.
+
+A folder the package creates (a dataset export, a training output folder) gets a small hidden marker file naming
+what it is. Commands that would replace a folder, or write into one, first check that it is new, empty, or marked
+as the same kind; anything else is refused with one line naming the folder. Hidden files are never published, so
+the marker stays local.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import HfFmnistError
+
+MARKER = ".hf_fmnist"
+EXPORT = "dataset-export"
+TRAINING_OUTPUT = "training-output"
+_MAX_MARKER_BYTES = 4096
+
+
+def mark(folder: str | os.PathLike, kind: str) -> None:
+    """Record that hf_fmnist wrote ``folder`` as a ``kind`` folder."""
+    path = Path(folder) / MARKER
+    tmp = path.with_name(f"{MARKER}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"written_by": "hf_fmnist", "kind": kind}) + "\n")
+    os.replace(tmp, path)
+
+
+def is_marked(folder: str | os.PathLike, kind: str) -> bool:
+    """True if ``folder`` carries our marker for ``kind`` (a regular file, not a link planted to look like one)."""
+    path = Path(folder) / MARKER
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_MARKER_BYTES:
+            return False
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(saved, dict) and saved.get("written_by") == "hf_fmnist" and saved.get("kind") == kind
+
+
+def entries(folder: Path) -> list[str]:
+    """Names in ``folder`` other than our marker, sorted."""
+    return sorted(p.name for p in folder.iterdir() if p.name != MARKER)
+
+
+def describe(names: list[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def check_is_folder(folder: Path, flag: str) -> None:
+    """A path the user chose for a folder must be one (a link to a folder is the user's choice, and fine)."""
+    if folder.exists() and not folder.is_dir():
+        raise HfFmnistError(f"{flag} {folder} is a file; choose a folder path that is new or empty.")
