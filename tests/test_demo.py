@@ -85,10 +85,9 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def examples(tmp_path_factory) -> list[Path]:
-    from conftest import HAVE_REAL, REAL_DIR
+    from conftest import require_real_data
 
-    if not HAVE_REAL:
-        pytest.skip(f"Debian's dataset-fashion-mnist is not installed ({REAL_DIR})")
+    require_real_data()  # skips, or fails under CI=true
     from hf_fmnist.demo import write_examples
 
     return write_examples(tmp_path_factory.mktemp("examples"))
