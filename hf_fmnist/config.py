@@ -203,7 +203,18 @@ class TrainConfig:
             value = out[name]
             if value is None or value == "latest" or sources.get(name, "local") != "local":
                 continue
-            out[name] = f"./{Path(os.path.normpath(os.path.expanduser(str(value)))).name or 'out'}"
+            out[name] = _public_path(value)
+        return out
+
+    @staticmethod
+    def public_resolved(resolved: dict) -> dict:
+        """The resolved values fit to publish: a recipe may resolve the model to a local folder, shown as ``./NAME``."""
+        from .models import PRESETS
+
+        out = dict(resolved)
+        value = out.get("model_name_or_path")
+        if value is not None and value not in PRESETS and _kind(value) == "local":
+            out["model_name_or_path"] = _public_path(value)
         return out
 
     def save(self, folder: str | os.PathLike, **resolved) -> Path:
@@ -211,7 +222,7 @@ class TrainConfig:
         data came from (:meth:`sources`), and ``resolved`` (the values used)."""
         path = Path(folder) / CONFIG_FILE
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        saved = {"config": self.public_dict(), "sources": self.sources(), "resolved": resolved}
+        saved = {"config": self.public_dict(), "sources": self.sources(), "resolved": self.public_resolved(resolved)}
         tmp.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)
         return path
@@ -253,6 +264,11 @@ class TrainConfig:
             raise HfFmnistError(f"{path}: not a training config written by hf_fmnist ({e}).") from None
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in saved.items() if k in known})
+
+
+def _public_path(value) -> str:
+    """A local path as ``./NAME``: its name, the layout a reader can follow, without this machine's folders."""
+    return f"./{Path(os.path.normpath(os.path.expanduser(str(value)))).name or 'out'}"
 
 
 def _kind(name_or_path: str) -> str:

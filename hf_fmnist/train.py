@@ -424,7 +424,7 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
         accelerator.print(f"Resumed from {resume_from} at step {state.step}")
     if config.with_tracking:
         # public_dict: TensorBoard's hparams are published with the model, so no path of this machine goes in
-        accelerator.init_trackers("hf_fmnist", config={k: v for k, v in {**config.public_dict(), **resolved}.items()
+        accelerator.init_trackers("hf_fmnist", config={k: v for k, v in {**config.public_dict(), **config.public_resolved(resolved)}.items()
                                                        if isinstance(v, (int, float, str, bool))})
     return Run(config, accelerator, data, model, processor, optimizer, scheduler, train_loader, eval_loader,
                state, resolved, start_time)

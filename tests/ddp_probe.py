@@ -14,13 +14,14 @@ from pathlib import Path
 from hf_fmnist import loader, train
 
 record: dict = {"train_batches": [], "weights_sha256": None}
-_augment, _evaluate_logits = loader.DeviceLoader.augment, train.evaluate_logits
+_apply, _evaluate_logits = loader.DeviceLoader._apply, train.evaluate_logits
 
 
-def augment(self, index, g):
+def apply(self, index, draws):
+    """Every training batch goes through ``_apply`` with this process's indices (its share of the global batch)."""
     if self.train:
         record["train_batches"].append(index.tolist())
-    return _augment(self, index, g)
+    return _apply(self, index, draws)
 
 
 def evaluate_logits(model, eval_loader, accelerator=None):
@@ -33,7 +34,7 @@ def evaluate_logits(model, eval_loader, accelerator=None):
 
 
 if __name__ == "__main__":
-    loader.DeviceLoader.augment = augment
+    loader.DeviceLoader._apply = apply
     train.evaluate_logits = evaluate_logits
     status = train.main(sys.argv[1:])
     out = Path(os.environ["HF_FMNIST_PROBE_DIR"]) / f"rank{os.environ.get('RANK', '0')}.json"

@@ -103,9 +103,8 @@ def _compile_and_resume(tmp_path: Path, dataset: str, **extra) -> tuple[dict, di
     common = dict(torch_compile=True, num_train_epochs=2, max_train_samples=128, checkpointing_steps="4", **extra)
     full = train(_config(tmp_path / "full", dataset, **common))
     resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    shutil.copytree(tmp_path / "full" / "step_4", resumed_dir / "step_4")
-    resumed = train(_config(resumed_dir, dataset, **common, resume_from_checkpoint="latest"))
+    resumed = train(_config(resumed_dir, dataset, **common,
+                            resume_from_checkpoint=str(shutil.copytree(tmp_path / "full" / "step_4", tmp_path / "ckpt"))))
     return full, resumed, tmp_path / "full", resumed_dir
 
 

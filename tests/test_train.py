@@ -476,6 +476,9 @@ class _TwoRanksInOne:
     def gather_for_metrics(self, tensors):
         return tuple(torch.cat([mine, theirs]) for mine, theirs in zip(tensors, next(self.other)))
 
+    def unwrap_model(self, model, keep_torch_compile=True):
+        return model
+
 
 def test_evaluate_logits_with_two_ranks_returns_each_image_once_in_order():
     from types import SimpleNamespace
