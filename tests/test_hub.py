@@ -528,7 +528,7 @@ def test_branch_and_pull_request(dataset_dir, hub):
     assert "README.md" in hub.state.files("dataset", repo_id, "refs/pr/1")
 
 
-@pytest.mark.skipif(not __import__("conftest").HAVE_REAL, reason="needs Debian's dataset-fashion-mnist")
+@pytest.mark.real_data
 def test_push_dataset_builds_the_real_export_when_no_folder_is_given(hub, tmp_path):
     import datasets
 
