@@ -45,8 +45,8 @@ def prepare(builder_cls, data_dir, **kwargs) -> None:
 
 def bench_in_process(repeats: int, data_dir) -> tuple[list[float], list[float]]:
     import datasets
-
     from classic_builder import ClassicFashionMnist
+
     from hf_fmnist.dataset_script.hf_fmnist import FashionMnist
 
     datasets.disable_progress_bars()
@@ -60,6 +60,7 @@ def bench_in_process(repeats: int, data_dir) -> tuple[list[float], list[float]]:
 def run_classic_export(output_dir: str, data_dir) -> None:
     """The classic builder's counterpart of ``hf-fmnist build``: build, then write the same export folder."""
     from classic_builder import ClassicFashionMnist
+
     from hf_fmnist.dataset_export import write_export
 
     kw = {"data_dir": data_dir} if data_dir else {}
@@ -78,10 +79,14 @@ def bench_processes(repeats: int, data_dir) -> tuple[list[float], list[float]]:
         with tempfile.TemporaryDirectory() as tmp:
             env = {**os.environ, "HF_DATASETS_CACHE": f"{tmp}/cache", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
             cmd = [sys.executable, __file__, "--classic-export", f"{tmp}/classic", *extra]
-            classic.append(timed(lambda: subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)))
+            classic.append(
+                timed(lambda cmd=cmd, env=env: subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL))
+            )
             shutil.rmtree(f"{tmp}/cache")
             cmd = [str(hf_fmnist_cli), "build", "--output-dir", f"{tmp}/ours", *extra]
-            ours.append(timed(lambda: subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)))
+            ours.append(
+                timed(lambda cmd=cmd, env=env: subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL))
+            )
     return ours, classic
 
 
@@ -112,8 +117,10 @@ def report(name: str, ours: list[float], reference: list[float], ref_name: str) 
     print(f"{name}")
     print(f"  {ref_name:<22} {stats(reference)}")
     print(f"  {'ours':<22} {stats(ours)}")
-    print(f"  ratio ours/{ref_name} (best/best) = {min(ours) / min(reference):.3f}, "
-          f"(median/median) = {statistics.median(ours) / statistics.median(reference):.3f}")
+    print(
+        f"  ratio ours/{ref_name} (best/best) = {min(ours) / min(reference):.3f}, "
+        f"(median/median) = {statistics.median(ours) / statistics.median(reference):.3f}"
+    )
 
 
 def main() -> None:

@@ -27,7 +27,9 @@ class ClassicFashionMnist(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         files = raw.locate(self.config.data_dir)
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"files": files, "split": split}) for split in idx.SPLITS]
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"files": files, "split": split}) for split in idx.SPLITS
+        ]
 
     def _generate_examples(self, files, split):
         arrays = idx.read_split(files, split)

@@ -43,8 +43,9 @@ def reference_loader(dataset, workers: int):
         return torch.stack([e["pixel_values"] for e in examples]), torch.tensor([e["labels"] for e in examples])
 
     ds = dataset.with_transform(transform)
-    return torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=workers, collate_fn=collate,
-                                       persistent_workers=False)
+    return torch.utils.data.DataLoader(
+        ds, batch_size=BATCH, shuffle=True, num_workers=workers, collate_fn=collate, persistent_workers=False
+    )
 
 
 def time_reference(dataset, workers: int, images: int) -> float:
@@ -61,8 +62,9 @@ def time_ours(images_u8: torch.Tensor, labels: torch.Tensor, epoch: int) -> floa
     from hf_fmnist.loader import DeviceLoader, Preprocess
 
     pre = Preprocess(channels=3, size=(28, 28), crop=None, mean=(MEAN,) * 3, std=(STD,) * 3)
-    loader = DeviceLoader(images_u8, labels, batch_size=BATCH, preprocess=pre, seed=0, train=True, pad_crop=2,
-                          hflip=True)
+    loader = DeviceLoader(
+        images_u8, labels, batch_size=BATCH, preprocess=pre, seed=0, train=True, pad_crop=2, hflip=True
+    )
     seen, start = 0, time.perf_counter()
     for x, _ in loader.epoch(epoch):
         seen += len(x)
@@ -86,12 +88,16 @@ def main() -> None:
         results["reference, 2 workers"].append(time_reference(dataset, 2, args.reference_images))
         results["ours (DeviceLoader, CPU)"].append(time_ours(images, labels, r))
     for name, rates in results.items():
-        print(f"  {name:<26} best {max(rates):>10,.0f} img/s, median {statistics.median(rates):>10,.0f} "
-              f"(spread {min(rates):,.0f}-{max(rates):,.0f}, n={len(rates)})")
+        print(
+            f"  {name:<26} best {max(rates):>10,.0f} img/s, median {statistics.median(rates):>10,.0f} "
+            f"(spread {min(rates):,.0f}-{max(rates):,.0f}, n={len(rates)})"
+        )
     best_reference = max(max(results["reference, 0 workers"]), max(results["reference, 2 workers"]))
     ours = results["ours (DeviceLoader, CPU)"]
-    print(f"  ratio ours / best reference: best {max(ours) / best_reference:.1f}x, "
-          f"median {statistics.median(ours) / best_reference:.1f}x")
+    print(
+        f"  ratio ours / best reference: best {max(ours) / best_reference:.1f}x, "
+        f"median {statistics.median(ours) / best_reference:.1f}x"
+    )
 
 
 if __name__ == "__main__":

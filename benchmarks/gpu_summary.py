@@ -14,8 +14,10 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-EPOCH = re.compile(r"epoch (\d+)/(\d+)\s+step (\d+)\s+loss \S+\s+test accuracy ([\d.]+)% \(([\d,]+) images\)"
-                   r"\s+\[(\d+) s; ([\d.]+) s from the first step\]")
+EPOCH = re.compile(
+    r"epoch (\d+)/(\d+)\s+step (\d+)\s+loss \S+\s+test accuracy ([\d.]+)% \(([\d,]+) images\)"
+    r"\s+\[(\d+) s; ([\d.]+) s from the first step\]"
+)
 STARTUP = re.compile(r"Start-up: (\S+)(?: s)? from process start to the first step \(interpreter and imports (\S+)")
 
 
@@ -36,8 +38,17 @@ def test_rows(path: Path) -> list[tuple[str, str]]:
 
 def run_row(name: str, log: Path, folder: Path, target: float) -> dict:
     text = log.read_text(errors="replace") if log.is_file() else ""
-    epochs = [dict(epoch=int(m[1]), of=int(m[2]), step=int(m[3]), accuracy=float(m[4]), images=int(m[5].replace(",", "")),
-                   since_first_step=float(m[7])) for m in EPOCH.finditer(text)]
+    epochs = [
+        dict(
+            epoch=int(m[1]),
+            of=int(m[2]),
+            step=int(m[3]),
+            accuracy=float(m[4]),
+            images=int(m[5].replace(",", "")),
+            since_first_step=float(m[7]),
+        )
+        for m in EPOCH.finditer(text)
+    ]
     startup = STARTUP.search(text)
     results_file = folder / "all_results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
@@ -46,10 +57,17 @@ def run_row(name: str, log: Path, folder: Path, target: float) -> dict:
     return {
         "recipe": name,
         "target": f"{target:.1f}%",
-        "reached": (f"{hit['accuracy']:.2f}% at {hit['since_first_step']:.1f} s (epoch {hit['epoch']})" if hit
-                    else "not reached"),
-        "last line": (f"{last['accuracy']:.2f}% at {last['since_first_step']:.1f} s (epoch {last['epoch']}/{last['of']},"
-                      f" {last['images']:,} images)" if last else "no accuracy line"),
+        "reached": (
+            f"{hit['accuracy']:.2f}% at {hit['since_first_step']:.1f} s (epoch {hit['epoch']})"
+            if hit
+            else "not reached"
+        ),
+        "last line": (
+            f"{last['accuracy']:.2f}% at {last['since_first_step']:.1f} s (epoch {last['epoch']}/{last['of']},"
+            f" {last['images']:,} images)"
+            if last
+            else "no accuracy line"
+        ),
         "start-up": (f"{startup[1]} s (imports {startup[2]} s)" if startup else "?"),
         "images/s": (f"{results['train_samples_per_second']:,.0f}" if results else "run incomplete"),
         "final": (f"{results['eval_accuracy']:.2%}" if results else "-"),
@@ -76,8 +94,10 @@ def main() -> int:
         keys = list(rows[0])
         lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
         lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
-        lines.append("time: from the first training step to the printed full-test-split accuracy line, evaluations "
-                     "included; start-up: process start to the first step; images/s: training only.")
+        lines.append(
+            "time: from the first training step to the printed full-test-split accuracy line, evaluations "
+            "included; start-up: process start to the first step; images/s: training only."
+        )
     table = "\n".join(lines)
     print(table)
     if args.output:

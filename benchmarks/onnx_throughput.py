@@ -78,8 +78,10 @@ def main() -> None:
     classify = pipeline("image-classification", model=model, image_processor=processor, device="cpu")
     pil = [Image.fromarray(a) for a in images[: args.pipeline_images].numpy()]
 
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {args.model}, torch {torch.__version__} ({torch.get_num_threads()} "
-          f"threads), onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, batch {args.batch_size}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}, {args.model}, torch {torch.__version__} ({torch.get_num_threads()} "
+        f"threads), onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, batch {args.batch_size}"
+    )
     time_pytorch(model, pixels[: args.batch_size], args.batch_size)  # warm-up: first calls allocate
     time_onnx(session, pixels_np[: args.batch_size], args.batch_size)
     results: dict[str, list[float]] = {"pipeline (PIL images)": [], "pytorch forward": [], "onnxruntime": []}
@@ -88,11 +90,15 @@ def main() -> None:
         results["pytorch forward"].append(time_pytorch(model, pixels, args.batch_size))
         results["onnxruntime"].append(time_onnx(session, pixels_np, args.batch_size))
     for name, rates in results.items():
-        print(f"  {name:<22} best {max(rates):>10,.0f} img/s, median {statistics.median(rates):>10,.0f} "
-              f"(spread {min(rates):,.0f}-{max(rates):,.0f}, n={len(rates)})")
+        print(
+            f"  {name:<22} best {max(rates):>10,.0f} img/s, median {statistics.median(rates):>10,.0f} "
+            f"(spread {min(rates):,.0f}-{max(rates):,.0f}, n={len(rates)})"
+        )
     onnx, torch_rate = statistics.median(results["onnxruntime"]), statistics.median(results["pytorch forward"])
-    print(f"  median ratio onnxruntime / pytorch forward {onnx / torch_rate:.2f}x, "
-          f"onnxruntime / pipeline {onnx / statistics.median(results['pipeline (PIL images)']):.1f}x")
+    print(
+        f"  median ratio onnxruntime / pytorch forward {onnx / torch_rate:.2f}x, "
+        f"onnxruntime / pipeline {onnx / statistics.median(results['pipeline (PIL images)']):.1f}x"
+    )
 
 
 if __name__ == "__main__":

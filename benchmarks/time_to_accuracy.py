@@ -34,14 +34,22 @@ def main() -> None:
     args = parser.parse_args()
     targets = [(float(a), float(s)) for a, s in (t.split(":") for t in args.target or ["92.0:300", "93.0:900"])]
     exe = Path(sys.executable)
-    launcher = [str(exe.with_name("accelerate")), "launch", "--num_processes", "1"] if args.launcher == "accelerate" \
+    launcher = (
+        [str(exe.with_name("accelerate")), "launch", "--num_processes", "1"]
+        if args.launcher == "accelerate"
         else [str(exe)]
+    )
     with tempfile.TemporaryDirectory() as out:
         cmd = [*launcher, str(ROOT / "train.py"), "--output_dir", out, *args.train_args]
-        print("$", " ".join(cmd[len(launcher):]), flush=True)
+        print("$", " ".join(cmd[len(launcher) :]), flush=True)
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"},
+        )
         points = []
         for line in proc.stdout:
             match = LINE.search(line)
@@ -60,8 +68,10 @@ def main() -> None:
             print(f"target {accuracy:.1f}% within {budget:.0f} s: NOT reached (best {best:.2f}%)")
         else:
             verdict = "met" if reached <= budget else "missed"
-            print(f"target {accuracy:.1f}% within {budget:.0f} s: reached at {reached:.1f} s, "
-                  f"ratio {reached / budget:.3f} ({verdict})")
+            print(
+                f"target {accuracy:.1f}% within {budget:.0f} s: reached at {reached:.1f} s, "
+                f"ratio {reached / budget:.3f} ({verdict})"
+            )
 
 
 if __name__ == "__main__":

@@ -65,9 +65,7 @@ class FashionMnist(datasets.ArrowBasedBuilder):
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description=DESCRIPTION,
-            features=datasets.Features(
-                {"image": datasets.Image(), "label": datasets.ClassLabel(names=CLASS_NAMES)}
-            ),
+            features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=CLASS_NAMES)}),
             supervised_keys=("image", "label"),
             homepage=HOMEPAGE,
             license=LICENSE,

@@ -3,9 +3,9 @@
 With plain BatchNorm each process normalises its own share, so N processes with batch B/N train another model than
 one process with batch B. ``torch.nn.SyncBatchNorm`` fixes that on GPUs only: it refuses CPU tensors and relies on
 CUDA-only kernels (``batch_norm_stats`` has no CPU implementation in torch 2.13), so N CPU processes over gloo could
-not use it. :class:`GlobalBatchNorm2d` (and its 1d and 3d siblings) does the same with two all-reduces of per-channel sums, on any device and
-backend, and its backward all-reduces the gradients of those sums, so every process's parameters get the gradient
-of the loss over the global batch.
+not use it. :class:`GlobalBatchNorm2d` (and its 1d and 3d siblings) does the same with two all-reduces of
+per-channel sums, on any device and backend, and its backward all-reduces the gradients of those sums, so every
+process's parameters get the gradient of the loss over the global batch.
 
 :func:`synchronise` changes the class of a model's ``BatchNorm{1,2,3}d`` layers in place: parameters, buffers and
 ``state_dict`` keys stay the same, so checkpoints, ``save_pretrained`` and the saved config are those of the stock

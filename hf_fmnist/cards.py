@@ -108,9 +108,14 @@ def _size_category(n: int) -> str:
     return next((label for bound, label in bounds if n < bound), "1M<n<10M")
 
 
-
-def render_model_card(folder, *, repo_id: str | None = None, endpoint: str | None = None,
-                      demo: str | None = None, local_name: str | None = None) -> str:
+def render_model_card(
+    folder,
+    *,
+    repo_id: str | None = None,
+    endpoint: str | None = None,
+    demo: str | None = None,
+    local_name: str | None = None,
+) -> str:
     """The ``README.md`` of a model folder, rendered from the files training left there.
 
     Reads ``all_results.json``, ``training_config.json``, ``config.json``, ``preprocessor_config.json`` and
@@ -149,46 +154,81 @@ def render_model_card(folder, *, repo_id: str | None = None, endpoint: str | Non
         metrics=["accuracy", "f1"],
         base_model=config.model_name_or_path if sources["model_name_or_path"] == "hub" else None,
         eval_results=[
-            EvalResult(**claim["where"], metric_type="accuracy", metric_name="Accuracy",
-                       metric_value=round(results["eval_accuracy"], 4)),
-            EvalResult(**claim["where"], metric_type="f1", metric_name="Macro F1",
-                       metric_value=round(results["eval_macro_f1"], 4), metric_config="macro"),
-        ] if claim["where"] else None,
-        widget=[{"src": f"{endpoint.rstrip('/')}/{repo_id}/resolve/main/{EXAMPLES_DIR}/{name}",
-                 "example_title": _example_title(name, id2label)} for name in examples]
-        if repo_id and endpoint and examples else None,
+            EvalResult(
+                **claim["where"],
+                metric_type="accuracy",
+                metric_name="Accuracy",
+                metric_value=round(results["eval_accuracy"], 4),
+            ),
+            EvalResult(
+                **claim["where"],
+                metric_type="f1",
+                metric_name="Macro F1",
+                metric_value=round(results["eval_macro_f1"], 4),
+                metric_config="macro",
+            ),
+        ]
+        if claim["where"]
+        else None,
+        widget=[
+            {
+                "src": f"{endpoint.rstrip('/')}/{repo_id}/resolve/main/{EXAMPLES_DIR}/{name}",
+                "example_title": _example_title(name, id2label),
+            }
+            for name in examples
+        ]
+        if repo_id and endpoint and examples
+        else None,
     )
     channels = model_config.get("num_channels", 3)
     pre = Preprocess.from_processor(load_image_processor(str(folder)), channels)
     steps_per_epoch = results.get("steps_per_epoch") or resolved.get("steps_per_epoch")
-    recipe = {k: resolved[k] for k in ("max_train_steps", "steps_per_epoch", "per_device_train_batch_size",
-                                       "learning_rate", "weight_decay", "num_warmup_steps", "pad_crop")
-              if k in resolved}
-    recipe.update(optimizer="AdamW (betas 0.9, 0.99)", lr_scheduler_type=config.lr_scheduler_type,
-                  label_smoothing=config.label_smoothing, hflip=config.hflip, random_erasing=config.random_erasing,
-                  gradient_accumulation_steps=config.gradient_accumulation_steps, seed=config.seed)
+    recipe = {
+        k: resolved[k]
+        for k in (
+            "max_train_steps",
+            "steps_per_epoch",
+            "per_device_train_batch_size",
+            "learning_rate",
+            "weight_decay",
+            "num_warmup_steps",
+            "pad_crop",
+        )
+        if k in resolved
+    }
+    recipe.update(
+        optimizer="AdamW (betas 0.9, 0.99)",
+        lr_scheduler_type=config.lr_scheduler_type,
+        label_smoothing=config.label_smoothing,
+        hflip=config.hflip,
+        random_erasing=config.random_erasing,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        seed=config.seed,
+    )
     recipe.update({k: v for k, v in resolved.items() if k in recipe or k in ("recipe", "mixed_precision")})
-    return str(ModelCard.from_template(
-        card_data,
-        template_path=template_path("model_card.md"),
-        model_name=model_name,
-        model_ref=repo_id or LOCAL,
-        dataset_url=f"https://huggingface.co/datasets/{FASHION_MNIST}",
-        architecture=(model_config.get("architectures") or ["?"])[0],
-        num_parameters=results.get("num_parameters"),
-        base_model=_base_model_text(config, sources),
-        r=results,
-        claim=claim,
-        epochs=_epochs_text(results, steps_per_epoch),
-        steps_per_epoch=steps_per_epoch,
-        size=f"{pre.size[1]}×{pre.size[0]}",
-        mean=", ".join(f"{m:.4f}" for m in pre.mean),
-        std=", ".join(f"{s:.4f}" for s in pre.std),
-        recipe=recipe,
-        command_line=_command_line(config),
-        demo=demo,
-        citation=CITATION.strip(),
-    ))
+    return str(
+        ModelCard.from_template(
+            card_data,
+            template_path=template_path("model_card.md"),
+            model_name=model_name,
+            model_ref=repo_id or LOCAL,
+            dataset_url=f"https://huggingface.co/datasets/{FASHION_MNIST}",
+            architecture=(model_config.get("architectures") or ["?"])[0],
+            num_parameters=results.get("num_parameters"),
+            base_model=_base_model_text(config, sources),
+            r=results,
+            claim=claim,
+            epochs=_epochs_text(results, steps_per_epoch),
+            steps_per_epoch=steps_per_epoch,
+            size=f"{pre.size[1]}×{pre.size[0]}",
+            mean=", ".join(f"{m:.4f}" for m in pre.mean),
+            std=", ".join(f"{s:.4f}" for s in pre.std),
+            recipe=recipe,
+            command_line=_command_line(config),
+            demo=demo,
+            citation=CITATION.strip(),
+        )
+    )
 
 
 def demo_block(readme: str | None) -> str | None:
@@ -212,19 +252,32 @@ def _evaluation_claim(results: dict, config, sources: dict) -> dict:
     split, n = results["eval_split"], results["eval_samples"]
     task = {"task_type": "image-classification", "task_name": "Image Classification"}
     if results.get("eval_dataset_verified") is True:
-        return {"where": {**task, "dataset_type": FASHION_MNIST, "dataset_name": "Fashion-MNIST",
-                          "dataset_split": "test"},
-                "verified": True,
-                "text": f"all {n:,} images of the Fashion-MNIST `test` split (checked byte for byte against the "
-                        f"original release)"}
-    what = {"builtin": "Fashion-MNIST as built by `hf_fmnist`", "local": f"a local dataset folder "
-            f"(`{config.dataset}`)", "hub": f"the Hub dataset `{config.dataset}`"}[sources["dataset"]]
-    text = (f"{n:,} images of the `{split}` split of {what}, which are not the 10,000 original Fashion-MNIST test "
-            f"images (a subset, or data that differs from the original release)")
+        return {
+            "where": {**task, "dataset_type": FASHION_MNIST, "dataset_name": "Fashion-MNIST", "dataset_split": "test"},
+            "verified": True,
+            "text": f"all {n:,} images of the Fashion-MNIST `test` split (checked byte for byte against the "
+            f"original release)",
+        }
+    what = {
+        "builtin": "Fashion-MNIST as built by `hf_fmnist`",
+        "local": f"a local dataset folder (`{config.dataset}`)",
+        "hub": f"the Hub dataset `{config.dataset}`",
+    }[sources["dataset"]]
+    text = (
+        f"{n:,} images of the `{split}` split of {what}, which are not the 10,000 original Fashion-MNIST test "
+        f"images (a subset, or data that differs from the original release)"
+    )
     if sources["dataset"] == "hub" and config.max_eval_samples is None:
-        return {"where": {**task, "dataset_type": config.dataset, "dataset_name": config.dataset.split("/")[-1],
-                          "dataset_split": split},
-                "verified": False, "text": text + f"; the model-index names that dataset and split"}
+        return {
+            "where": {
+                **task,
+                "dataset_type": config.dataset,
+                "dataset_name": config.dataset.split("/")[-1],
+                "dataset_split": split,
+            },
+            "verified": False,
+            "text": text + "; the model-index names that dataset and split",
+        }
     return {"where": None, "verified": False, "text": text + "; so the model-index reports no result"}
 
 
@@ -275,8 +328,15 @@ def _read_json(path: Path) -> dict:
 
 def _command_line(config) -> str:
     """The non-default flags of ``config`` (as published: local folders by name), secrets left out."""
-    skip = {"output_dir", "hub_token", "data_dir", "resume_from_checkpoint", "push_to_hub", "hub_model_id",
-            "hub_private"}
+    skip = {
+        "output_dir",
+        "hub_token",
+        "data_dir",
+        "resume_from_checkpoint",
+        "push_to_hub",
+        "hub_model_id",
+        "hub_private",
+    }
     parts = ["--output_dir out"]
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)

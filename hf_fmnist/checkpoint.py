@@ -58,26 +58,37 @@ class TrainState:
     history: list = field(default_factory=list)  # one dict per evaluation
 
     def to_json(self) -> dict:
-        return {"step": self.step, "images_seen": self.images_seen, "train_seconds": self.train_seconds,
-                "history": self.history}
+        return {
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "train_seconds": self.train_seconds,
+            "history": self.history,
+        }
 
     @classmethod
-    def from_json(cls, saved: dict, folder) -> "TrainState":
+    def from_json(cls, saved: dict, folder) -> TrainState:
         checks = {"step": int, "images_seen": int, "train_seconds": (int, float), "history": list}
         for key, kind in checks.items():
             value = saved.get(key)
-            if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, (int, float))
-                                                                          and not (math.isfinite(value) and value >= 0)):
+            if (
+                not isinstance(value, kind)
+                or isinstance(value, bool)
+                or (isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0))
+            ):
                 raise CheckpointError(folder, f"{STATE_FILE}: {key!r} is {value!r}")
         if not all(isinstance(h, dict) for h in saved["history"]):
             raise CheckpointError(folder, f"{STATE_FILE}: 'history' must be a list of objects")
-        return cls(step=saved["step"], images_seen=saved["images_seen"], train_seconds=float(saved["train_seconds"]),
-                   history=list(saved["history"]))
+        return cls(
+            step=saved["step"],
+            images_seen=saved["images_seen"],
+            train_seconds=float(saved["train_seconds"]),
+            history=list(saved["history"]),
+        )
 
 
 def is_checkpoint_name(name: str) -> bool:
     prefix = next((p for p in PREFIXES if name.startswith(p)), None)
-    return prefix is not None and name[len(prefix):].isdigit()
+    return prefix is not None and name[len(prefix) :].isdigit()
 
 
 def read_state_file(folder: Path) -> dict:
@@ -94,8 +105,9 @@ def read_state_file(folder: Path) -> dict:
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise CheckpointError(folder, f"{STATE_FILE} does not say format {FORMAT!r}")
     if saved.get("version") != VERSION:
-        raise CheckpointError(folder, f"{STATE_FILE} has version {saved.get('version')!r}, this hf_fmnist reads "
-                                      f"{VERSION}")
+        raise CheckpointError(
+            folder, f"{STATE_FILE} has version {saved.get('version')!r}, this hf_fmnist reads {VERSION}"
+        )
     if not isinstance(saved.get("files"), dict):
         raise CheckpointError(folder, f"{STATE_FILE} lists no files")
     return saved
@@ -155,8 +167,10 @@ def save(accelerator, model, optimizer, state: TrainState, output_dir: str | os.
     tmp = Path(output_dir) / f".{name}.partial"
     if accelerator.is_main_process:
         if final.exists() and not is_ours(final):
-            raise HfFmnistError(f"{final} exists and is not a checkpoint written by hf_fmnist; move it away (training "
-                                f"writes its checkpoints as step_N/ and epoch_N/).")
+            raise HfFmnistError(
+                f"{final} exists and is not a checkpoint written by hf_fmnist; move it away (training "
+                f"writes its checkpoints as step_N/ and epoch_N/)."
+            )
         _remove_partial(tmp)
         tmp.mkdir()
     accelerator.wait_for_everyone()
@@ -164,14 +178,23 @@ def save(accelerator, model, optimizer, state: TrainState, output_dir: str | os.
     save_file(_rng_tensors(), tmp / f"rng_state_{rank}.safetensors")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        weights = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(model, keep_torch_compile=False).state_dict().items()}
+        weights = {
+            k: v.detach().cpu().contiguous()
+            for k, v in accelerator.unwrap_model(model, keep_torch_compile=False).state_dict().items()
+        }
         save_file(weights, tmp / MODEL_FILE)
         tensors, metadata = _flatten_optimizer(optimizer.state_dict())
         save_file(tensors, tmp / OPTIMIZER_FILE, metadata=metadata)
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         scaler = accelerator.scaler.state_dict() if getattr(accelerator, "scaler", None) is not None else None
-        saved = {"format": FORMAT, "version": VERSION, **state.to_json(), "num_processes": accelerator.num_processes,
-                 "scaler": scaler, "files": files}
+        saved = {
+            "format": FORMAT,
+            "version": VERSION,
+            **state.to_json(),
+            "num_processes": accelerator.num_processes,
+            "scaler": scaler,
+            "files": files,
+        }
         (tmp / STATE_FILE).write_text(json.dumps(saved, indent=1) + "\n")
         if final.exists():
             old = final.with_name(f".{name}.old")
@@ -239,8 +262,10 @@ def _check_shapes(expected: dict, got: dict, file: str) -> None:
         raise ValueError(f"{file}: missing {missing[:3]}, unexpected {unexpected[:3]}: another model's checkpoint")
     for key, tensor in expected.items():
         if tuple(got[key].shape) != tuple(tensor.shape) or got[key].dtype != tensor.dtype:
-            raise ValueError(f"{file}: {key} is {got[key].dtype} {tuple(got[key].shape)}, the model has "
-                             f"{tensor.dtype} {tuple(tensor.shape)}")
+            raise ValueError(
+                f"{file}: {key} is {got[key].dtype} {tuple(got[key].shape)}, the model has "
+                f"{tensor.dtype} {tuple(tensor.shape)}"
+            )
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -263,9 +288,12 @@ def _unflatten_optimizer(tensors: dict, metadata: dict, current: dict) -> dict:
     except (KeyError, ValueError) as e:
         raise ValueError(f"{OPTIMIZER_FILE}: unreadable metadata ({e})") from None
     params = [p for g in current["param_groups"] for p in g["params"]]
-    if not (isinstance(groups, list) and len(groups) == len(current["param_groups"])
-            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
-            and [p for g in groups for p in g["params"]] == params):
+    if not (
+        isinstance(groups, list)
+        and len(groups) == len(current["param_groups"])
+        and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
+        and [p for g in groups for p in g["params"]] == params
+    ):
         raise ValueError(f"{OPTIMIZER_FILE}: its parameter groups do not match this model's optimizer")
     for saved, now in zip(groups, current["param_groups"]):
         if set(saved) != set(now):
@@ -314,7 +342,11 @@ def _remove_partial(folder: Path) -> None:
         return
     ours = {MODEL_FILE, OPTIMIZER_FILE, STATE_FILE}
     entries = list(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else None
-    if entries is None or any(not p.is_file() or p.is_symlink() or not (p.name in ours or (
-            p.name.startswith("rng_state_") and p.name.endswith(".safetensors"))) for p in entries):
+    if entries is None or any(
+        not p.is_file()
+        or p.is_symlink()
+        or not (p.name in ours or (p.name.startswith("rng_state_") and p.name.endswith(".safetensors")))
+        for p in entries
+    ):
         raise HfFmnistError(f"{folder} holds files hf_fmnist did not write; move it away and run again.")
     shutil.rmtree(folder)

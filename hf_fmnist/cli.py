@@ -38,14 +38,23 @@ def _summary(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from .evaluation import evaluate_model, format_report
 
-    results = evaluate_model(args.model, args.dataset, split=args.split, output_dir=args.output_dir,
-                             batch_size=args.batch_size, max_eval_samples=args.max_eval_samples,
-                             data_dir=args.data_dir)
+    results = evaluate_model(
+        args.model,
+        args.dataset,
+        split=args.split,
+        output_dir=args.output_dir,
+        batch_size=args.batch_size,
+        max_eval_samples=args.max_eval_samples,
+        data_dir=args.data_dir,
+    )
     print(format_report(results))
 
 
 def _predict(args: argparse.Namespace) -> int:
-    """Print each batch's results as soon as it is classified; ``--json`` prints exactly ``json.dumps(results, indent=2)``."""
+    """Print each batch's results as soon as it is classified.
+
+    ``--json`` prints exactly ``json.dumps(results, indent=2)``, streamed.
+    """
     import json
     import textwrap
 
@@ -105,15 +114,21 @@ def _demo(args: argparse.Namespace) -> None:
         except HfFmnistError as e:  # the demo works without them
             print(f"Examples left out: the Fashion-MNIST test images are not available ({e})", file=sys.stderr)
         app = build_app(args.model, examples_dir=examples, classifier=classifier)
-        launch(app, host="0.0.0.0" if args.host else "127.0.0.1", port=args.port, share=args.share,
-               allowed_paths=[examples])
+        launch(
+            app,
+            host="0.0.0.0" if args.host else "127.0.0.1",
+            port=args.port,
+            share=args.share,
+            allowed_paths=[examples],
+        )
 
 
 def _push_space(args: argparse.Namespace) -> None:
     from .space import push_space
 
-    result = push_space(args.repo_id, args.model, data_dir=args.data_dir, default_name=DEFAULT_SPACE_NAME,
-                        **_push_kwargs(args))
+    result = push_space(
+        args.repo_id, args.model, data_dir=args.data_dir, default_name=DEFAULT_SPACE_NAME, **_push_kwargs(args)
+    )
     print(f"{'Pull request' if args.create_pr else 'Space'} at {result.get('pr_url') or result['url']}")
 
 
@@ -124,19 +139,27 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _push_kwargs(args: argparse.Namespace) -> dict:
-    return {"token": args.token, "private": args.private, "revision": args.revision,
-            "commit_message": args.commit_message, "create_pr": args.create_pr}
+    return {
+        "token": args.token,
+        "private": args.private,
+        "revision": args.revision,
+        "commit_message": args.commit_message,
+        "create_pr": args.create_pr,
+    }
 
 
 def _add_push_flags(parser: argparse.ArgumentParser, default_name: str) -> None:
-    parser.add_argument("--repo-id", help=f"NAMESPACE/NAME of the repo (created if missing); default: "
-                        f"YOUR_NAMESPACE/{default_name}")
+    parser.add_argument(
+        "--repo-id", help=f"NAMESPACE/NAME of the repo (created if missing); default: YOUR_NAMESPACE/{default_name}"
+    )
     parser.add_argument("--private", action="store_true", help="create the repo as private")
     parser.add_argument("--revision", help="branch to push to (default: main; created if missing)")
     parser.add_argument("--commit-message", help="default: 'Upload FOLDER with hf_fmnist'")
-    parser.add_argument("--create-pr", action="store_true",
-                        help="open a pull request instead of committing (reuses an open one of yours that holds "
-                        "the same content)")
+    parser.add_argument(
+        "--create-pr",
+        action="store_true",
+        help="open a pull request instead of committing (reuses an open one of yours that holds the same content)",
+    )
     parser.add_argument("--token", help="Hub token with write access; default: $HF_TOKEN or the stored login")
 
 

@@ -60,12 +60,14 @@ class TrainConfig:
         False, "write into an existing --output_dir that hf_fmnist did not create (its other files are kept)"
     )
     recipe: str | None = _f(
-        None, f"named defaults for everything below that is not given: {', '.join(recipes.RECIPES)} (listed below); "
-        f"default: {recipes.DEFAULTS[('cpu', 'cnn')]} on CPU, {recipes.DEFAULTS[('gpu', 'cnn')]} on a GPU"
+        None,
+        f"named defaults for everything below that is not given: {', '.join(recipes.RECIPES)} (listed below); "
+        f"default: {recipes.DEFAULTS[('cpu', 'cnn')]} on CPU, {recipes.DEFAULTS[('gpu', 'cnn')]} on a GPU",
     )
     model_name_or_path: str | None = _f(
-        None, "a preset (cnn, vit), a local model folder or a Hub model id of an image-classification checkpoint; "
-        "default: the recipe's preset"
+        None,
+        "a preset (cnn, vit), a local model folder or a Hub model id of an image-classification checkpoint; "
+        "default: the recipe's preset",
     )
     dataset: str = _f(
         "fashion_mnist", "fashion_mnist (built in), a folder written by `hf-fmnist build`, or a Hub dataset id"
@@ -74,18 +76,18 @@ class TrainConfig:
     num_train_epochs: int | None = _f(None, "passes over the training set; default: the preset's")
     max_train_steps: int | None = _f(None, "optimizer steps in total; overrides --num_train_epochs")
     per_device_train_batch_size: int | None = _f(
-        None, "images per process per micro-step; the global batch is this × processes × accumulation steps; "
-        "default: the recipe's global batch / (processes × accumulation steps)"
+        None,
+        "images per process per micro-step; the global batch is this × processes × accumulation steps; "
+        "default: the recipe's global batch / (processes × accumulation steps)",
     )
     per_device_eval_batch_size: int = _f(1000, "images per process per evaluation step")
     learning_rate: float | None = _f(
-        None, "peak learning rate per optimizer step of the global batch (not rescaled with the process count); "
-        "default: the recipe's"
+        None,
+        "peak learning rate per optimizer step of the global batch (not rescaled with the process count); "
+        "default: the recipe's",
     )
     weight_decay: float | None = _f(None, "AdamW decoupled weight decay; default: the recipe's")
-    lr_scheduler_type: str | None = _f(
-        None, f"learning-rate schedule: {', '.join(SCHEDULERS)}; default: the recipe's"
-    )
+    lr_scheduler_type: str | None = _f(None, f"learning-rate schedule: {', '.join(SCHEDULERS)}; default: the recipe's")
     num_warmup_steps: int | None = _f(
         None, "optimizer steps of linear warm-up; default: 25%% of training for onecycle, else 0"
     )
@@ -97,15 +99,17 @@ class TrainConfig:
         None, "probability of erasing a random rectangle per image (0 disables); default: the recipe's"
     )
     mixed_precision: str | None = _f(
-        None, f"{', '.join(recipes.PRECISIONS)}: autocast precision (weights and saved model stay fp32; fp16 uses a "
+        None,
+        f"{', '.join(recipes.PRECISIONS)}: autocast precision (weights and saved model stay fp32; fp16 uses a "
         "gradient scaler and needs a GPU); default: `accelerate launch --mixed_precision` if fp16/bf16, else the "
-        "recipe's"
+        "recipe's",
     )
     torch_compile: bool | None = _f(None, "torch.compile the model (inductor); default: the recipe's")
     seed: int = _f(42, "seed for initialisation, data order and augmentation")
     cpu_threads: int | None = _f(
-        None, "CPU threads per process when training on CPU; default: available cores / processes on this machine "
-        "(`accelerate launch` alone would pin 1)"
+        None,
+        "CPU threads per process when training on CPU; default: available cores / processes on this machine "
+        "(`accelerate launch` alone would pin 1)",
     )
     checkpointing_steps: str | None = _f(None, "save a resumable checkpoint every N optimizer steps, or 'epoch'")
     resume_from_checkpoint: str | None = _f(None, "a checkpoint folder, or 'latest' in --output_dir")
@@ -125,8 +129,14 @@ class TrainConfig:
         if not self.output_dir:
             raise HfFmnistError("--output_dir is required: the folder for the model, metrics and checkpoints.")
         positive = (
-            "num_train_epochs", "max_train_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
-            "gradient_accumulation_steps", "max_train_samples", "max_eval_samples", "cpu_threads",
+            "num_train_epochs",
+            "max_train_steps",
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "max_train_samples",
+            "max_eval_samples",
+            "cpu_threads",
         )
         for name in positive:
             value = getattr(self, name)
@@ -242,18 +252,21 @@ class TrainConfig:
             base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
             flag = f"--{f.name}"
             if base is bool:
-                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+                parser.add_argument(
+                    flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"]
+                )
             else:
-                parser.add_argument(flag, type=base, default=f.default, help=f.metadata["help"],
-                                    required=f.name == "output_dir")
+                parser.add_argument(
+                    flag, type=base, default=f.default, help=f.metadata["help"], required=f.name == "output_dir"
+                )
         return parser
 
     @classmethod
-    def from_args(cls, argv: Sequence[str] | None = None) -> "TrainConfig":
+    def from_args(cls, argv: Sequence[str] | None = None) -> TrainConfig:
         return cls(**vars(cls.parser().parse_args(argv)))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "TrainConfig":
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
         """The config saved by :meth:`save` (a ``training_config.json`` file or the folder holding it)."""
         path = Path(path)
         if path.is_dir():

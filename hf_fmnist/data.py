@@ -114,8 +114,10 @@ def read_image_file(path: str | None, root: str | os.PathLike | None, where: str
     if not stat.S_ISREG(info.st_mode):
         raise HfFmnistError(f"{where} points at {path!r}, which is not a regular file; refused.")
     if info.st_size > MAX_IMAGE_FILE_BYTES:
-        raise HfFmnistError(f"{where} points at {path!r}, {info.st_size:,} bytes: more than the "
-                            f"{MAX_IMAGE_FILE_BYTES:,} an image of this dataset may have; refused.")
+        raise HfFmnistError(
+            f"{where} points at {path!r}, {info.st_size:,} bytes: more than the "
+            f"{MAX_IMAGE_FILE_BYTES:,} an image of this dataset may have; refused."
+        )
     return target.read_bytes()
 
 
@@ -175,7 +177,6 @@ def _save_atomic(path: Path, **arrays: np.ndarray) -> None:
         os.replace(tmp, path)
     except OSError:  # a read-only cache only costs speed
         tmp.unlink(missing_ok=True)
-
 
 
 def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify: bool = True):

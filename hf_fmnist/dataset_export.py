@@ -1,4 +1,4 @@
-"""Export Fashion-MNIST as a Hub-ready folder: Parquet shards laid out as ``push_to_hub`` lays out a repo, plus the card.
+"""Export Fashion-MNIST as a Hub-ready folder: Parquet shards laid out as ``push_to_hub`` lays them out, and a card.
 
 It sits above the builder (which makes the ``DatasetDict``) and the cards (which describe it), so every import points
 down: ``dataset_export`` → ``cards`` → ``data`` → ``builder``.
@@ -124,8 +124,11 @@ def _foreign_entries(folder: Path) -> list[str]:
             foreign.append(name)
     data = folder / "data"
     if data.is_dir() and not data.is_symlink():
-        foreign += [f"data/{p.name}" for p in sorted(data.iterdir())
-                    if p.is_symlink() or not p.is_file() or not SHARD_NAME.fullmatch(p.name)]
+        foreign += [
+            f"data/{p.name}"
+            for p in sorted(data.iterdir())
+            if p.is_symlink() or not p.is_file() or not SHARD_NAME.fullmatch(p.name)
+        ]
     return foreign
 
 
@@ -148,8 +151,8 @@ def _writer_batch_size(ds) -> int:
     """Rows per Parquet row group, as push_to_hub chooses them (small groups for image data)."""
     from datasets import arrow_writer
 
-    by_features = getattr(arrow_writer, "get_writer_batch_size_from_features", None) or getattr(
-        arrow_writer, "get_writer_batch_size"
+    by_features = (
+        getattr(arrow_writer, "get_writer_batch_size_from_features", None) or arrow_writer.get_writer_batch_size
     )
     by_size = getattr(arrow_writer, "get_writer_batch_size_from_data_size", None)
     size_rule = by_size(len(ds), ds._estimate_nbytes()) if by_size else 1000

@@ -166,27 +166,51 @@ def build_app(model_ref: str, *, examples_dir: str | os.PathLike | None = None, 
     examples = example_files(examples_dir)
     size = "×".join(map(str, classify.preprocess.size))
     with gr.Blocks(title="Fashion-MNIST classifier", analytics_enabled=False) as app:
-        gr.Markdown(f"# Fashion-MNIST classifier\nModel: `{model_ref}`. Upload an image or draw one; the model "
-                    f"sees it as a {size} gray image and answers with its top five classes.")
+        gr.Markdown(
+            f"# Fashion-MNIST classifier\nModel: `{model_ref}`. Upload an image or draw one; the model "
+            f"sees it as a {size} gray image and answers with its top five classes."
+        )
         with gr.Row():
             with gr.Column():
                 with gr.Tab("Upload"):
-                    image = gr.Image(type="filepath", format="png", label="Image", sources=["upload", "clipboard"],
-                                     image_mode=None, elem_id="upload")
+                    image = gr.Image(
+                        type="filepath",
+                        format="png",
+                        label="Image",
+                        sources=["upload", "clipboard"],
+                        image_mode=None,
+                        elem_id="upload",
+                    )
                     if examples:
-                        gr.Examples([p for p, _ in examples], inputs=image, example_labels=[c for _, c in examples],
-                                    label="Fashion-MNIST test images (click one)")
+                        gr.Examples(
+                            [p for p, _ in examples],
+                            inputs=image,
+                            example_labels=[c for _, c in examples],
+                            label="Fashion-MNIST test images (click one)",
+                        )
                 with gr.Tab("Draw"):
-                    sketch = gr.Sketchpad(type="filepath", label="Draw a garment (dark on white)",
-                                          canvas_size=(280, 280), elem_id="sketch")
+                    sketch = gr.Sketchpad(
+                        type="filepath",
+                        label="Draw a garment (dark on white)",
+                        canvas_size=(280, 280),
+                        elem_id="sketch",
+                    )
                     gr.Markdown("Drawings always get the photo preprocessing: inverted, cropped and centred.")
                     draw_button = gr.Button("Classify drawing")
-                photo = gr.Checkbox(label="Photo preprocessing (invert, crop, pad to square)", value=False,
-                                    info=PHOTO_HELP, elem_id="photo")
+                photo = gr.Checkbox(
+                    label="Photo preprocessing (invert, crop, pad to square)",
+                    value=False,
+                    info=PHOTO_HELP,
+                    elem_id="photo",
+                )
             with gr.Column():
                 label = gr.Label(num_top_classes=5, label="Top 5 classes", elem_id="prediction")
-                view = gr.Image(label=f"What the model sees ({size}, enlarged)", interactive=False, format="png",
-                                elem_id="model-view")
+                view = gr.Image(
+                    label=f"What the model sees ({size}, enlarged)",
+                    interactive=False,
+                    format="png",
+                    elem_id="model-view",
+                )
                 notes = gr.Markdown()
         outputs = [label, view, notes]
         image.change(run, [image, photo], outputs, api_name="classify")
@@ -202,11 +226,26 @@ CSS = """
 """
 
 
-def launch(app, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-           allowed_paths: list[str] | None = None, **kwargs):
+def launch(
+    app,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    allowed_paths: list[str] | None = None,
+    **kwargs,
+):
     """Serve ``app``; uploads above :data:`MAX_UPLOAD` are refused by Gradio itself."""
-    return app.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                      allowed_paths=allowed_paths, show_error=True, css=CSS, **kwargs)
+    return app.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=allowed_paths,
+        show_error=True,
+        css=CSS,
+        **kwargs,
+    )
 
 
 def main_space(model_ref: str) -> None:

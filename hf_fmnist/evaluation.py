@@ -39,10 +39,17 @@ def load_for_inference(model_ref: str, token: str | None = None):
     return model, processor, names
 
 
-def evaluate_model(model_ref: str, dataset: str | None = None, *, split: str | None = None,
-                   output_dir: str | os.PathLike | None = None, batch_size: int = 1000,
-                   max_eval_samples: int | None = None, data_dir: str | None = None) -> dict:
-    """Evaluate ``model_ref`` on a split (default: test) and write ``eval_results.json`` plus plots to ``output_dir``."""
+def evaluate_model(
+    model_ref: str,
+    dataset: str | None = None,
+    *,
+    split: str | None = None,
+    output_dir: str | os.PathLike | None = None,
+    batch_size: int = 1000,
+    max_eval_samples: int | None = None,
+    data_dir: str | None = None,
+) -> dict:
+    """Evaluate ``model_ref`` on a split (default: test); write ``eval_results.json`` and plots to ``output_dir``."""
     import torch
 
     from . import metrics, plots
@@ -64,15 +71,23 @@ def evaluate_model(model_ref: str, dataset: str | None = None, *, split: str | N
     images, labels = load_arrays(split, ds, root=local_root(dataset))
     images, labels = images[:max_eval_samples], labels[:max_eval_samples]
     device = next(model.parameters()).device
-    loader = DeviceLoader(torch.tensor(images, device=device), torch.tensor(labels, device=device),
-                          batch_size=batch_size, train=False,
-                          preprocess=Preprocess.from_processor(processor, model.config.num_channels))
+    loader = DeviceLoader(
+        torch.tensor(images, device=device),
+        torch.tensor(labels, device=device),
+        batch_size=batch_size,
+        train=False,
+        preprocess=Preprocess.from_processor(processor, model.config.num_channels),
+    )
     logits, got_labels = evaluate_logits(model, loader)
     report = metrics.compute(logits, got_labels, names)
     out = Path(output_dir) if output_dir else default_output_dir(model_ref)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"model": model_ref, "dataset": dataset or "fashion_mnist", "split": split,
-               **{f"eval_{k}": v for k, v in report.items()}}
+    results = {
+        "model": model_ref,
+        "dataset": dataset or "fashion_mnist",
+        "split": split,
+        **{f"eval_{k}": v for k, v in report.items()},
+    }
     tmp = out / f".{RESULTS_FILE}.tmp"
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(tmp, out / RESULTS_FILE)

@@ -38,9 +38,23 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 MODEL_IGNORE = ("step_*", "epoch_*", ".*", "*/.*", "evaluation/*", "**/__pycache__/*")
 # ...and of what is left, only what training, `hf-fmnist export` and TensorBoard write: a folder trained into with
 # --overwrite_output_dir may hold the user's own notes, which are theirs, not the Hub's.
-MODEL_FILES = ("README.md", "config.json", "preprocessor_config.json", "model.safetensors", "model-*.safetensors",
-               "model.safetensors.index.json", "all_results.json", "training_config.json", "*.png", "examples/*.png",
-               "runs/*", "runs/*/*", "runs/*/*/*", "runs/*/*/*/*", "onnx/*")
+MODEL_FILES = (
+    "README.md",
+    "config.json",
+    "preprocessor_config.json",
+    "model.safetensors",
+    "model-*.safetensors",
+    "model.safetensors.index.json",
+    "all_results.json",
+    "training_config.json",
+    "*.png",
+    "examples/*.png",
+    "runs/*",
+    "runs/*/*",
+    "runs/*/*/*",
+    "runs/*/*/*/*",
+    "onnx/*",
+)
 DATASET_IGNORE = (".*", "*/.*")
 KEEP_REMOTE = (".gitattributes",)
 DEFAULT_DATASET_NAME = "hf_fmnist"  # push-dataset without --repo-id: <your namespace>/hf_fmnist
@@ -60,7 +74,7 @@ class LocalFile:
     content: bytes | None = None  # uploaded instead of local_path's bytes (a card rendered for the repo)
 
     @classmethod
-    def rendered(cls, path_in_repo: str, local_path: Path, content: bytes) -> "LocalFile":
+    def rendered(cls, path_in_repo: str, local_path: Path, content: bytes) -> LocalFile:
         sha1 = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
         return cls(path_in_repo, local_path, len(content), sha1, hashlib.sha256(content).hexdigest(), content)
 
@@ -85,8 +99,9 @@ def check_repo_id(repo_id) -> str:
     return repo_id
 
 
-def local_files(folder: Path, ignore: Sequence[str], log: Callable[[str], None] | None = None,
-                include: Sequence[str] | None = None) -> dict[str, LocalFile]:
+def local_files(
+    folder: Path, ignore: Sequence[str], log: Callable[[str], None] | None = None, include: Sequence[str] | None = None
+) -> dict[str, LocalFile]:
     """Every regular file under ``folder`` not matching ``ignore`` (glob patterns on the POSIX relative path) and,
     if ``include`` is given, matching one of its patterns (the others are listed in the log).
 
@@ -117,8 +132,10 @@ def local_files(folder: Path, ignore: Sequence[str], log: Callable[[str], None] 
             else:
                 files[rel] = _describe_file(rel, target)
     if refused and log is not None:
-        log(f"Not publishing {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} of {folder}: "
-            + "; ".join(refused))
+        log(
+            f"Not publishing {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} of {folder}: "
+            + "; ".join(refused)
+        )
     return dict(sorted(files.items()))
 
 
@@ -157,8 +174,9 @@ def plan(api, repo_id: str, repo_type: str, revision: str, files: dict[str, Loca
         if isinstance(entry, RepoFile)
     }
     additions = [
-        CommitOperationAdd(path_in_repo=f.path_in_repo,
-                           path_or_fileobj=f.content if f.content is not None else str(f.local_path))
+        CommitOperationAdd(
+            path_in_repo=f.path_in_repo, path_or_fileobj=f.content if f.content is not None else str(f.local_path)
+        )
         for rel, f in files.items()
         if rel not in remote or not _same(f, remote[rel])
     ]
@@ -215,38 +233,58 @@ def push_folder(
     if repo_id is None:
         repo_id = check_repo_id(f"{user}/{repo_name(default_name or folder.resolve().name)}")
         log(f"No repo id given: pushing to {repo_id}.")
-    url = _call(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True,
-                                        space_sdk=space_sdk), "create the repo", log)
+    url = _call(
+        lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk),
+        "create the repo",
+        log,
+    )
     branch = revision or "main"
     if branch != "main" and not create_pr:
-        _call(lambda: api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True),
-              f"create branch {branch}", log)
+        _call(
+            lambda: api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True),
+            f"create branch {branch}",
+            log,
+        )
     if render is not None:
-        remote_card = _call(lambda: _remote_text(api, repo_id, repo_type, branch, "README.md"),
-                            "read the remote card", log)
+        remote_card = _call(
+            lambda: _remote_text(api, repo_id, repo_type, branch, "README.md"), "read the remote card", log
+        )
         for path, content in render(repo_id, remote_card).items():
             files[path] = LocalFile.rendered(path, folder / path, content)
     message = commit_message or f"Upload {folder.name} with hf_fmnist"
     where = f"{repo_id}@{branch}"
     done = {"url": str(url), "repo_id": repo_id, "files": len(files), "pr_url": None}
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        head, additions, deletions = _call(lambda: plan(api, repo_id, repo_type, branch, files),
-                                           "read the remote state", log)
+        head, additions, deletions = _call(
+            lambda: plan(api, repo_id, repo_type, branch, files), "read the remote state", log
+        )
         if not additions and not deletions:
             if attempt == 1:
                 log(f"{where} already holds this content: no commit made.")
             return {**done, "commit": None if attempt == 1 else head, "changed": attempt > 1}
         if create_pr:  # a PR of ours holding this content, from an earlier run or a lost answer: don't open another
-            pr = _call(lambda: _open_pull_request_holding(api, repo_id, repo_type, user, files),
-                       "list the open pull requests", log)
+            pr = _call(
+                lambda: _open_pull_request_holding(api, repo_id, repo_type, user, files),
+                "list the open pull requests",
+                log,
+            )
             if pr is not None:
                 log(f"Pull request {pr.url} already holds this content: no new pull request opened.")
-                return {**done, "commit": None if attempt == 1 else pr.git_reference, "changed": attempt > 1,
-                        "pr_url": pr.url}
+                return {
+                    **done,
+                    "commit": None if attempt == 1 else pr.git_reference,
+                    "changed": attempt > 1,
+                    "pr_url": pr.url,
+                }
         try:
             info = api.create_commit(
-                repo_id, additions + deletions, commit_message=message, repo_type=repo_type, revision=branch,
-                parent_commit=head, create_pr=create_pr,
+                repo_id,
+                additions + deletions,
+                commit_message=message,
+                repo_type=repo_type,
+                revision=branch,
+                parent_commit=head,
+                create_pr=create_pr,
             )
             changes = f"{len(additions)} added/changed and {len(deletions)} deleted file(s)"
             if create_pr:
@@ -257,7 +295,9 @@ def push_folder(
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else None
             if status in (401, 403):
-                raise HubError(f"The Hub refused the commit to {repo_id} ({status}): the token lacks write access.")
+                raise HubError(
+                    f"The Hub refused the commit to {repo_id} ({status}): the token lacks write access."
+                ) from None
             if status not in (408, 409, 412, 429) and (status is None or status < 500):
                 raise HubError(f"The Hub rejected the commit to {repo_id} ({status}): {_reason(e)}") from None
             failure = f"HTTP {status}"
@@ -265,15 +305,18 @@ def push_folder(
             if "metadata" not in str(e):
                 raise
             reasons = " ".join(line.strip("- ") for line in str(e).splitlines()[1:] if line.strip())
-            raise HubError(f"The Hub rejected the card (README.md) for {repo_id}: {reasons or e}; fix its YAML "
-                           f"metadata.") from None
+            raise HubError(
+                f"The Hub rejected the card (README.md) for {repo_id}: {reasons or e}; fix its YAML metadata."
+            ) from None
         except Exception as e:  # a dropped connection: the commit may have landed, so re-read before retrying
             if not _is_connection_failure(e):
                 raise
             failure = type(e).__name__
         wait = BACKOFF_S * 2 ** (attempt - 1)
-        log(f"Commit to {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading the remote "
-            f"state and retrying in {wait:.0f} s.")
+        log(
+            f"Commit to {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading the remote "
+            f"state and retrying in {wait:.0f} s."
+        )
         time.sleep(wait)
     raise HubError(f"Could not push to {repo_id} after {MAX_ATTEMPTS} attempts; run the same command again later.")
 
@@ -302,11 +345,13 @@ def _remote_text(api, repo_id: str, repo_type: str, revision: str, path: str) ->
         return Path(local).read_bytes().decode("utf-8", "replace")
 
 
-def _open_pull_request_holding(api, repo_id: str, repo_type: str, user: str, files: dict[str, LocalFile],
-                               limit: int = 50):
+def _open_pull_request_holding(
+    api, repo_id: str, repo_type: str, user: str, files: dict[str, LocalFile], limit: int = 50
+):
     """The newest open pull request by ``user`` whose head holds exactly ``files``, or None (``limit`` looked at)."""
-    discussions = api.get_repo_discussions(repo_id, repo_type=repo_type, author=user,
-                                           discussion_type="pull_request", discussion_status="open")
+    discussions = api.get_repo_discussions(
+        repo_id, repo_type=repo_type, author=user, discussion_type="pull_request", discussion_status="open"
+    )
     for n, pr in enumerate(discussions):
         if n >= limit:
             break
@@ -336,8 +381,16 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
         card = render_model_card(folder, repo_id=repo, endpoint=_endpoint(), demo=demo_block(remote_card))
         return {"README.md": card.encode(), **_public_training_config(folder)}
 
-    result = push_folder(repo_id, folder, repo_type="model", ignore=MODEL_IGNORE, include=MODEL_FILES, render=render,
-                         default_name=folder.resolve().name, **kwargs)
+    result = push_folder(
+        repo_id,
+        folder,
+        repo_type="model",
+        ignore=MODEL_IGNORE,
+        include=MODEL_FILES,
+        render=render,
+        default_name=folder.resolve().name,
+        **kwargs,
+    )
     return result["pr_url"] or result["url"]
 
 
@@ -374,8 +427,15 @@ def push_dataset(repo_id: str | None, dataset_dir: str | os.PathLike, **kwargs) 
     def render(repo: str, remote_card: str | None) -> dict[str, bytes]:
         return {"README.md": dataset_card_for_repo((folder / "README.md").read_text(), repo).encode()}
 
-    result = push_folder(repo_id, folder, repo_type="dataset", ignore=DATASET_IGNORE, render=render,
-                         default_name=DEFAULT_DATASET_NAME, **kwargs)
+    result = push_folder(
+        repo_id,
+        folder,
+        repo_type="dataset",
+        ignore=DATASET_IGNORE,
+        render=render,
+        default_name=DEFAULT_DATASET_NAME,
+        **kwargs,
+    )
     return result["pr_url"] or result["url"]
 
 
@@ -404,8 +464,9 @@ def update_file(
 
         def read(revision=head) -> str | None:
             try:
-                return Path(hf_hub_download(repo_id, path_in_repo, repo_type=repo_type, revision=revision,
-                                            token=api.token)).read_text(encoding="utf-8")
+                return Path(
+                    hf_hub_download(repo_id, path_in_repo, repo_type=repo_type, revision=revision, token=api.token)
+                ).read_text(encoding="utf-8")
             except EntryNotFoundError:
                 return None
 
@@ -414,8 +475,13 @@ def update_file(
         if new is None or new == old:
             return False
         try:
-            api.create_commit(repo_id, [CommitOperationAdd(path_in_repo, new.encode("utf-8"))], repo_type=repo_type,
-                              commit_message=commit_message, parent_commit=head)
+            api.create_commit(
+                repo_id,
+                [CommitOperationAdd(path_in_repo, new.encode("utf-8"))],
+                repo_type=repo_type,
+                commit_message=commit_message,
+                parent_commit=head,
+            )
             log(f"Updated {path_in_repo} of {repo_id}.")
             return True
         except HfHubHTTPError as e:
@@ -430,8 +496,10 @@ def update_file(
                 raise
             failure = type(e).__name__
         wait = BACKOFF_S * 2 ** (attempt - 1)
-        log(f"Updating {path_in_repo} of {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading "
-            f"and retrying in {wait:.0f} s.")
+        log(
+            f"Updating {path_in_repo} of {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading "
+            f"and retrying in {wait:.0f} s."
+        )
         time.sleep(wait)
     raise HubError(f"Could not update {path_in_repo} of {repo_id} after {MAX_ATTEMPTS} attempts; run it again later.")
 
@@ -444,11 +512,14 @@ def _check_token(api) -> None:
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else None
         if status == 401:
-            raise HubError("The Hub rejected the token (401): check --token / HF_TOKEN or run `hf auth login`.")
+            raise HubError(
+                "The Hub rejected the token (401): check --token / HF_TOKEN or run `hf auth login`."
+            ) from None
         raise HubError(f"Could not check the token with the Hub ({status}): {_reason(e)}") from None
     except ValueError as e:  # a reply that is not JSON: not a Hub, or a proxy's error page
-        raise HubError(f"The Hub at {_endpoint()} answered whoami with something that is not JSON ({e}); check "
-                       f"HF_ENDPOINT.") from None
+        raise HubError(
+            f"The Hub at {_endpoint()} answered whoami with something that is not JSON ({e}); check HF_ENDPOINT."
+        ) from None
     except Exception as e:
         if _is_connection_failure(e):
             raise HubError(f"Cannot reach the Hub at {_endpoint()} ({type(e).__name__}); check the network.") from None
@@ -489,8 +560,10 @@ def _is_transport_error(e: BaseException) -> bool:
     huggingface_hub 2.x ships its HTTP client as ``httpx2`` (1.x used ``httpx``); both name the base class
     ``TransportError``, so match on that rather than on one package's import path.
     """
-    return any(cls.__name__ == "TransportError" and cls.__module__.split(".")[0] in ("httpx", "httpx2")
-               for cls in type(e).__mro__)
+    return any(
+        cls.__name__ == "TransportError" and cls.__module__.split(".")[0] in ("httpx", "httpx2")
+        for cls in type(e).__mro__
+    )
 
 
 def _reason(e, limit: int = 500) -> str:

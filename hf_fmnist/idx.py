@@ -126,8 +126,10 @@ def _promised_length(head: bytes, path, expected_magic: int | None = None) -> in
     if magic not in (IMAGES_MAGIC, LABELS_MAGIC) or expected_magic not in (None, magic):
         return None
     if count > MAX_EXAMPLES:
-        raise IdxError(f"{path}: the header promises {count:,} items, more than the {MAX_EXAMPLES:,} a Fashion-MNIST "
-                       f"file can hold; {_FIX}.")
+        raise IdxError(
+            f"{path}: the header promises {count:,} items, more than the {MAX_EXAMPLES:,} a Fashion-MNIST "
+            f"file can hold; {_FIX}."
+        )
     if magic == LABELS_MAGIC:
         return 8 + count
     if len(head) < 16:

@@ -41,7 +41,7 @@ class Preprocess:
     std: tuple[float, ...]
 
     @classmethod
-    def from_processor(cls, processor, channels: int) -> "Preprocess":
+    def from_processor(cls, processor, channels: int) -> Preprocess:
         size, crop = _geometry(processor)
         mean = _per_channel(getattr(processor, "image_mean", None) if processor.do_normalize else None, 0.0, channels)
         std = _per_channel(getattr(processor, "image_std", None) if processor.do_normalize else None, 1.0, channels)
@@ -63,7 +63,6 @@ class Preprocess:
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-
 
     def _table(self, device) -> torch.Tensor:
         key = (str(device), self.mean, self.std)

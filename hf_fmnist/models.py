@@ -42,7 +42,8 @@ def cnn(*, names=CLASS_NAMES, **shape):
 
     id2label, label2id = label_maps(names)
     config = _config(
-        RegNetConfig, shape,
+        RegNetConfig,
+        shape,
         num_channels=3,
         embedding_size=32,
         hidden_sizes=[32, 64, 128],
@@ -63,7 +64,8 @@ def vit(*, names=CLASS_NAMES, **shape):
 
     id2label, label2id = label_maps(names)
     config = _config(
-        ViTConfig, shape,
+        ViTConfig,
+        shape,
         image_size=IMAGE_SIZE,
         patch_size=4,
         num_channels=3,
@@ -84,8 +86,10 @@ def _config(config_class, shape: dict, **preset):
     """The preset's config with ``shape`` applied; a key the class does not know is an error, not silently kept."""
     unknown = sorted(set(shape) - set(config_class().to_dict()))
     if unknown:
-        raise HfFmnistError(f"{config_class.__name__} has no setting {', '.join(unknown)}; check the recipe's "
-                            f"model_config (hf_fmnist/recipes.py).")
+        raise HfFmnistError(
+            f"{config_class.__name__} has no setting {', '.join(unknown)}; check the recipe's "
+            f"model_config (hf_fmnist/recipes.py)."
+        )
     return config_class(**{**preset, **shape})
 
 
@@ -117,7 +121,11 @@ def preset_image_processor(size: int = IMAGE_SIZE):
 
 
 def load_model(
-    name_or_path: str, *, names=CLASS_NAMES, ignore_mismatched_sizes: bool = False, token: str | None = None,
+    name_or_path: str,
+    *,
+    names=CLASS_NAMES,
+    ignore_mismatched_sizes: bool = False,
+    token: str | None = None,
     shape: dict | None = None,
 ):
     """``(model, image_processor)`` for a preset name (``shape``: overrides of its config), a local folder or a Hub id.

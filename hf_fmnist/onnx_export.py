@@ -37,8 +37,14 @@ SIDECARS = ("config.json", "preprocessor_config.json")
 BATCH = 500  # images per forward pass when verifying
 
 
-def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, *,
-                data_dir: str | None = None, max_samples: int | None = None, log=print) -> dict:
+def export_onnx(
+    model_dir: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    *,
+    data_dir: str | None = None,
+    max_samples: int | None = None,
+    log=print,
+) -> dict:
     """Export, verify and keep ``OUTPUT/onnx/model.onnx``; returns the verification numbers and the path."""
     from .extras import require
 
@@ -57,12 +63,15 @@ def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | No
     created = [d for d in (out, out / ONNX_DIR) if not d.exists()]  # removed again if the export fails
     work.mkdir(parents=True)
     try:
-        _export_graph(model, work / ONNX_FILE, model.config.num_channels,
-                      _input_size(processor, model.config.num_channels))
+        _export_graph(
+            model, work / ONNX_FILE, model.config.num_channels, _input_size(processor, model.config.num_channels)
+        )
         _mark(work / ONNX_FILE)
         report = verify(model, processor, work / ONNX_FILE, data_dir=data_dir, max_samples=max_samples)
-        log(f"onnxruntime vs PyTorch on {report['images']:,} test images: top-1 agreement {report['agreement']:.4%}, "
-            f"max |logit diff| {report['max_abs_diff']:.3g}")
+        log(
+            f"onnxruntime vs PyTorch on {report['images']:,} test images: top-1 agreement {report['agreement']:.4%}, "
+            f"max |logit diff| {report['max_abs_diff']:.3g}"
+        )
         if report["agreement"] < MIN_AGREEMENT:
             raise HfFmnistError(
                 f"The ONNX export of {model_dir} agrees with PyTorch on only {report['agreement']:.2%} of the test "
@@ -122,9 +131,15 @@ def _export_graph(model, path: Path, channels: int, size: tuple[int, int]) -> No
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings about Python-side shape checks, constant for a fixed size
         torch.onnx.export(
-            _logits_only(model), (example,), str(path), input_names=["pixel_values"], output_names=["logits"],
+            _logits_only(model),
+            (example,),
+            str(path),
+            input_names=["pixel_values"],
+            output_names=["logits"],
             dynamic_axes={"pixel_values": {0: "batch_size"}, "logits": {0: "batch_size"}},
-            opset_version=OPSET, do_constant_folding=True, dynamo=False,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
         )
 
 

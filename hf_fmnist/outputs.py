@@ -27,8 +27,19 @@ EXAMPLE_NAME = re.compile(r"[0-9]+_[a-z0-9_]+\.png")  # what write_examples name
 NUM_EXAMPLES = 6  # widget images: one per class, of the first classes met in the test split
 
 
-def write_model_folder(output_dir, model, processor, results: dict, config, resolved: dict, *,
-                       images: np.ndarray, logits: np.ndarray, labels: np.ndarray, names) -> Path:
+def write_model_folder(
+    output_dir,
+    model,
+    processor,
+    results: dict,
+    config,
+    resolved: dict,
+    *,
+    images: np.ndarray,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    names,
+) -> Path:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".final-", suffix=".tmp", dir=output_dir))  # never a name someone else used
@@ -47,8 +58,9 @@ def write_model_folder(output_dir, model, processor, results: dict, config, reso
         write_examples(images, labels, names, tmp / EXAMPLES_DIR)
         from huggingface_hub import constants
 
-        card = cards.render_model_card(tmp, repo_id=config.hub_model_id, endpoint=constants.ENDPOINT,
-                                       local_name=output_dir.resolve().name)
+        card = cards.render_model_card(
+            tmp, repo_id=config.hub_model_id, endpoint=constants.ENDPOINT, local_name=output_dir.resolve().name
+        )
         (tmp / "README.md").write_text(card)
         _replace_examples(tmp / EXAMPLES_DIR, output_dir / EXAMPLES_DIR)
         for item in sorted(tmp.iterdir()):
@@ -104,8 +116,12 @@ def is_original_split(split: str, images: np.ndarray, labels: np.ndarray) -> boo
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim != 3 or len(images) != len(labels) or len(images) != idx.NUM_EXAMPLES.get(split):
         return False
-    if images.min(initial=0) < 0 or images.max(initial=0) > 255 or labels.min(initial=0) < 0 or \
-            labels.max(initial=0) > 255:
+    if (
+        images.min(initial=0) < 0
+        or images.max(initial=0) > 255
+        or labels.min(initial=0) < 0
+        or labels.max(initial=0) > 255
+    ):
         return False
     image_name, label_name = idx.FILENAMES[split]
     n, rows, cols = images.shape

@@ -102,8 +102,16 @@ def confusion_matrix(cm: np.ndarray, names: Sequence[str], path: str | os.PathLi
     ax.imshow(colors, interpolation="nearest")
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=7,
-                    color=text_color(colors[i, j]), fontweight="bold" if i == j else "normal")
+            ax.text(
+                j,
+                i,
+                f"{cm[i, j]}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=text_color(colors[i, j]),
+                fontweight="bold" if i == j else "normal",
+            )
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
@@ -113,6 +121,7 @@ def confusion_matrix(cm: np.ndarray, names: Sequence[str], path: str | os.PathLi
 
 def text_color(rgba) -> str:
     """``"white"`` on a dark background colour, ``"black"`` on a light one (by relative luminance, WCAG)."""
+
     def linear(c: float) -> float:
         return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
 
@@ -122,14 +131,27 @@ def text_color(rgba) -> str:
     return "black" if luminance > 0.179 else "white"
 
 
-def predictions_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, names: Sequence[str],
-                     path: str | os.PathLike, count: int = 40) -> Path:
+def predictions_grid(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    names: Sequence[str],
+    path: str | os.PathLike,
+    count: int = 40,
+) -> Path:
     """The first ``count`` images, titled "true → predicted" in red where wrong, plus the first mistakes."""
     right = np.flatnonzero(labels == predictions)[: count // 2]
     wrong = np.flatnonzero(labels != predictions)[: count - len(right)]
     picks = np.concatenate([right, wrong])[:count]
-    titles = [f"{names[labels[i]]}" if labels[i] == predictions[i] else f"{names[labels[i]]}\n→ {names[predictions[i]]}"
-              for i in picks]
+    titles = [
+        f"{names[labels[i]]}" if labels[i] == predictions[i] else f"{names[labels[i]]}\n→ {names[predictions[i]]}"
+        for i in picks
+    ]
     colors = ["black" if labels[i] == predictions[i] else "red" for i in picks]
-    return image_grid(images[picks], titles, path, title_colors=colors,
-                      suptitle="Test images: true label (→ prediction when wrong, in red)")
+    return image_grid(
+        images[picks],
+        titles,
+        path,
+        title_colors=colors,
+        suptitle="Test images: true label (→ prediction when wrong, in red)",
+    )

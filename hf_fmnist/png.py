@@ -47,7 +47,12 @@ def _encode_chunk(images: np.ndarray) -> list[bytes]:
     buf, stride = scanlines.tobytes(), height * (width + 1)
     # Hot loop (70,000 iterations): locals, one buffer sliced, one join per image; the GIL is held only here.
     compressobj, deflated, rle, pack, crc32, join = (
-        zlib.compressobj, zlib.DEFLATED, zlib.Z_RLE, struct.Struct(">I").pack, zlib.crc32, b"".join
+        zlib.compressobj,
+        zlib.DEFLATED,
+        zlib.Z_RLE,
+        struct.Struct(">I").pack,
+        zlib.crc32,
+        b"".join,
     )
     out = []
     for start in range(0, n * stride, stride):

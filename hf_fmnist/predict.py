@@ -53,8 +53,13 @@ def collect_paths(paths: list[str]) -> list[Path]:
         path = Path(raw)
         if path.is_dir():
             root = path.resolve()
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                                and p.resolve().is_relative_to(root)))
+            found.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and p.resolve().is_relative_to(root)
+                )
+            )
         else:
             found.append(path)  # a missing file gets its own error later
     return found
@@ -105,14 +110,23 @@ def _check_file(path: Path) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise ImageFileError(f"{path}: a folder; pass it on its own to classify the images inside.")
     if not stat.S_ISREG(info.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(
-            info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file"
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a device"
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(info.st_mode)
+            else "not a regular file"
+        )
         raise ImageFileError(f"{path}: {kind}, not an image file; pass image files or folders.")
     if info.st_size == 0:
         raise ImageFileError(f"{path}: empty file (0 bytes).")
     if info.st_size > MAX_FILE_BYTES:
-        raise ImageFileError(f"{path}: {info.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} hf_fmnist reads "
-                             f"for one image; shrink it first.")
+        raise ImageFileError(
+            f"{path}: {info.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} hf_fmnist reads "
+            f"for one image; shrink it first."
+        )
 
 
 def _to_gray(image) -> LoadedImage:
@@ -149,8 +163,9 @@ def predict(model_ref: str, paths: list[str], *, top_k: int = 5, batch_size: int
     return list(iter_predict(model_ref, paths, top_k=top_k, batch_size=batch_size))
 
 
-def iter_predict(model_ref: str, paths: list[str], *, top_k: int = 5, batch_size: int = 256,
-                 progress: bool | None = None) -> Iterator[dict]:
+def iter_predict(
+    model_ref: str, paths: list[str], *, top_k: int = 5, batch_size: int = 256, progress: bool | None = None
+) -> Iterator[dict]:
     """:func:`predict` as a stream: results in input order, each batch's as soon as it is classified.
 
     Each image is shrunk to the model's input size as soon as it is loaded, so memory holds one full-size image
@@ -179,8 +194,8 @@ def iter_predict(model_ref: str, paths: list[str], *, top_k: int = 5, batch_size
         with torch.inference_mode():
             probs = model(pixel_values=preprocess(pixels)).logits.float().softmax(-1)
         scores, labels = probs.topk(top_k, dim=-1)
-        for (entry, _), s, l in zip(batch, scores.tolist(), labels.tolist()):
-            entry["predictions"] = [{"label": names[i], "score": round(v, 6)} for v, i in zip(s, l)]
+        for (entry, _), top_scores, top_labels in zip(batch, scores.tolist(), labels.tolist()):
+            entry["predictions"] = [{"label": names[i], "score": round(v, 6)} for v, i in zip(top_scores, top_labels)]
         batch.clear()
 
     show = sys.stderr.isatty() if progress is None else progress

@@ -102,7 +102,11 @@ def _fetch(name: str, target: Path, mirrors: Sequence[str], checksums: dict[str,
             part.unlink(missing_ok=True)  # a bad copy must not be resumed from
             failures.append(f"{url}: {e}")
             continue
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:  # the .part stays: the next attempt resumes it
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            OSError,
+        ) as e:  # the .part stays: the next attempt resumes it
             failures.append(f"{url}: {getattr(e, 'reason', None) or e}")
             continue
         os.replace(part, final)
@@ -135,16 +139,23 @@ def _download_resumable(url: str, part: Path) -> None:
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None and length.isdigit() else None
         if total is not None and total > MAX_DOWNLOAD_BYTES:
-            raise idx.IdxError(f"{url} announces {total:,} bytes, more than the {MAX_DOWNLOAD_BYTES:,} any "
-                               f"Fashion-MNIST file has; not downloading it.")
-        with open(part, "ab" if have else "wb") as f, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"), leave=False
-        ) as bar:
+            raise idx.IdxError(
+                f"{url} announces {total:,} bytes, more than the {MAX_DOWNLOAD_BYTES:,} any "
+                f"Fashion-MNIST file has; not downloading it."
+            )
+        with (
+            open(part, "ab" if have else "wb") as f,
+            tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"), leave=False
+            ) as bar,
+        ):
             while chunk := response.read(CHUNK_BYTES):
                 have += len(chunk)
                 if have > MAX_DOWNLOAD_BYTES:
-                    raise idx.IdxError(f"{url} sent more than {MAX_DOWNLOAD_BYTES:,} bytes, more than any "
-                                       f"Fashion-MNIST file has; stopped.")
+                    raise idx.IdxError(
+                        f"{url} sent more than {MAX_DOWNLOAD_BYTES:,} bytes, more than any "
+                        f"Fashion-MNIST file has; stopped."
+                    )
                 f.write(chunk)
                 bar.update(len(chunk))
         if total is not None and part.stat().st_size < total:

@@ -57,9 +57,12 @@ class Recipe:
         """One line for ``--help`` and the README."""
         shape = f" {self.model_config}" if self.model_config else ""
         model = f"{self.model}{shape}" if self.model else "the given checkpoint"
-        return (f"{self.name}: {self.tuned_for}. {model}, {self.num_train_epochs} epochs, "
-                f"batch {self.train_batch_size}, lr {self.learning_rate:g}, {self.mixed_precision if self.mixed_precision != 'no' else 'fp32'}"
-                f"{', torch.compile' if self.torch_compile else ''}. Result: {self.result}.")
+        precision = self.mixed_precision if self.mixed_precision != "no" else "fp32"
+        return (
+            f"{self.name}: {self.tuned_for}. {model}, {self.num_train_epochs} epochs, "
+            f"batch {self.train_batch_size}, lr {self.learning_rate:g}, {precision}"
+            f"{', torch.compile' if self.torch_compile else ''}. Result: {self.result}."
+        )
 
 
 _CNN = dict(weight_decay=0.05, learning_rate=3e-3, train_batch_size=128)
@@ -68,33 +71,100 @@ _CNN = dict(weight_decay=0.05, learning_rate=3e-3, train_batch_size=128)
 _WIDE = {"embedding_size": 64, "hidden_sizes": [64, 128, 256], "depths": [1, 2, 2], "downsample_in_first_stage": False}
 _WIDER = {"embedding_size": 64, "hidden_sizes": [96, 192, 384], "depths": [2, 3, 3], "downsample_in_first_stage": False}
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe(name="cpu-5min", tuned_for="5 minutes on a 2-core CPU", model="cnn", num_train_epochs=6, pad_crop=0,
-           result="92.00% at 290 s (2026-11-29, 2-core AMD EPYC, 1 process; docs/benchmarks.md)", **_CNN),
-    Recipe(name="cpu-15min", tuned_for="15 minutes on a 2-core CPU", model="cnn", num_train_epochs=16, pad_crop=1,
-           result="93.0% at 707 s, final 93.23% at 752 s (2026-11-29, 2-core AMD EPYC, 1 process; "
-                  "docs/benchmarks.md)", **_CNN),
-    Recipe(name="cpu-vit-15min", tuned_for="15 minutes on a 2-core CPU, a transformer", model="vit",
-           num_train_epochs=5, train_batch_size=256, learning_rate=2e-3, weight_decay=0.05, pad_crop=2,
-           result="82.15% at 828 s (2026-11-29, 2-core CPU, the vit preset for 5 epochs, as measured for issue 9)"),
-    Recipe(name="h200-10s", tuned_for="10 s of training and evaluation on one H200 (aim: 94.0%)", model="cnn",
-           model_config=_WIDE, num_train_epochs=12, train_batch_size=512, learning_rate=4e-3, weight_decay=0.05,
-           pad_crop=1, mixed_precision="bf16", result=NOT_MEASURED),
-    Recipe(name="h200-2min", tuned_for="2 minutes of training and evaluation on one H200 (aim: 95.5%)", model="cnn",
-           model_config=_WIDE, num_train_epochs=60, train_batch_size=512, learning_rate=4e-3, weight_decay=0.05,
-           pad_crop=2, random_erasing=0.1, mixed_precision="bf16", result=NOT_MEASURED),
-    Recipe(name="h200-5min", tuned_for="the best accuracy in 5 minutes on one H200 (aim: 96.0%)", model="cnn",
-           model_config=_WIDER, num_train_epochs=80, train_batch_size=512, learning_rate=3e-3, weight_decay=0.05,
-           pad_crop=2, random_erasing=0.25, mixed_precision="bf16", torch_compile=True, result=NOT_MEASURED),
-    Recipe(name="fine-tune", tuned_for="fine-tuning a checkpoint that is not a preset (the default for one)",
-           model=None, num_train_epochs=5, train_batch_size=128, learning_rate=5e-4, weight_decay=0.05, pad_crop=2,
-           result=NOT_MEASURED),
-)}
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            name="cpu-5min",
+            tuned_for="5 minutes on a 2-core CPU",
+            model="cnn",
+            num_train_epochs=6,
+            pad_crop=0,
+            result="92.00% at 290 s (2026-11-29, 2-core AMD EPYC, 1 process; docs/benchmarks.md)",
+            **_CNN,
+        ),
+        Recipe(
+            name="cpu-15min",
+            tuned_for="15 minutes on a 2-core CPU",
+            model="cnn",
+            num_train_epochs=16,
+            pad_crop=1,
+            result="93.0% at 707 s, final 93.23% at 752 s (2026-11-29, 2-core AMD EPYC, 1 process; docs/benchmarks.md)",
+            **_CNN,
+        ),
+        Recipe(
+            name="cpu-vit-15min",
+            tuned_for="15 minutes on a 2-core CPU, a transformer",
+            model="vit",
+            num_train_epochs=5,
+            train_batch_size=256,
+            learning_rate=2e-3,
+            weight_decay=0.05,
+            pad_crop=2,
+            result="82.15% at 828 s (2026-11-29, 2-core CPU, the vit preset for 5 epochs, as measured for issue 9)",
+        ),
+        Recipe(
+            name="h200-10s",
+            tuned_for="10 s of training and evaluation on one H200 (aim: 94.0%)",
+            model="cnn",
+            model_config=_WIDE,
+            num_train_epochs=12,
+            train_batch_size=512,
+            learning_rate=4e-3,
+            weight_decay=0.05,
+            pad_crop=1,
+            mixed_precision="bf16",
+            result=NOT_MEASURED,
+        ),
+        Recipe(
+            name="h200-2min",
+            tuned_for="2 minutes of training and evaluation on one H200 (aim: 95.5%)",
+            model="cnn",
+            model_config=_WIDE,
+            num_train_epochs=60,
+            train_batch_size=512,
+            learning_rate=4e-3,
+            weight_decay=0.05,
+            pad_crop=2,
+            random_erasing=0.1,
+            mixed_precision="bf16",
+            result=NOT_MEASURED,
+        ),
+        Recipe(
+            name="h200-5min",
+            tuned_for="the best accuracy in 5 minutes on one H200 (aim: 96.0%)",
+            model="cnn",
+            model_config=_WIDER,
+            num_train_epochs=80,
+            train_batch_size=512,
+            learning_rate=3e-3,
+            weight_decay=0.05,
+            pad_crop=2,
+            random_erasing=0.25,
+            mixed_precision="bf16",
+            torch_compile=True,
+            result=NOT_MEASURED,
+        ),
+        Recipe(
+            name="fine-tune",
+            tuned_for="fine-tuning a checkpoint that is not a preset (the default for one)",
+            model=None,
+            num_train_epochs=5,
+            train_batch_size=128,
+            learning_rate=5e-4,
+            weight_decay=0.05,
+            pad_crop=2,
+            result=NOT_MEASURED,
+        ),
+    )
+}
 
 # Without --recipe: the recipe for (device, preset). No GPU recipe trains the ViT yet: on a GPU it gets the CPU one.
 DEFAULTS: dict[tuple[str, str], str] = {
-    ("cpu", "cnn"): "cpu-15min", ("cpu", "vit"): "cpu-vit-15min",
-    ("gpu", "cnn"): "h200-2min", ("gpu", "vit"): "cpu-vit-15min",
+    ("cpu", "cnn"): "cpu-15min",
+    ("cpu", "vit"): "cpu-vit-15min",
+    ("gpu", "cnn"): "h200-2min",
+    ("gpu", "vit"): "cpu-vit-15min",
 }
 DEFAULT_PRESET = "cnn"
 
@@ -115,7 +185,11 @@ def help_text() -> str:
     """The recipe list for ``--help``: every recipe, what it is tuned for, and its measured result."""
     lines = ["recipes (--recipe NAME; every flag given explicitly overrides the recipe):"]
     lines += [f"{r.describe()}" for r in RECIPES.values()]
-    lines.append(f"without --recipe: {DEFAULTS[('cpu', 'cnn')]} on CPU, {DEFAULTS[('gpu', 'cnn')]} on a GPU; "
-                 f"{DEFAULTS[('cpu', 'vit')]} for --model_name_or_path vit; fine-tune for any other checkpoint.")
-    return "\n".join(textwrap.fill(line, 116, initial_indent="  ", subsequent_indent="      ") if i else line
-                     for i, line in enumerate(lines))
+    lines.append(
+        f"without --recipe: {DEFAULTS[('cpu', 'cnn')]} on CPU, {DEFAULTS[('gpu', 'cnn')]} on a GPU; "
+        f"{DEFAULTS[('cpu', 'vit')]} for --model_name_or_path vit; fine-tune for any other checkpoint."
+    )
+    return "\n".join(
+        textwrap.fill(line, 116, initial_indent="  ", subsequent_indent="      ") if i else line
+        for i, line in enumerate(lines)
+    )

@@ -23,6 +23,7 @@ from .cards import DEMO_END, DEMO_START
 from .demo import SPACE_MODULES, write_examples
 from .errors import HfFmnistError
 from .hub import HubError, check_repo_id, push_folder, update_file
+
 REQUIREMENTS = ("torch", "transformers", "numpy", "pillow")  # what SPACE_MODULES import; the Space brings gradio
 SPACE_IGNORE = (".*", "*/.*", "**/__pycache__/*")
 
@@ -101,9 +102,19 @@ Published with `hf-fmnist push-space`; the app is `hf_fmnist/demo.py`, the same 
 """
 
 
-def push_space(repo_id: str | None, model_id: str, *, data_dir: str | None = None, token: str | None = None,
-               private: bool = False, revision: str | None = None, commit_message: str | None = None,
-               create_pr: bool = False, log=None, default_name: str = "fashion-mnist-demo") -> dict:
+def push_space(
+    repo_id: str | None,
+    model_id: str,
+    *,
+    data_dir: str | None = None,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+    log=None,
+    default_name: str = "fashion-mnist-demo",
+) -> dict:
     """Publish the Space, then link it from the model card; ``{"url", "repo_id", "commit", "changed",
     "card_linked"}``. ``repo_id`` None: ``<your namespace>/<default_name>``."""
     from .extras import installed_version
@@ -116,16 +127,25 @@ def push_space(repo_id: str | None, model_id: str, *, data_dir: str | None = Non
     _check_model_exists(model_id, token)
     with tempfile.TemporaryDirectory(prefix="hf_fmnist-space-") as tmp:
         build_space(tmp, model_id, data_dir=data_dir)
-        result = push_folder(repo_id, tmp, repo_type="space", space_sdk="gradio", ignore=SPACE_IGNORE, token=token,
-                             private=private, revision=revision,
-                             commit_message=commit_message or f"Gradio demo of {model_id} with hf_fmnist",
-                             create_pr=create_pr, log=log, default_name=default_name)
+        result = push_folder(
+            repo_id,
+            tmp,
+            repo_type="space",
+            space_sdk="gradio",
+            ignore=SPACE_IGNORE,
+            token=token,
+            private=private,
+            revision=revision,
+            commit_message=commit_message or f"Gradio demo of {model_id} with hf_fmnist",
+            create_pr=create_pr,
+            log=log,
+            default_name=default_name,
+        )
     if create_pr or (revision or "main") != "main":
         log(f"The model card of {model_id} links the Space once it is on the Space's main branch; not changed now.")
         result["card_linked"] = False
     else:
-        result["card_linked"] = link_from_model_card(model_id, result["repo_id"], result["url"], token=token,
-                                                     log=log)
+        result["card_linked"] = link_from_model_card(model_id, result["repo_id"], result["url"], token=token, log=log)
     return result
 
 
@@ -138,8 +158,15 @@ def link_from_model_card(model_id: str, space_id: str, space_url: str, *, token:
         return with_demo_block(card, space_id, space_url)
 
     try:
-        changed = update_file(model_id, "README.md", edit, repo_type="model", token=token,
-                              commit_message=f"Link the demo Space {space_id}", log=log)
+        changed = update_file(
+            model_id,
+            "README.md",
+            edit,
+            repo_type="model",
+            token=token,
+            commit_message=f"Link the demo Space {space_id}",
+            log=log,
+        )
     except HubError as e:
         log(f"Space published, but the model card of {model_id} was not updated: {e}")
         return False
@@ -152,8 +179,10 @@ def link_from_model_card(model_id: str, space_id: str, space_url: str, *, token:
 
 
 def demo_block(space_id: str, space_url: str) -> str:
-    return (f"{DEMO_START}\n**Try it in your browser:** [{space_id}]({space_url}), a Gradio demo of this model "
-            f"(upload a photo, draw a garment, or click a test image).\n{DEMO_END}")
+    return (
+        f"{DEMO_START}\n**Try it in your browser:** [{space_id}]({space_url}), a Gradio demo of this model "
+        f"(upload a photo, draw a garment, or click a test image).\n{DEMO_END}"
+    )
 
 
 def with_demo_block(card: str | None, space_id: str, space_url: str) -> str | None:
@@ -190,7 +219,7 @@ def _end_of_section(lines: list[str], heading: str) -> int | None:
                 start = i
             continue
         hashes = len(line) - len(line.lstrip("#"))
-        if 0 < hashes <= level and line[hashes:hashes + 1] == " ":
+        if 0 < hashes <= level and line[hashes : hashes + 1] == " ":
             return i
     return None if start is None else len(lines)
 
@@ -215,6 +244,7 @@ def _check_model_exists(model_id: str, token: str | None) -> None:
     except Exception as e:
         # huggingface_hub's HTTP client (httpx / httpx2) names its connection-level errors TransportError
         if isinstance(e, OSError) or any(c.__name__ == "TransportError" for c in type(e).__mro__):
-            raise HubError(f"Cannot reach the Hub at {constants.ENDPOINT} ({type(e).__name__}); check the "
-                           f"network.") from None
+            raise HubError(
+                f"Cannot reach the Hub at {constants.ENDPOINT} ({type(e).__name__}); check the network."
+            ) from None
         raise

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from .data import class_counts, decode, find_columns
 
 
@@ -23,8 +21,9 @@ def format_summary(dataset) -> str:
     return "\n".join(lines)
 
 
-def print_summary(dataset, *, grid: str | os.PathLike | None = None, split: str | None = None,
-                  root: str | os.PathLike | None = None) -> None:
+def print_summary(
+    dataset, *, grid: str | os.PathLike | None = None, split: str | None = None, root: str | os.PathLike | None = None
+) -> None:
     """Print :func:`format_summary`; with ``grid``, save 4 sample images per class, titled with class names.
 
     ``root``: the local folder the dataset came from (see :func:`hf_fmnist.data.decode`).

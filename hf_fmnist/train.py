@@ -13,7 +13,6 @@ processes on a machine without GPUs, ``torchrun --nproc_per_node N train.py ...`
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import sys
@@ -35,6 +34,7 @@ from .loader import DeviceLoader, Preprocess
 from .models import load_model
 
 MODULES_LOADED_AT = time.perf_counter()  # torch, numpy and this package imported (transformers comes lazily)
+
 
 def process_started_at() -> float | None:
     """When this process started, on the ``time.perf_counter`` clock (Linux ``/proc``; None elsewhere)."""
@@ -97,12 +97,18 @@ def make_accelerator(config: TrainConfig, *, mixed_precision: str = "no", torch_
     AcceleratorState._reset_state()
     use_cpu = not gpu_available()
     if mixed_precision == "fp16" and use_cpu:
-        raise HfFmnistError("--mixed_precision fp16 needs a GPU (its gradient scaler is for CUDA and XPU devices); "
-                            "use bf16 on a CPU, or no.")
+        raise HfFmnistError(
+            "--mixed_precision fp16 needs a GPU (its gradient scaler is for CUDA and XPU devices); "
+            "use bf16 on a CPU, or no."
+        )
     tracking = {}
     if config.with_tracking:
-        tracking = {"log_with": config.report_to, "project_config": ProjectConfiguration(
-            project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "runs"))}
+        tracking = {
+            "log_with": config.report_to,
+            "project_config": ProjectConfiguration(
+                project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "runs")
+            ),
+        }
     expected = int(os.environ.get("WORLD_SIZE", "1"))
     launch_hint = (
         f"On CPU-only machines launch with `torchrun --standalone --nproc_per_node {expected} train.py ...` or "
@@ -110,12 +116,17 @@ def make_accelerator(config: TrainConfig, *, mixed_precision: str = "no", torch_
     )
     try:
         accelerator = Accelerator(
-            cpu=use_cpu, gradient_accumulation_steps=config.gradient_accumulation_steps,
-            mixed_precision=mixed_precision, **({"dynamo_backend": "inductor"} if torch_compile else {}), **tracking
+            cpu=use_cpu,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            mixed_precision=mixed_precision,
+            **({"dynamo_backend": "inductor"} if torch_compile else {}),
+            **tracking,
         )
     except (ValueError, RuntimeError) as e:
         if expected > 1:  # half-set distributed environment (e.g. WORLD_SIZE without MASTER_ADDR)
-            raise HfFmnistError(f"WORLD_SIZE is {expected} but the processes could not join ({e}). {launch_hint}")
+            raise HfFmnistError(
+                f"WORLD_SIZE is {expected} but the processes could not join ({e}). {launch_hint}"
+            ) from None
         raise
     if expected > 1 and accelerator.num_processes != expected:
         raise HfFmnistError(
@@ -189,6 +200,7 @@ def resolve(config: TrainConfig, recipe: recipes.Recipe, num_processes: int = 1)
     trains the same model on any number of processes. An explicit ``--per_device_train_batch_size`` keeps its
     per-process meaning (global batch = it × processes × accumulation steps).
     """
+
     def pick(name: str):
         value = getattr(config, name)
         return getattr(recipe, name) if value is None else value
@@ -212,8 +224,19 @@ def resolve(config: TrainConfig, recipe: recipes.Recipe, num_processes: int = 1)
         "per_device_train_batch_size": per_device,
         "train_batch_size": per_device * num_processes * accumulation,
         "num_train_epochs": pick("num_train_epochs"),
-        **{name: pick(name) for name in ("learning_rate", "weight_decay", "lr_scheduler_type", "label_smoothing",
-                                         "pad_crop", "hflip", "random_erasing", "torch_compile")},
+        **{
+            name: pick(name)
+            for name in (
+                "learning_rate",
+                "weight_decay",
+                "lr_scheduler_type",
+                "label_smoothing",
+                "pad_crop",
+                "hflip",
+                "random_erasing",
+                "torch_compile",
+            )
+        },
         "mixed_precision": mixed_precision_for(config, recipe),
     }
 
@@ -224,8 +247,12 @@ def schedule(config: TrainConfig, epochs: int, steps_per_epoch: int, scheduler: 
     warmup = config.num_warmup_steps
     if warmup is None:
         warmup = int(0.25 * max_steps) if scheduler == "onecycle" else 0
-    return {"max_train_steps": max_steps, "num_train_epochs": math.ceil(max_steps / steps_per_epoch),
-            "steps_per_epoch": steps_per_epoch, "num_warmup_steps": warmup}
+    return {
+        "max_train_steps": max_steps,
+        "num_train_epochs": math.ceil(max_steps / steps_per_epoch),
+        "steps_per_epoch": steps_per_epoch,
+        "num_warmup_steps": warmup,
+    }
 
 
 def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -239,6 +266,7 @@ def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimiz
 def make_scheduler(kind: str, optimizer, warmup: int, total: int):
     """``onecycle``: linear warm-up to the peak, then cosine annealing to ~0; the rest from transformers."""
     if kind == "onecycle":
+
         def factor(step: int) -> float:
             if step < warmup:
                 return 0.04 + 0.96 * step / max(1, warmup)
@@ -320,7 +348,7 @@ def check_output_dir(config: TrainConfig) -> None:
             )
 
 
-def save_checkpoint(run: "Run", name: str) -> Path:
+def save_checkpoint(run: Run, name: str) -> Path:
     return checkpoint.save(run.accelerator, run.model, run.optimizer, run.state, run.config.output_dir, name)
 
 
@@ -331,9 +359,15 @@ class Progress:
         from tqdm.auto import tqdm
 
         interactive = sys.stderr.isatty()  # in a log file, an update every 30 s instead of every second
-        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
-                        mininterval=1.0 if interactive else 30.0,
-                        disable=not accelerator.is_local_main_process, file=sys.stderr)
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=1.0 if interactive else 30.0,
+            disable=not accelerator.is_local_main_process,
+            file=sys.stderr,
+        )
         self.last_time, self.images = time.perf_counter(), 0
 
     def update(self, loss: float, lr: float, images: int) -> None:
@@ -369,8 +403,11 @@ class Run:
 
     @property
     def images_per_step(self) -> int:
-        return (self.resolved["per_device_train_batch_size"] * self.config.gradient_accumulation_steps
-                * self.accelerator.num_processes)
+        return (
+            self.resolved["per_device_train_batch_size"]
+            * self.config.gradient_accumulation_steps
+            * self.accelerator.num_processes
+        )
 
 
 def prepare_run(config: TrainConfig, start_time: float) -> Run:
@@ -379,18 +416,25 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
 
     check_output_dir(config)  # before anything is loaded or written, on every process
     recipe = choose_recipe(config)
-    accelerator = make_accelerator(config, mixed_precision=mixed_precision_for(config, recipe),
-                                   torch_compile=bool(recipe.torch_compile if config.torch_compile is None
-                                                      else config.torch_compile))
+    accelerator = make_accelerator(
+        config,
+        mixed_precision=mixed_precision_for(config, recipe),
+        torch_compile=bool(recipe.torch_compile if config.torch_compile is None else config.torch_compile),
+    )
     resolved = resolve(config, recipe, accelerator.num_processes)
-    resolved.update(mixed_precision=accelerator.mixed_precision,
-                    torch_compile=accelerator.state.dynamo_plugin.backend != DynamoBackend.NO)
+    resolved.update(
+        mixed_precision=accelerator.mixed_precision,
+        torch_compile=accelerator.state.dynamo_plugin.backend != DynamoBackend.NO,
+    )
     set_seed(config.seed)
     data = load_data(config, accelerator)
     with accelerator.main_process_first():  # one download of a Hub checkpoint, not one per process
         model, processor = load_model(
-            resolved["model_name_or_path"], names=data.names, shape=resolved["model_config"],
-            ignore_mismatched_sizes=config.ignore_mismatched_sizes, token=config.hub_token,
+            resolved["model_name_or_path"],
+            names=data.names,
+            shape=resolved["model_config"],
+            ignore_mismatched_sizes=config.ignore_mismatched_sizes,
+            token=config.hub_token,
         )
     if accelerator.num_processes > 1:  # BatchNorm over the global batch, as one process would see it
         synchronise(model)
@@ -398,14 +442,34 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
     preprocess = Preprocess.from_processor(processor, model.config.num_channels)
     shard = {"rank": accelerator.process_index, "world": accelerator.num_processes}
     train_loader = DeviceLoader(
-        data.train_images, data.train_labels, batch_size=resolved["per_device_train_batch_size"],
-        preprocess=preprocess, seed=config.seed, train=True, pad_crop=resolved["pad_crop"], hflip=resolved["hflip"],
-        random_erasing=resolved["random_erasing"], accumulation=config.gradient_accumulation_steps, **shard,
+        data.train_images,
+        data.train_labels,
+        batch_size=resolved["per_device_train_batch_size"],
+        preprocess=preprocess,
+        seed=config.seed,
+        train=True,
+        pad_crop=resolved["pad_crop"],
+        hflip=resolved["hflip"],
+        random_erasing=resolved["random_erasing"],
+        accumulation=config.gradient_accumulation_steps,
+        **shard,
     )
-    eval_loader = DeviceLoader(data.eval_images, data.eval_labels, batch_size=config.per_device_eval_batch_size,
-                               preprocess=preprocess, train=False, **shard)
-    resolved.update(schedule(config, resolved["num_train_epochs"],
-                             len(train_loader) // config.gradient_accumulation_steps, resolved["lr_scheduler_type"]))
+    eval_loader = DeviceLoader(
+        data.eval_images,
+        data.eval_labels,
+        batch_size=config.per_device_eval_batch_size,
+        preprocess=preprocess,
+        train=False,
+        **shard,
+    )
+    resolved.update(
+        schedule(
+            config,
+            resolved["num_train_epochs"],
+            len(train_loader) // config.gradient_accumulation_steps,
+            resolved["lr_scheduler_type"],
+        )
+    )
     optimizer = make_optimizer(model, resolved["learning_rate"], resolved["weight_decay"])
     scheduler = make_scheduler(
         resolved["lr_scheduler_type"], optimizer, resolved["num_warmup_steps"], resolved["max_train_steps"]
@@ -416,21 +480,40 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
     if accelerator.is_main_process:
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
         ownership.mark(config.output_dir, ownership.TRAINING_OUTPUT)
-        config.save(config.output_dir, **resolved, num_processes=accelerator.num_processes,
-                    device=str(accelerator.device))
+        config.save(
+            config.output_dir, **resolved, num_processes=accelerator.num_processes, device=str(accelerator.device)
+        )
     resume_from = resolve_checkpoint(config)
     if resume_from is not None:
         state = checkpoint.load(resume_from, accelerator, model, optimizer, scheduler)
         accelerator.print(f"Resumed from {resume_from} at step {state.step}")
     if config.with_tracking:
         # public_dict: TensorBoard's hparams are published with the model, so no path of this machine goes in
-        accelerator.init_trackers("hf_fmnist", config={k: v for k, v in {**config.public_dict(), **config.public_resolved(resolved)}.items()
-                                                       if isinstance(v, (int, float, str, bool))})
-    return Run(config, accelerator, data, model, processor, optimizer, scheduler, train_loader, eval_loader,
-               state, resolved, start_time)
+        accelerator.init_trackers(
+            "hf_fmnist",
+            config={
+                k: v
+                for k, v in {**config.public_dict(), **config.public_resolved(resolved)}.items()
+                if isinstance(v, (int, float, str, bool))
+            },
+        )
+    return Run(
+        config,
+        accelerator,
+        data,
+        model,
+        processor,
+        optimizer,
+        scheduler,
+        train_loader,
+        eval_loader,
+        state,
+        resolved,
+        start_time,
+    )
 
 
-def train_epoch(run: Run, epoch: int, progress: "Progress") -> tuple[float, str | None]:
+def train_epoch(run: Run, epoch: int, progress: Progress) -> tuple[float, str | None]:
     """Optimizer steps until the epoch (or training) ends, from wherever ``run.state`` stands.
 
     Returns the mean training loss of the steps run (after a resume: of the rest of the epoch) and the name of a
@@ -473,15 +556,23 @@ def train_epoch(run: Run, epoch: int, progress: "Progress") -> tuple[float, str 
     return (sum(losses) / len(losses) if losses else float("nan")), pending
 
 
-def end_epoch(run: Run, epoch: int, loss_value: float, progress: "Progress") -> None:
+def end_epoch(run: Run, epoch: int, loss_value: float, progress: Progress) -> None:
     """Evaluate on the whole test split, print the epoch's line, log it, and record it in the history."""
     logits, labels = evaluate_logits(run.model, run.eval_loader, run.accelerator)
     report = metrics.classification_report(logits, labels, run.data.names)
     now = time.perf_counter()
     elapsed, since_first_step = now - run.start_time, now - (run.first_step_at or run.start_time)
-    run.state.history.append({"epoch": epoch + 1, "step": run.state.step, "train_loss": loss_value,
-                              "eval_accuracy": report["accuracy"], "eval_top5_accuracy": report["top5_accuracy"],
-                              "elapsed_s": round(elapsed, 2), "since_first_step_s": round(since_first_step, 3)})
+    run.state.history.append(
+        {
+            "epoch": epoch + 1,
+            "step": run.state.step,
+            "train_loss": loss_value,
+            "eval_accuracy": report["accuracy"],
+            "eval_top5_accuracy": report["top5_accuracy"],
+            "elapsed_s": round(elapsed, 2),
+            "since_first_step_s": round(since_first_step, 3),
+        }
+    )
     progress.bar.clear()
     run.accelerator.print(
         f"epoch {epoch + 1}/{run.resolved['num_train_epochs']}  step {run.state.step}  loss {loss_value:.4f}  "
@@ -489,8 +580,9 @@ def end_epoch(run: Run, epoch: int, loss_value: float, progress: "Progress") -> 
         f"{since_first_step:.2f} s from the first step]"
     )
     if run.config.with_tracking:
-        run.accelerator.log({"eval/accuracy": report["accuracy"], "eval/top5_accuracy": report["top5_accuracy"]},
-                            step=run.state.step)
+        run.accelerator.log(
+            {"eval/accuracy": report["accuracy"], "eval/top5_accuracy": report["top5_accuracy"]}, step=run.state.step
+        )
 
 
 def train(config: TrainConfig) -> dict:
@@ -520,8 +612,9 @@ def train(config: TrainConfig) -> dict:
         if config.checkpoint_each_epoch:
             save_checkpoint(run, f"epoch_{epoch + 1}")
     progress.close()
-    results = finish(config, accelerator, run.model, run.processor, run.eval_loader, run.data, state, run.resolved,
-                     timing=timing)
+    results = finish(
+        config, accelerator, run.model, run.processor, run.eval_loader, run.data, state, run.resolved, timing=timing
+    )
     if config.with_tracking:
         accelerator.end_training()
     return results
@@ -544,12 +637,23 @@ def assert_same_weights(accelerator, model) -> None:
 
     prints = gather_object([weights_fingerprint(accelerator.unwrap_model(model, keep_torch_compile=False))])
     if len(set(prints)) != 1:
-        raise RuntimeError(f"the {len(prints)} processes ended with different weights (fingerprints {prints}); "
-                           "data-parallel training went out of step")
+        raise RuntimeError(
+            f"the {len(prints)} processes ended with different weights (fingerprints {prints}); "
+            "data-parallel training went out of step"
+        )
 
 
-def finish(config, accelerator, model, processor, eval_loader, data: Data, state: TrainState, resolved,
-           timing: dict | None = None) -> dict:
+def finish(
+    config,
+    accelerator,
+    model,
+    processor,
+    eval_loader,
+    data: Data,
+    state: TrainState,
+    resolved,
+    timing: dict | None = None,
+) -> dict:
     """Final metrics through ``evaluate``; model, processor, results, plots and card written by the main process."""
     from . import outputs
 
@@ -573,13 +677,22 @@ def finish(config, accelerator, model, processor, eval_loader, data: Data, state
             # whether the data is Fashion-MNIST's, byte for byte, whatever its source: the card claims results on
             # the Fashion-MNIST test split only when all 10,000 verified test images were evaluated
             "train_dataset_verified": outputs.is_original_split(
-                "train", data.train_images.cpu().numpy(), data.train_labels.cpu().numpy()),
+                "train", data.train_images.cpu().numpy(), data.train_labels.cpu().numpy()
+            ),
             "eval_dataset_verified": outputs.is_original_split("test", data.eval_images.cpu().numpy(), labels),
             **(timing or {}),
         }
         outputs.write_model_folder(
-            config.output_dir, accelerator.unwrap_model(model, keep_torch_compile=False), processor, results, config, resolved,
-            images=data.eval_images.cpu().numpy(), logits=logits, labels=labels, names=data.names,
+            config.output_dir,
+            accelerator.unwrap_model(model, keep_torch_compile=False),
+            processor,
+            results,
+            config,
+            resolved,
+            images=data.eval_images.cpu().numpy(),
+            logits=logits,
+            labels=labels,
+            names=data.names,
         )
         accelerator.print(
             f"Test accuracy {results['eval_accuracy']:.2%}, top-5 {results['eval_top5_accuracy']:.2%}, "

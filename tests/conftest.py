@@ -15,18 +15,20 @@ from hub_server import HubServer  # noqa: E402
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="hf_fmnist-tests-"))
 HUB_USER, HUB_TOKEN = "tester", "hf_testtoken0123456789abcdef"
 HUB = HubServer(tokens={HUB_TOKEN: HUB_USER, "hf_othertoken0123456789abcdef": "someone-else"})
-os.environ.update({
-    "HF_ENDPOINT": HUB.endpoint,
-    "HF_HOME": str(_SESSION_TMP / "hf_home"),
-    "HF_TOKEN": HUB_TOKEN,
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "HF_UPDATE_DOWNLOAD_COUNTS": "0",
-    "HF_HUB_DISABLE_XET": "1",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "HF_DATASETS_CACHE": str(_SESSION_TMP / "datasets"),
-    "HF_FMNIST_CACHE": str(_SESSION_TMP / "hf_fmnist"),
-    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-})
+os.environ.update(
+    {
+        "HF_ENDPOINT": HUB.endpoint,
+        "HF_HOME": str(_SESSION_TMP / "hf_home"),
+        "HF_TOKEN": HUB_TOKEN,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_DATASETS_CACHE": str(_SESSION_TMP / "datasets"),
+        "HF_FMNIST_CACHE": str(_SESSION_TMP / "hf_fmnist"),
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    }
+)
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_FMNIST_DATA_DIR"):
     os.environ.pop(_name, None)
 
@@ -49,8 +51,9 @@ def require_real_data() -> None:
         return
     missing = f"Debian's dataset-fashion-mnist is not installed ({REAL_DIR})"
     if IN_CI:
-        pytest.fail(f"{missing}, and CI=true requires the real-data tests: apt-get install dataset-fashion-mnist",
-                    pytrace=False)
+        pytest.fail(
+            f"{missing}, and CI=true requires the real-data tests: apt-get install dataset-fashion-mnist", pytrace=False
+        )
     pytest.skip(missing)
 
 
@@ -79,18 +82,20 @@ def class_patterns(size: int = 28) -> np.ndarray:
     r, c = np.mgrid[:size, :size]
     centre = (size - 1) / 2
     radius = np.hypot(r - centre, c - centre)
-    return np.stack([
-        radius < 9,                                      # 0: filled disc
-        (radius > 6) & (radius < 10),                    # 1: ring
-        r % 4 < 2,                                       # 2: horizontal stripes
-        c % 4 < 2,                                       # 3: vertical stripes
-        (r // 2 + c // 2) % 2 == 0,                      # 4: checkerboard
-        (abs(r - centre) < 2) | (abs(c - centre) < 2),   # 5: plus
-        abs(abs(r - centre) - abs(c - centre)) < 1.5,    # 6: X
-        r < size // 2,                                   # 7: top half
-        r >= size // 2,                                  # 8: bottom half
-        (abs(c - centre) > 8),                           # 9: two side bars
-    ])
+    return np.stack(
+        [
+            radius < 9,  # 0: filled disc
+            (radius > 6) & (radius < 10),  # 1: ring
+            r % 4 < 2,  # 2: horizontal stripes
+            c % 4 < 2,  # 3: vertical stripes
+            (r // 2 + c // 2) % 2 == 0,  # 4: checkerboard
+            (abs(r - centre) < 2) | (abs(c - centre) < 2),  # 5: plus
+            abs(abs(r - centre) - abs(c - centre)) < 1.5,  # 6: X
+            r < size // 2,  # 7: top half
+            r >= size // 2,  # 8: bottom half
+            (abs(c - centre) > 8),  # 9: two side bars
+        ]
+    )
 
 
 class Synthetic:

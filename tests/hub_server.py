@@ -43,7 +43,8 @@ PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
 # What the Hub accepts in card metadata (https://huggingface.co/docs/hub/repositories-licenses, the tasks of
 # huggingface.js, the dataset card spec). Names outside these lists are refused, as on the Hub.
-LICENSES = frozenset("""
+LICENSES = frozenset(
+    """
 apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
 afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5
 cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0
@@ -52,8 +53,10 @@ cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 a
 lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl openrail++
 osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license llama2 llama3 llama3.1 llama3.2
 llama3.3 llama4 gemma unknown other
-""".split())
-TASKS = frozenset("""
+""".split()
+)
+TASKS = frozenset(
+    """
 text-classification token-classification table-question-answering question-answering zero-shot-classification
 translation summarization feature-extraction text-generation fill-mask sentence-similarity text-to-speech
 text-to-audio automatic-speech-recognition audio-to-audio audio-classification audio-text-to-text
@@ -64,15 +67,42 @@ multiple-choice text-ranking text-retrieval time-series-forecasting text-to-vide
 visual-question-answering document-question-answering zero-shot-image-classification graph-ml mask-generation
 zero-shot-object-detection text-to-3d image-to-3d image-feature-extraction video-text-to-text keypoint-detection
 visual-document-retrieval any-to-any video-to-video other
-""".split())
-SIZE_CATEGORIES = frozenset(["n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M",
-                             "100M<n<1B", "1B<n<10B", "10B<n<100B", "100B<n<1T", "n>1T"])
-STRING_LISTS = ("tags", "datasets", "metrics", "language", "base_model", "task_ids", "language_creators",
-                "annotations_creators", "source_datasets", "multilinguality")  # a string or a list of strings
-MODEL_INDEX_KEYS = {"result": {"task", "dataset", "metrics", "source"}, "task": {"type", "name"},
-                    "dataset": {"type", "name", "config", "split", "revision", "args"},
-                    "metric": {"type", "value", "name", "config", "args", "verified", "verifyToken"},
-                    "source": {"name", "url"}}
+""".split()
+)
+SIZE_CATEGORIES = frozenset(
+    [
+        "n<1K",
+        "1K<n<10K",
+        "10K<n<100K",
+        "100K<n<1M",
+        "1M<n<10M",
+        "10M<n<100M",
+        "100M<n<1B",
+        "1B<n<10B",
+        "10B<n<100B",
+        "100B<n<1T",
+        "n>1T",
+    ]
+)
+STRING_LISTS = (
+    "tags",
+    "datasets",
+    "metrics",
+    "language",
+    "base_model",
+    "task_ids",
+    "language_creators",
+    "annotations_creators",
+    "source_datasets",
+    "multilinguality",
+)  # a string or a list of strings
+MODEL_INDEX_KEYS = {
+    "result": {"task", "dataset", "metrics", "source"},
+    "task": {"type", "name"},
+    "dataset": {"type", "name", "config", "split", "revision", "args"},
+    "metric": {"type", "value", "name", "config", "args", "verified", "verifyToken"},
+    "source": {"name", "url"},
+}
 
 
 def card_metadata(text: str) -> tuple[dict | None, str | None]:
@@ -99,11 +129,12 @@ def validate_card(repo_type: str, text: str) -> list[str]:
     errors = []
     for name in STRING_LISTS:
         value = data.get(name)
-        if value is not None and not (isinstance(value, str) or (isinstance(value, list) and value
-                                                                  and all(isinstance(v, str) for v in value))):
+        if value is not None and not (
+            isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, str) for v in value))
+        ):
             errors.append(f'"{name}" must be a string or a list of strings, not {value!r}')
     licenses = data.get("license")
-    for license_id in ([licenses] if isinstance(licenses, str) else licenses or []):
+    for license_id in [licenses] if isinstance(licenses, str) else licenses or []:
         if license_id not in LICENSES:
             errors.append(f'"license" {license_id!r} is not a license id of the Hub')
     if licenses is not None and not isinstance(licenses, (str, list)):
@@ -139,11 +170,17 @@ def _model_index_errors(index) -> list[str]:
                 if not isinstance(part, dict) or "type" not in part or set(part) - MODEL_INDEX_KEYS[key]:
                     errors.append(f'"model-index" {key} needs a type and keys among {sorted(MODEL_INDEX_KEYS[key])}')
             metrics = result.get("metrics")
-            if not isinstance(metrics, list) or not metrics or any(
+            if (
+                not isinstance(metrics, list)
+                or not metrics
+                or any(
                     not isinstance(m, dict) or not {"type", "value"} <= set(m) or set(m) - MODEL_INDEX_KEYS["metric"]
-                    for m in metrics):
-                errors.append('"model-index" metrics need type and value, keys among '
-                              f'{sorted(MODEL_INDEX_KEYS["metric"])}')
+                    for m in metrics
+                )
+            ):
+                errors.append(
+                    f'"model-index" metrics need type and value, keys among {sorted(MODEL_INDEX_KEYS["metric"])}'
+                )
             task = result.get("task")
             if isinstance(task, dict) and task.get("type") not in TASKS:
                 errors.append(f'"model-index" task type {task.get("type")!r} is not a task')
@@ -216,7 +253,9 @@ class HubState:
 
     def new_commit(self, parent: str | None, files: dict[str, Entry], title: str) -> Commit:
         tree = json.dumps(sorted((p, e.oid) for p, e in files.items())).encode()
-        sha = hashlib.sha1(b"%d|%s|%s|" % (next(self._counter), (parent or "").encode(), title.encode()) + tree).hexdigest()
+        sha = hashlib.sha1(
+            b"%d|%s|%s|" % (next(self._counter), (parent or "").encode(), title.encode()) + tree
+        ).hexdigest()
         commit = Commit(sha, parent, dict(files), title)
         self.commits[sha] = commit
         return commit
@@ -404,8 +443,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             data = json.loads(body or b"{}")
             errors = validate_card(data.get("repoType") or "model", data.get("content") or "")
             if errors:  # as the Hub answers: huggingface_hub reads "errors" (create_commit) or the text (validate)
-                self._json(400, {"error": "Invalid metadata: " + "; ".join(errors), "warnings": [],
-                                 "errors": [{"message": e} for e in errors]})
+                self._json(
+                    400,
+                    {
+                        "error": "Invalid metadata: " + "; ".join(errors),
+                        "warnings": [],
+                        "errors": [{"message": e} for e in errors],
+                    },
+                )
                 return 400
             self._json(200, {"errors": [], "warnings": []})
             return 200
@@ -445,8 +490,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             repo = self._repo(m.group(1)[:-1], m.group(2), write=True)
             ignored = self._gitignore(self._commit(repo, m.group(3)))
             files = json.loads(body)["files"]
-            self._json(200, {"files": [{"path": f["path"], "uploadMode": self._mode(f),
-                                        "shouldIgnore": _ignored(f["path"], ignored)} for f in files]})
+            self._json(
+                200,
+                {
+                    "files": [
+                        {"path": f["path"], "uploadMode": self._mode(f), "shouldIgnore": _ignored(f["path"], ignored)}
+                        for f in files
+                    ]
+                },
+            )
             return 200
         m = re.fullmatch(r"/api/(models|datasets|spaces)/([^/]+/[^/]+)/discussions", path)
         if m and method == "GET":
@@ -502,8 +554,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return 409
             private = bool(data.get("private")) or data.get("visibility") in ("private", "protected")
             repo = Repo(repo_type, repo_id, private)
-            first = self.state.new_commit(None, {".gitattributes": self.state.store(GITATTRIBUTES, False)},
-                                          "initial commit")
+            first = self.state.new_commit(
+                None, {".gitattributes": self.state.store(GITATTRIBUTES, False)}, "initial commit"
+            )
             repo.branches["main"] = first.sha
             self.state.repos[(repo_type, repo_id)] = repo
         self._json(200, {"url": url, "name": repo_id, "id": repo_id})
@@ -513,9 +566,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         repo = self._repo(repo_type, repo_id)
         commit = self._commit(repo, revision)
         info = {
-            "id": repo_id, "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "author": repo_id.split("/")[0],
-            "sha": commit.sha, "private": repo.private, "disabled": False, "gated": False, "downloads": 0,
-            "likes": 0, "tags": [], "lastModified": "2026-11-29T00:00:00.000Z",
+            "id": repo_id,
+            "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24],
+            "author": repo_id.split("/")[0],
+            "sha": commit.sha,
+            "private": repo.private,
+            "disabled": False,
+            "gated": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "lastModified": "2026-11-29T00:00:00.000Z",
             "createdAt": "2026-11-29T00:00:00.000Z",
             "siblings": [{"rfilename": p} for p in sorted(commit.files)],
         }
@@ -554,14 +615,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise HttpError(404, f"{base} does not exist", "EntryNotFound")
         out, dirs = [], set()
         for p, e in sorted(files.items()):
-            rest = p[len(prefix):]
+            rest = p[len(prefix) :]
             parts = rest.split("/")
             for i in range(1, len(parts)):
                 d = prefix + "/".join(parts[:i])
                 if d not in dirs and (recursive or i == 1):
                     dirs.add(d)
-                    out.append({"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0,
-                                "path": d})
+                    out.append({"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d})
             if recursive or len(parts) == 1:
                 out.append(self._entry_json(p, e))
         return out
@@ -603,8 +663,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "verify": {"href": f"{self.endpoint}{prefix}/lfs-verify/{obj['oid']}"},
                 }
             objects.append(entry)
-        self._send(200, json.dumps({"transfer": "basic", "objects": objects}).encode(),
-                   content_type="application/vnd.git-lfs+json")
+        self._send(
+            200,
+            json.dumps({"transfer": "basic", "objects": objects}).encode(),
+            content_type="application/vnd.git-lfs+json",
+        )
         return 200
 
     def _create_commit(self, repo_type, repo_id, revision, body, query, fault) -> int:
@@ -629,8 +692,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if value["oid"] not in self.state.blobs:
                         raise HttpError(422, f"LFS object {value['oid']} was not uploaded")
                     if "size" in value and value["size"] != len(self.state.blobs[value["oid"]]):
-                        raise HttpError(422, f"{value['path']}: declared size {value['size']} differs from the "
-                                             f"uploaded object's ({len(self.state.blobs[value['oid']])})")
+                        raise HttpError(
+                            422,
+                            f"{value['path']}: declared size {value['size']} differs from the "
+                            f"uploaded object's ({len(self.state.blobs[value['oid']])})",
+                        )
                     files[value["path"]] = self.state.store(self.state.blobs[value["oid"]], True)
                 elif key == "deletedFile":
                     if files.pop(value["path"], None) is None:
@@ -647,11 +713,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if create_pr:
                 num = len(repo.discussions) + 1
                 repo.branches[f"refs/pr/{num}"] = commit.sha
-                repo.discussions.append({
-                    "num": num, "title": header.get("summary", ""), "status": "open", "isPullRequest": True,
-                    "author": {"name": self._user()}, "createdAt": "2026-11-29T00:00:00.000Z",
-                    "repo": {"name": repo_id, "type": repo_type},
-                })
+                repo.discussions.append(
+                    {
+                        "num": num,
+                        "title": header.get("summary", ""),
+                        "status": "open",
+                        "isPullRequest": True,
+                        "author": {"name": self._user()},
+                        "createdAt": "2026-11-29T00:00:00.000Z",
+                        "repo": {"name": repo_id, "type": repo_type},
+                    }
+                )
                 pr_url = f"{self.endpoint}/{PREFIX[repo_type]}{repo_id}/discussions/{num}"
             else:
                 repo.branches[branch] = commit.sha
@@ -661,19 +733,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "apply_drop":
             self._drop()
             return 0
-        self._json(200, {"success": True, "commitOid": commit.sha, "pullRequestUrl": pr_url,
-                         "commitUrl": f"{self.endpoint}/{PREFIX[repo_type]}{repo_id}/commit/{commit.sha}"})
+        self._json(
+            200,
+            {
+                "success": True,
+                "commitOid": commit.sha,
+                "pullRequestUrl": pr_url,
+                "commitUrl": f"{self.endpoint}/{PREFIX[repo_type]}{repo_id}/commit/{commit.sha}",
+            },
+        )
         return 200
 
     def _discussions(self, repo_type, repo_id, query) -> int:
         repo = self._repo(repo_type, repo_id)
-        found = [d for d in reversed(repo.discussions)  # newest first, as the Hub lists them
-                 if query.get("type", ["all"])[0] in ("all", "pull_request" if d["isPullRequest"] else "discussion")
-                 and query.get("status", ["all"])[0] in ("all", d["status"])
-                 and query.get("author", [d["author"]["name"]])[0] == d["author"]["name"]]
+        found = [
+            d
+            for d in reversed(repo.discussions)  # newest first, as the Hub lists them
+            if query.get("type", ["all"])[0] in ("all", "pull_request" if d["isPullRequest"] else "discussion")
+            and query.get("status", ["all"])[0] in ("all", d["status"])
+            and query.get("author", [d["author"]["name"]])[0] == d["author"]["name"]
+        ]
         page, per_page = int(query.get("p", ["0"])[0]), 50
-        self._json(200, {"discussions": found[page * per_page : (page + 1) * per_page], "count": len(found),
-                         "start": page * per_page, "numClosedDiscussions": 0})
+        self._json(
+            200,
+            {
+                "discussions": found[page * per_page : (page + 1) * per_page],
+                "count": len(found),
+                "start": page * per_page,
+                "numClosedDiscussions": 0,
+            },
+        )
         return 200
 
     def _gitignore(self, commit: Commit) -> list[str]:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import idx_images, idx_labels
 from hf_fmnist import idx
+
+from conftest import idx_images, idx_labels
 
 
 def learnable_export(folder: Path, sizes: tuple[int, int], seed: int = 0) -> str:
@@ -23,7 +24,7 @@ def learnable_export(folder: Path, sizes: tuple[int, int], seed: int = 0) -> str
         labels = rng.permutation(np.arange(n) % 10)
         images = 20 + 20 * labels[:, None, None] + rng.integers(-20, 21, size=(n, 28, 28))
         for k, c in enumerate(labels):
-            images[k, 2 + 2 * c: 5 + 2 * c, 4:24] = 255
+            images[k, 2 + 2 * c : 5 + 2 * c, 4:24] = 255
         image_name, label_name = idx.FILENAMES[split]
         (raw / f"{image_name}.gz").write_bytes(gzip.compress(idx_images(np.clip(images, 0, 255)), mtime=0))
         (raw / f"{label_name}.gz").write_bytes(gzip.compress(idx_labels(labels), mtime=0))

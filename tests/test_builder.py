@@ -10,8 +10,8 @@ import yaml
 from huggingface_hub import DatasetCard
 
 from hf_fmnist import CLASS_NAMES, builder, dataset_export
-from hf_fmnist.dataset_script.hf_fmnist import FashionMnist
 from hf_fmnist.data import decode
+from hf_fmnist.dataset_script.hf_fmnist import FashionMnist
 from hf_fmnist.idx import IdxError
 
 
@@ -47,16 +47,21 @@ def test_export_layout_card_and_round_trip(synthetic, tmp_path):
     out = dataset_export.export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
     files = _files(out)
     assert sorted(files) == [  # and the hidden marker that says hf_fmnist wrote it (never pushed)
-        ".hf_fmnist", "README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"
+        ".hf_fmnist",
+        "README.md",
+        "data/test-00000-of-00001.parquet",
+        "data/train-00000-of-00001.parquet",
     ]
     assert not any(name.endswith(".py") for name in files)
     meta = yaml.safe_load(files["README.md"].decode().split("---")[1])
     assert meta["license"] == "mit" and meta["task_categories"] == ["image-classification"]
     assert meta["size_categories"] == ["n<1K"] and meta["pretty_name"] == "Fashion-MNIST"
-    assert meta["configs"] == [{
-        "config_name": "default",
-        "data_files": [{"split": "train", "path": "data/train-*"}, {"split": "test", "path": "data/test-*"}],
-    }]
+    assert meta["configs"] == [
+        {
+            "config_name": "default",
+            "data_files": [{"split": "train", "path": "data/train-*"}, {"split": "test", "path": "data/test-*"}],
+        }
+    ]
     info = meta["dataset_info"]
     assert {s["name"]: s["num_examples"] for s in info["splits"]} == {"train": 40, "test": 20}
     assert info["download_size"] == sum(len(v) for k, v in files.items() if k.endswith(".parquet"))

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import REAL_DIR, Synthetic, idx_images, idx_labels, real_data
 from hf_fmnist import CLASS_NAMES, cards, idx, outputs, plots
 from hf_fmnist.config import TrainConfig
+
+from conftest import REAL_DIR, Synthetic, idx_images, idx_labels, real_data
 from hub_server import validate_card
 
 ENDPOINT = "https://hub.example"
@@ -21,11 +22,24 @@ ENDPOINT = "https://hub.example"
 def _results(**overrides) -> dict:
     per_class = {name: 0.9 for name in CLASS_NAMES}
     results = {
-        "eval_accuracy": 0.91234, "eval_top5_accuracy": 0.998, "eval_macro_f1": 0.9101, "eval_samples": 10_000,
-        "eval_per_class_accuracy": per_class, "eval_confusion_matrix": np.eye(10, dtype=int).tolist(),
-        "eval_split": "test", "num_processes": 1, "train_runtime": 12.5, "train_samples": 60_000,
-        "train_samples_per_second": 4800.0, "train_steps": 4, "steps_per_epoch": 8, "epochs": 0.5,
-        "num_parameters": 320_554, "history": [], "train_dataset_verified": True, "eval_dataset_verified": True,
+        "eval_accuracy": 0.91234,
+        "eval_top5_accuracy": 0.998,
+        "eval_macro_f1": 0.9101,
+        "eval_samples": 10_000,
+        "eval_per_class_accuracy": per_class,
+        "eval_confusion_matrix": np.eye(10, dtype=int).tolist(),
+        "eval_split": "test",
+        "num_processes": 1,
+        "train_runtime": 12.5,
+        "train_samples": 60_000,
+        "train_samples_per_second": 4800.0,
+        "train_steps": 4,
+        "steps_per_epoch": 8,
+        "epochs": 0.5,
+        "num_parameters": 320_554,
+        "history": [],
+        "train_dataset_verified": True,
+        "eval_dataset_verified": True,
     }
     results.update(overrides)
     return results
@@ -40,17 +54,32 @@ def model_folder(root: Path, *, results: dict | None = None, examples: bool = Tr
     folder = root / "model"
     folder.mkdir(parents=True)
     id2label, label2id = label_maps()
-    RegNetConfig(num_channels=3, num_labels=10, id2label=id2label, label2id=label2id,
-                 architectures=["RegNetForImageClassification"]).save_pretrained(folder)
+    RegNetConfig(
+        num_channels=3,
+        num_labels=10,
+        id2label=id2label,
+        label2id=label2id,
+        architectures=["RegNetForImageClassification"],
+    ).save_pretrained(folder)
     preset_image_processor().save_pretrained(folder)
     (folder / "all_results.json").write_text(json.dumps(results or _results()))
     TrainConfig(output_dir=str(folder), **config).save(
-        folder, max_train_steps=4, steps_per_epoch=8, num_train_epochs=1, per_device_train_batch_size=256,
-        learning_rate=3e-3, weight_decay=0.05, num_warmup_steps=1, pad_crop=1, num_processes=1)
+        folder,
+        max_train_steps=4,
+        steps_per_epoch=8,
+        num_train_epochs=1,
+        per_device_train_batch_size=256,
+        learning_rate=3e-3,
+        weight_decay=0.05,
+        num_warmup_steps=1,
+        pad_crop=1,
+        num_processes=1,
+    )
     if examples:
         images = np.zeros((12, 28, 28), dtype=np.uint8)
-        outputs.write_examples(images, np.array([9, 2, 2, 1, 1, 6, 4, 5, 7, 3, 0, 8]), CLASS_NAMES,
-                               folder / cards.EXAMPLES_DIR)
+        outputs.write_examples(
+            images, np.array([9, 2, 2, 1, 1, 6, 4, 5, 7, 3, 0, 8]), CLASS_NAMES, folder / cards.EXAMPLES_DIR
+        )
     return folder
 
 
@@ -81,10 +110,11 @@ def test_widget_lists_the_published_examples_by_absolute_url(tmp_path):
     widget = _metadata(cards.render_model_card(folder, repo_id="me/fm", endpoint=ENDPOINT))["widget"]
     files = sorted(p.name for p in (folder / "examples").glob("*.png"))
     # the first test image of each of the first six classes met, in file-name order, titled by class name
-    assert files == ["1_trouser.png", "2_pullover.png", "4_coat.png", "5_sandal.png", "6_shirt.png",
-                     "9_ankle_boot.png"]
-    assert widget == [{"src": f"{ENDPOINT}/me/fm/resolve/main/examples/{f}",
-                       "example_title": CLASS_NAMES[int(f.split("_")[0])]} for f in files]
+    assert files == ["1_trouser.png", "2_pullover.png", "4_coat.png", "5_sandal.png", "6_shirt.png", "9_ankle_boot.png"]
+    assert widget == [
+        {"src": f"{ENDPOINT}/me/fm/resolve/main/examples/{f}", "example_title": CLASS_NAMES[int(f.split("_")[0])]}
+        for f in files
+    ]
 
 
 def test_examples_are_the_first_image_of_each_class_and_deterministic(tmp_path):
@@ -95,8 +125,14 @@ def test_examples_are_the_first_image_of_each_class_and_deterministic(tmp_path):
     labels = np.array([3, 3, 0, 7, 0, 1, 2, 9, 5, 5, 4, 6, 8] + [1] * 7)
     first = outputs.write_examples(images, labels, CLASS_NAMES, tmp_path / "a")
     second = outputs.write_examples(images, labels, CLASS_NAMES, tmp_path / "b")
-    assert [p.name for p in first] == ["3_dress.png", "0_t_shirt_top.png", "7_sneaker.png", "1_trouser.png",
-                                       "2_pullover.png", "9_ankle_boot.png"]
+    assert [p.name for p in first] == [
+        "3_dress.png",
+        "0_t_shirt_top.png",
+        "7_sneaker.png",
+        "1_trouser.png",
+        "2_pullover.png",
+        "9_ankle_boot.png",
+    ]
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
     for path, index in zip(first, [0, 2, 3, 5, 6, 7]):
         assert np.array_equal(np.asarray(Image.open(path)), images[index])
@@ -114,8 +150,11 @@ def test_the_test_split_is_claimed_only_for_the_full_verified_test_set(tmp_path)
     assert "all 10,000 images of the Fashion-MNIST `test` split" in verified
 
     subset = _results(eval_samples=300, eval_dataset_verified=False, train_dataset_verified=False)
-    for name, kwargs in (("subset", {"max_eval_samples": 300}), ("local", {"dataset": str(tmp_path / "fm_export")}),
-                         ("old", {})):
+    for name, kwargs in (
+        ("subset", {"max_eval_samples": 300}),
+        ("local", {"dataset": str(tmp_path / "fm_export")}),
+        ("old", {}),
+    ):
         results = subset if name != "old" else {k: v for k, v in _results().items() if "verified" not in k}
         text = cards.render_model_card(model_folder(tmp_path / name, results=results, **kwargs), repo_id="me/fm")
         meta = _metadata(text)
@@ -128,8 +167,9 @@ def test_the_test_split_is_claimed_only_for_the_full_verified_test_set(tmp_path)
 
 def test_a_full_split_of_another_hub_dataset_is_named_as_that_dataset(tmp_path):
     results = _results(eval_dataset_verified=False, train_dataset_verified=False, eval_split="validation")
-    text = cards.render_model_card(model_folder(tmp_path, results=results, dataset="someone/fm-variant"),
-                                   repo_id="me/fm")
+    text = cards.render_model_card(
+        model_folder(tmp_path, results=results, dataset="someone/fm-variant"), repo_id="me/fm"
+    )
     result = _metadata(text)["model-index"][0]["results"][0]
     assert result["dataset"] == {"type": "someone/fm-variant", "name": "fm-variant", "split": "validation"}
     assert _metadata(text)["datasets"] == ["someone/fm-variant"]
@@ -150,8 +190,13 @@ def test_no_local_path_in_the_card_or_training_config(tmp_path):
     ckpt, data, raw = tmp_path / "ckpts" / "my-base", tmp_path / "exports" / "fm", tmp_path / "raw-files"
     for folder in (ckpt, data, raw):
         folder.mkdir(parents=True)
-    folder = model_folder(tmp_path, model_name_or_path=str(ckpt), dataset=str(data), data_dir=str(raw),
-                          resume_from_checkpoint=str(tmp_path / "model" / "step_4"))
+    folder = model_folder(
+        tmp_path,
+        model_name_or_path=str(ckpt),
+        dataset=str(data),
+        data_dir=str(raw),
+        resume_from_checkpoint=str(tmp_path / "model" / "step_4"),
+    )
     saved = (folder / "training_config.json").read_text()
     card = cards.render_model_card(folder, repo_id="me/fm", endpoint=ENDPOINT)
     for text in (saved, card):
@@ -162,22 +207,26 @@ def test_no_local_path_in_the_card_or_training_config(tmp_path):
     assert config["sources"] == {"model_name_or_path": "local", "dataset": "local"}
     assert "fine-tuned from a local checkpoint (`./my-base`)" in card
     assert "base_model" not in _metadata(card)
-    hub = cards.render_model_card(model_folder(tmp_path / "hub", model_name_or_path="someone/base-vit"),
-                                  repo_id="me/fm")
+    hub = cards.render_model_card(
+        model_folder(tmp_path / "hub", model_name_or_path="someone/base-vit"), repo_id="me/fm"
+    )
     assert _metadata(hub)["base_model"] == "someone/base-vit" and "fine-tuned from `someone/base-vit`" in hub
 
 
 def test_public_config_keeps_presets_hub_ids_and_secrets_out():
     from hf_fmnist.models import PRESETS
 
-    config = TrainConfig(output_dir="/home/me/out/model", model_name_or_path="vit", dataset="someone/fm",
-                         hub_token="hf_secret0123456789")
+    config = TrainConfig(
+        output_dir="/home/me/out/model", model_name_or_path="vit", dataset="someone/fm", hub_token="hf_secret0123456789"
+    )
     public = config.public_dict()
     assert public["model_name_or_path"] == "vit" and public["dataset"] == "someone/fm"
     assert public["output_dir"] == "./model" and public["hub_token"] is None
     for preset in PRESETS:
-        assert TrainConfig(output_dir="o", model_name_or_path=preset, dataset="fashion_mnist").sources() == \
-            {"model_name_or_path": "preset", "dataset": "builtin"}
+        assert TrainConfig(output_dir="o", model_name_or_path=preset, dataset="fashion_mnist").sources() == {
+            "model_name_or_path": "preset",
+            "dataset": "builtin",
+        }
 
 
 def test_push_to_hub_needs_no_repo_id():
@@ -187,8 +236,10 @@ def test_push_to_hub_needs_no_repo_id():
 
 def test_the_demo_block_of_the_remote_card_is_kept_after_usage(tmp_path):
     folder = model_folder(tmp_path)
-    block = f"{cards.DEMO_START}\n## Demo\n\nTry it in [the Space](https://hub.example/spaces/me/fm-demo).\n" \
-            f"{cards.DEMO_END}"
+    block = (
+        f"{cards.DEMO_START}\n## Demo\n\nTry it in [the Space](https://hub.example/spaces/me/fm-demo).\n"
+        f"{cards.DEMO_END}"
+    )
     remote = f"---\nlicense: mit\n---\n# old card\n\n{block}\n\n## Results\n"
     text = cards.render_model_card(folder, repo_id="me/fm", demo=cards.demo_block(remote))
     assert text.count(block) == 1

@@ -17,7 +17,11 @@ def _pytest_real_tests(tmp_path, ci: bool) -> subprocess.CompletedProcess:
         env["CI"] = "true"
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", str(TESTS / "test_real.py")],
-        cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=300,
+        cwd=TESTS.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HUB_TOKEN, HUB_USER, Synthetic
 from hf_fmnist import cli
+
+from conftest import HUB_TOKEN, HUB_USER, Synthetic
 
 
 def _repo(name: str) -> str:
@@ -35,10 +36,29 @@ def trained(dataset_dir, tmp_path_factory):
     repo_id = _repo("cli-trained")
     exe = Path(sys.executable).with_name("hf-fmnist")
     result = subprocess.run(
-        [str(exe), "train", "--output_dir", str(out), "--dataset", str(dataset_dir), "--num_train_epochs", "2",
-         "--per_device_train_batch_size", "32", "--checkpointing_steps", "3", "--with_tracking",
-         "--hub_token", HUB_TOKEN, "--push_to_hub", "--hub_model_id", repo_id],
-        env={**os.environ, "HF_TOKEN": HUB_TOKEN, "PYTHONUNBUFFERED": "1"}, capture_output=True, timeout=600,
+        [
+            str(exe),
+            "train",
+            "--output_dir",
+            str(out),
+            "--dataset",
+            str(dataset_dir),
+            "--num_train_epochs",
+            "2",
+            "--per_device_train_batch_size",
+            "32",
+            "--checkpointing_steps",
+            "3",
+            "--with_tracking",
+            "--hub_token",
+            HUB_TOKEN,
+            "--push_to_hub",
+            "--hub_model_id",
+            repo_id,
+        ],
+        env={**os.environ, "HF_TOKEN": HUB_TOKEN, "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        timeout=600,
     )
     return out, repo_id, result
 
@@ -89,8 +109,23 @@ def test_push_flags_private_revision_and_commit_message(trained, hub, tmp_path):
 
     out, _, _ = trained
     repo_id = _repo("flags")
-    assert cli.main(["push-model", "--repo-id", repo_id, "--model-dir", str(out), "--private", "--revision", "dev",
-                     "--commit-message", "First weights, from the CLI"]) == 0
+    assert (
+        cli.main(
+            [
+                "push-model",
+                "--repo-id",
+                repo_id,
+                "--model-dir",
+                str(out),
+                "--private",
+                "--revision",
+                "dev",
+                "--commit-message",
+                "First weights, from the CLI",
+            ]
+        )
+        == 0
+    )
     api = HfApi()
     assert api.model_info(repo_id).private is True
     with pytest.raises(RepositoryNotFoundError):

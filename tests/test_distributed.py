@@ -31,8 +31,9 @@ def small_dataset(tmp_path_factory):
 
 
 def _loader(images, **kw) -> DeviceLoader:
-    return DeviceLoader(images, torch.arange(len(images)), preprocess=PRE, seed=3, pad_crop=2, hflip=True,
-                        random_erasing=0.5, **kw)
+    return DeviceLoader(
+        images, torch.arange(len(images)), preprocess=PRE, seed=3, pad_crop=2, hflip=True, random_erasing=0.5, **kw
+    )
 
 
 def test_global_batches_are_the_same_images_and_augmentation_for_any_split():
@@ -50,10 +51,13 @@ def test_global_batches_are_the_same_images_and_augmentation_for_any_split():
 
     for step, (x, y) in enumerate(one):
         expected = by_label(x, y)
-        split = by_label(torch.cat([ranks[0][step][0], ranks[1][step][0]]), torch.cat([ranks[0][step][1],
-                                                                                      ranks[1][step][1]]))
-        accumulated = by_label(torch.cat([micro[2 * step][0], micro[2 * step + 1][0]]),
-                               torch.cat([micro[2 * step][1], micro[2 * step + 1][1]]))
+        split = by_label(
+            torch.cat([ranks[0][step][0], ranks[1][step][0]]), torch.cat([ranks[0][step][1], ranks[1][step][1]])
+        )
+        accumulated = by_label(
+            torch.cat([micro[2 * step][0], micro[2 * step + 1][0]]),
+            torch.cat([micro[2 * step][1], micro[2 * step + 1][1]]),
+        )
         for got in (split, accumulated):
             assert torch.equal(got[1], expected[1]) and torch.equal(got[0], expected[0]), step
     # Resuming mid-epoch regenerates the same micro-batches.
@@ -89,9 +93,22 @@ def test_global_batchnorm_over_two_gloo_processes_equals_one_batchnorm_over_the_
     8 images each equal nn.BatchNorm2d on all 16 (to float32 rounding). torch's SyncBatchNorm cannot do this on CPU."""
     script = tmp_path / "worker.py"
     script.write_text(BATCHNORM_WORKER)
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(script), str(tmp_path)], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     got = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
     x, w = got[0]["x"], got[0]["w"]
@@ -107,15 +124,34 @@ def test_global_batchnorm_over_two_gloo_processes_equals_one_batchnorm_over_the_
         torch.testing.assert_close(r["grads"], grads, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(r["mean"], bn.running_mean, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(r["var"], bn.running_var, rtol=1e-5, atol=1e-6)
-    assert not torch.allclose(got[0]["y"], torch.nn.functional.batch_norm(  # per-process statistics would differ
-        x[0::2], None, None, training=True), rtol=1e-3, atol=1e-3)
+    assert not torch.allclose(
+        got[0]["y"],
+        torch.nn.functional.batch_norm(  # per-process statistics would differ
+            x[0::2], None, None, training=True
+        ),
+        rtol=1e-3,
+        atol=1e-3,
+    )
 
 
 def _torchrun(args: list[str], nproc: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                           str(nproc), str(ROOT / "train.py"), *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(nproc),
+            str(ROOT / "train.py"),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -125,7 +161,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _initial_weights(preset: str, folder: Path) -> dict[str, torch.Tensor]:
-    """The weights every run starts from (train.py seeds, then creates the model), named as the saved files name them."""
+    """The weights every run starts from (train.py seeds, then creates the model), named as saved files name them."""
     from accelerate.utils import set_seed
 
     from hf_fmnist.models import create_model
@@ -155,8 +191,18 @@ def test_two_processes_train_the_one_process_model(tmp_path, small_dataset):
     no farther from the 1-process run than that (measured: both about 0.1 of the weight change; before global draws
     and BatchNorm, 150% apart). Same test accuracy within one image; both ranks hold identical weights (train.py
     compares fingerprints before the final evaluation, or fails)."""
-    common = ["--dataset", small_dataset, "--recipe", "cpu-5min", "--pad_crop", "1", "--random_erasing", "0.25",
-              "--per_device_eval_batch_size", "50"]
+    common = [
+        "--dataset",
+        small_dataset,
+        "--recipe",
+        "cpu-5min",
+        "--pad_crop",
+        "1",
+        "--random_erasing",
+        "0.25",
+        "--per_device_eval_batch_size",
+        "50",
+    ]
     runs = {"one": (1, "1"), "one_2_threads": (1, "2"), "two": (2, "1")}
     for name, (processes, threads) in runs.items():
         result = _torchrun(["--output_dir", str(tmp_path / name), *common, "--cpu_threads", threads], processes)
@@ -170,8 +216,10 @@ def test_two_processes_train_the_one_process_model(tmp_path, small_dataset):
     one = _weights(tmp_path / "one")
     floor = relative_gap(one, _weights(tmp_path / "one_2_threads"), start)
     gap = relative_gap(one, _weights(tmp_path / "two"), start)
-    print(f"2 processes vs 1: {gap:.3f} of the weight change; 2 threads vs 1 thread: {floor:.3f}; accuracy "
-          f"{res['one']['eval_accuracy']:.2%} / {res['two']['eval_accuracy']:.2%}")
+    print(
+        f"2 processes vs 1: {gap:.3f} of the weight change; 2 threads vs 1 thread: {floor:.3f}; accuracy "
+        f"{res['one']['eval_accuracy']:.2%} / {res['two']['eval_accuracy']:.2%}"
+    )
     assert gap <= max(2 * floor, 1e-6), (gap, floor)
     assert abs(res["one"]["eval_accuracy"] - res["two"]["eval_accuracy"]) <= 0.01  # at most one of 100 images
 
@@ -181,8 +229,14 @@ def test_gradient_accumulation_equals_the_large_batch_without_batchnorm(tmp_path
     """vit (LayerNorm only): 2 accumulation steps × 64 vs one step of 128, 8 optimizer steps: no farther apart than
     the same large-batch run with 2 threads instead of 1 (reduction order alone). With BatchNorm (cnn) this cannot
     hold, statistics being per micro-batch; docs/benchmarks.md gives the measured gap."""
-    base = dict(dataset=small_dataset, recipe="cpu-5min", model_name_or_path="vit", num_train_epochs=2,
-                per_device_eval_batch_size=50, pad_crop=1)
+    base = dict(
+        dataset=small_dataset,
+        recipe="cpu-5min",
+        model_name_or_path="vit",
+        num_train_epochs=2,
+        per_device_eval_batch_size=50,
+        pad_crop=1,
+    )
     big = train(TrainConfig(output_dir=str(tmp_path / "big"), cpu_threads=1, **base))
     train(TrainConfig(output_dir=str(tmp_path / "big2"), cpu_threads=2, **base))
     acc = train(TrainConfig(output_dir=str(tmp_path / "acc"), cpu_threads=1, gradient_accumulation_steps=2, **base))

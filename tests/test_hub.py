@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HUB_TOKEN, HUB_USER, Synthetic
 from hf_fmnist import cli
 from hf_fmnist import hub as publish
 from hf_fmnist.cards import dataset_card_for_repo
-from hf_fmnist.dataset_export import export
 from hf_fmnist.config import TrainConfig
+from hf_fmnist.dataset_export import export
 from hf_fmnist.train import train
+
+from conftest import HUB_TOKEN, HUB_USER, Synthetic
 from hub_server import Fault
 
 
@@ -37,8 +38,15 @@ def dataset_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def model_dir(dataset_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("hubmodel") / "out"
-    train(TrainConfig(output_dir=str(out), dataset=str(dataset_dir), num_train_epochs=1,
-                      per_device_train_batch_size=32, checkpointing_steps="1"))
+    train(
+        TrainConfig(
+            output_dir=str(out),
+            dataset=str(dataset_dir),
+            num_train_epochs=1,
+            per_device_train_batch_size=32,
+            checkpointing_steps="1",
+        )
+    )
     return out
 
 
@@ -76,8 +84,9 @@ def test_push_dataset_then_load_it_normal_and_streaming(dataset_dir, hub, tmp_pa
     for split in ("train", "test"):
         assert remote[split].features == local[split].features
         assert remote[split]["label"] == local[split]["label"]
-        assert [np.asarray(i).tolist() for i in remote[split][:5]["image"]] == \
-               [np.asarray(i).tolist() for i in local[split][:5]["image"]]
+        assert [np.asarray(i).tolist() for i in remote[split][:5]["image"]] == [
+            np.asarray(i).tolist() for i in local[split][:5]["image"]
+        ]
     streamed = datasets.load_dataset(repo_id, split="test", streaming=True)
     rows = list(streamed)
     assert [r["label"] for r in rows] == local["test"]["label"]
@@ -92,14 +101,29 @@ def test_push_model_then_from_pretrained_and_pipeline_agree(model_dir, dataset_d
     url = publish.push_model(repo_id, model_dir, log=_quiet)
     assert url.endswith(repo_id)
     files = hub.state.files("model", repo_id)
-    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "all_results.json",
-            "training_config.json", "confusion_matrix.png"} <= set(files)
+    assert {
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "README.md",
+        "all_results.json",
+        "training_config.json",
+        "confusion_matrix.png",
+    } <= set(files)
     assert not any(p.startswith(("step_", "epoch_", ".")) and p != ".gitattributes" for p in files)
     assert HUB_TOKEN not in "".join(v.decode("utf-8", "replace") for v in files.values())
-    model = AutoModelForImageClassification.from_pretrained(repo_id, cache_dir=str(tmp_path / "clean"), trust_remote_code=False)
+    model = AutoModelForImageClassification.from_pretrained(
+        repo_id, cache_dir=str(tmp_path / "clean"), trust_remote_code=False
+    )
     assert model.config.id2label[9] == "Ankle boot"
     images = [row["image"] for row in datasets.load_dataset(str(dataset_dir))["test"].select(range(12))]
-    remote = pipeline("image-classification", trust_remote_code=False, model=repo_id, device="cpu", model_kwargs={"cache_dir": str(tmp_path / "c2")})
+    remote = pipeline(
+        "image-classification",
+        trust_remote_code=False,
+        model=repo_id,
+        device="cpu",
+        model_kwargs={"cache_dir": str(tmp_path / "c2")},
+    )
     local = pipeline("image-classification", trust_remote_code=False, model=str(model_dir), device="cpu")
     assert [r[0]["label"] for r in remote(images, top_k=1)] == [r[0]["label"] for r in local(images, top_k=1)]
 
@@ -134,14 +158,23 @@ def test_fine_tune_from_a_hub_checkpoint(dataset_dir, tmp_path):
     from hf_fmnist.models import preset_image_processor
 
     ckpt = tmp_path / "ckpt"
-    RegNetForImageClassification(RegNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
-                                              num_labels=4)).save_pretrained(ckpt)
+    RegNetForImageClassification(
+        RegNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=4)
+    ).save_pretrained(ckpt)
     preset_image_processor().save_pretrained(ckpt)
     repo_id = _repo("base")
     publish.push_folder(repo_id, ckpt, repo_type="model", log=_quiet)
     out = tmp_path / "ft"
-    train(TrainConfig(output_dir=str(out), dataset=str(dataset_dir), model_name_or_path=repo_id,
-                      ignore_mismatched_sizes=True, num_train_epochs=1, per_device_train_batch_size=32))
+    train(
+        TrainConfig(
+            output_dir=str(out),
+            dataset=str(dataset_dir),
+            model_name_or_path=repo_id,
+            ignore_mismatched_sizes=True,
+            num_train_epochs=1,
+            per_device_train_batch_size=32,
+        )
+    )
     saved = json.loads((out / "config.json").read_text())
     assert len(saved["id2label"]) == 10 and saved["id2label"]["9"] == "Ankle boot"
     assert f"base_model: {repo_id}" in (out / "README.md").read_text()
@@ -154,8 +187,20 @@ def test_missing_and_rejected_tokens_fail_before_upload(dataset_dir, hub, monkey
     assert cli.main(["push-dataset", "--repo-id", repo_id, "--dataset-dir", str(dataset_dir)]) == 2
     assert "No Hugging Face token" in capsys.readouterr().err
     assert len(hub.state.log) == before  # nothing was sent
-    assert cli.main(["push-dataset", "--repo-id", repo_id, "--dataset-dir", str(dataset_dir), "--token",
-                     "hf_wrongtoken0123456789"]) == 2
+    assert (
+        cli.main(
+            [
+                "push-dataset",
+                "--repo-id",
+                repo_id,
+                "--dataset-dir",
+                str(dataset_dir),
+                "--token",
+                "hf_wrongtoken0123456789",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "rejected the token" in err and "hf_wrongtoken0123456789" not in err
     assert ("dataset", repo_id) not in hub.state.repos
@@ -170,13 +215,17 @@ def test_bad_repo_ids_and_folders(dataset_dir, tmp_path, capsys):
         publish.check_repo_id(42)
 
 
-@pytest.mark.parametrize("faults", [
-    [Fault("POST", r"/preupload/", "503", times=2), Fault("POST", r"/commit/", "503", times=1)],
-    [Fault("POST", r"/commit/", "drop", times=1)],
-    [Fault("POST", r"/commit/", "apply_500", times=1)],
-    [Fault("POST", r"/commit/", "apply_drop", times=1)],
-    [Fault("POST", r"lfs/objects/batch", "503", times=1), Fault("GET", r"/tree/", "503", times=1)],
-], ids=["503s", "dropped", "applied-then-500", "applied-then-dropped", "lfs-and-tree-503"])
+@pytest.mark.parametrize(
+    "faults",
+    [
+        [Fault("POST", r"/preupload/", "503", times=2), Fault("POST", r"/commit/", "503", times=1)],
+        [Fault("POST", r"/commit/", "drop", times=1)],
+        [Fault("POST", r"/commit/", "apply_500", times=1)],
+        [Fault("POST", r"/commit/", "apply_drop", times=1)],
+        [Fault("POST", r"lfs/objects/batch", "503", times=1), Fault("GET", r"/tree/", "503", times=1)],
+    ],
+    ids=["503s", "dropped", "applied-then-500", "applied-then-dropped", "lfs-and-tree-503"],
+)
 def test_faults_end_with_full_content_in_exactly_one_commit(faults, dataset_dir, hub, monkeypatch):
     monkeypatch.setattr(publish, "BACKOFF_S", 0.05)
     repo_id = _repo("faulty")
@@ -188,8 +237,11 @@ def test_faults_end_with_full_content_in_exactly_one_commit(faults, dataset_dir,
         hub.state.faults.clear()
     state = hub.state
     assert state.commit_count("dataset", repo_id) == 2  # the repo's initial commit + exactly one push
-    local = {p.relative_to(dataset_dir).as_posix(): p.read_bytes() for p in dataset_dir.rglob("*")
-             if p.is_file() and not p.name.startswith(".")}  # hidden files (our ownership marker) stay local
+    local = {
+        p.relative_to(dataset_dir).as_posix(): p.read_bytes()
+        for p in dataset_dir.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }  # hidden files (our ownership marker) stay local
     local["README.md"] = dataset_card_for_repo(local["README.md"].decode(), repo_id).encode()  # rendered on push
     remote = state.files("dataset", repo_id)
     remote.pop(".gitattributes")
@@ -214,13 +266,19 @@ def test_cards_validate_and_round_trip(dataset_dir, model_dir):
     assert ModelCard.load(model_dir / "README.md").data.eval_results is None
 
 
-@pytest.mark.parametrize("metadata, complaint", [
-    ("license: not-a-license", "license"),
-    ("pipeline_tag: not-a-task", "pipeline_tag"),
-    ("datasets: 7", "datasets"),
-    ("model-index:\n- name: x\n  results:\n  - task: {type: image-classification}\n    dataset: {name: d}\n"
-     "    metrics: [{type: accuracy, value: 1}]", "dataset needs a type"),
-])
+@pytest.mark.parametrize(
+    "metadata, complaint",
+    [
+        ("license: not-a-license", "license"),
+        ("pipeline_tag: not-a-task", "pipeline_tag"),
+        ("datasets: 7", "datasets"),
+        (
+            "model-index:\n- name: x\n  results:\n  - task: {type: image-classification}\n    dataset: {name: d}\n"
+            "    metrics: [{type: accuracy, value: 1}]",
+            "dataset needs a type",
+        ),
+    ],
+)
 def test_the_test_hub_refuses_metadata_the_hub_refuses(metadata, complaint, hub, tmp_path):
     """The test server accepted any YAML, so a card the Hub refuses passed every test."""
     from huggingface_hub import RepoCard
@@ -236,11 +294,19 @@ def test_the_test_hub_refuses_metadata_the_hub_refuses(metadata, complaint, hub,
         publish.push_folder(repo_id, folder, repo_type="model", log=_quiet)
     assert set(hub.state.files("model", repo_id)) == {".gitattributes"}
     # a client that skips the check (an ndjson commit of its own) is refused by the commit endpoint itself
-    lines = [{"key": "header", "value": {"summary": "x"}},
-             {"key": "file", "value": {"path": "README.md", "encoding": "base64",
-                                       "content": base64.b64encode(text.encode()).decode()}}]
-    status, answer = _http("POST", f"{hub.endpoint}/api/models/{repo_id}/commit/main",
-                           "\n".join(json.dumps(line) for line in lines).encode(), token=HUB_TOKEN)
+    lines = [
+        {"key": "header", "value": {"summary": "x"}},
+        {
+            "key": "file",
+            "value": {"path": "README.md", "encoding": "base64", "content": base64.b64encode(text.encode()).decode()},
+        },
+    ]
+    status, answer = _http(
+        "POST",
+        f"{hub.endpoint}/api/models/{repo_id}/commit/main",
+        "\n".join(json.dumps(line) for line in lines).encode(),
+        token=HUB_TOKEN,
+    )
     assert status == 400 and complaint in answer.decode()
     assert set(hub.state.files("model", repo_id)) == {".gitattributes"}
 
@@ -262,16 +328,27 @@ def test_train_push_to_hub_without_id_publishes_no_local_path(dataset_dir, hub, 
     from hf_fmnist.models import preset_image_processor
 
     ckpt = tmp_path / "base-ckpt"
-    RegNetForImageClassification(RegNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
-                                              num_labels=4)).save_pretrained(ckpt)
+    RegNetForImageClassification(
+        RegNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=4)
+    ).save_pretrained(ckpt)
     preset_image_processor().save_pretrained(ckpt)
     raw = tmp_path / "raw-files"
     raw.mkdir()
     name = f"fm-{uuid.uuid4().hex[:8]}"
     out = tmp_path / name
-    train(TrainConfig(output_dir=str(out), dataset=str(dataset_dir), data_dir=str(raw), model_name_or_path=str(ckpt),
-                      ignore_mismatched_sizes=True, max_train_steps=2, per_device_train_batch_size=32,
-                      with_tracking=True, push_to_hub=True))
+    train(
+        TrainConfig(
+            output_dir=str(out),
+            dataset=str(dataset_dir),
+            data_dir=str(raw),
+            model_name_or_path=str(ckpt),
+            ignore_mismatched_sizes=True,
+            max_train_steps=2,
+            per_device_train_batch_size=32,
+            with_tracking=True,
+            push_to_hub=True,
+        )
+    )
     repo_id = f"{HUB_USER}/{name}"  # the Trainer's default: <namespace>/<output_dir's name>
     files = hub.state.files("model", repo_id)
     assert files["all_results.json"] == (out / "all_results.json").read_bytes()
@@ -290,8 +367,9 @@ def test_train_push_to_hub_without_id_publishes_no_local_path(dataset_dir, hub, 
 
 
 @pytest.mark.parametrize("max_eval_samples", [None, 39])
-def test_training_records_whether_it_evaluated_the_whole_verified_test_split(max_eval_samples, hub, tmp_path,
-                                                                              monkeypatch):
+def test_training_records_whether_it_evaluated_the_whole_verified_test_split(
+    max_eval_samples, hub, tmp_path, monkeypatch
+):
     """Bug: the model-index claimed Fashion-MNIST's test split for any evaluation. Here the synthetic files stand in
     for the release (their checksums and sizes patched in), so training on them must claim it, unless a subset was
     evaluated."""
@@ -306,8 +384,15 @@ def test_training_records_whether_it_evaluated_the_whole_verified_test_split(max
     monkeypatch.setitem(idx.NUM_EXAMPLES, "test", 40)
     data = export(tmp_path / "export", data_dir=synthetic.folder, verify=False)
     out = tmp_path / "out"
-    train(TrainConfig(output_dir=str(out), dataset=str(data), max_train_steps=1, per_device_train_batch_size=32,
-                      max_eval_samples=max_eval_samples))
+    train(
+        TrainConfig(
+            output_dir=str(out),
+            dataset=str(data),
+            max_train_steps=1,
+            per_device_train_batch_size=32,
+            max_eval_samples=max_eval_samples,
+        )
+    )
     results = json.loads((out / "all_results.json").read_text())
     assert results["train_dataset_verified"] is True
     assert results["eval_dataset_verified"] is (max_eval_samples is None)
@@ -318,8 +403,10 @@ def test_training_records_whether_it_evaluated_the_whole_verified_test_split(max
     card.validate()
     assert card.data.datasets == ["zalando-datasets/fashion_mnist"]
     if max_eval_samples is None:
-        assert [(r.dataset_type, r.dataset_split, r.metric_type) for r in card.data.eval_results] == \
-            [("zalando-datasets/fashion_mnist", "test", "accuracy"), ("zalando-datasets/fashion_mnist", "test", "f1")]
+        assert [(r.dataset_type, r.dataset_split, r.metric_type) for r in card.data.eval_results] == [
+            ("zalando-datasets/fashion_mnist", "test", "accuracy"),
+            ("zalando-datasets/fashion_mnist", "test", "f1"),
+        ]
         assert card.data.eval_results[0].metric_value == round(results["eval_accuracy"], 4)
     else:
         assert card.data.eval_results is None
@@ -393,8 +480,11 @@ def test_a_later_model_push_keeps_the_demo_block_of_the_remote_card(model_dir, h
     publish.push_model(repo_id, model_dir, log=_quiet)
     card = hub.state.files("model", repo_id)["README.md"].decode()
     block = f"{DEMO_START}\n## Demo\n\nTry it in [the Space]({hub.endpoint}/spaces/{repo_id}-demo).\n{DEMO_END}"
-    HfApi().upload_file(path_or_fileobj=card.replace("## Results", f"{block}\n\n## Results").encode(),
-                        path_in_repo="README.md", repo_id=repo_id)
+    HfApi().upload_file(
+        path_or_fileobj=card.replace("## Results", f"{block}\n\n## Results").encode(),
+        path_in_repo="README.md",
+        repo_id=repo_id,
+    )
     publish.push_model(repo_id, model_dir, log=_quiet)
     kept = hub.state.files("model", repo_id)["README.md"].decode()
     assert kept.count(block) == 1 and kept.index("## Usage") < kept.index(block) < kept.index("## Results")
@@ -431,8 +521,9 @@ def test_create_pr_opens_one_pull_request_per_content_and_names_it(dataset_dir, 
     messages.clear()
     second = publish.push_dataset(repo_id, changed, create_pr=True, log=messages.append)
     assert second == f"{hub.endpoint}/datasets/{repo_id}/discussions/2"
-    assert messages == [f"Opened pull request {second} against {repo_id}@main with 3 added/changed and 0 deleted "
-                        f"file(s)."]  # main is still empty: the PR holds the whole folder
+    assert messages == [
+        f"Opened pull request {second} against {repo_id}@main with 3 added/changed and 0 deleted file(s)."
+    ]  # main is still empty: the PR holds the whole folder
 
 
 def test_read_only_tokens_read_but_never_write(dataset_dir, hub, capsys):
@@ -450,10 +541,13 @@ def test_read_only_tokens_read_but_never_write(dataset_dir, hub, capsys):
     assert ("dataset", repo_id) not in hub.state.repos
     publish.push_dataset(repo_id, dataset_dir, log=_quiet)  # with the write token
     assert "README.md" in reader.list_repo_files(repo_id, repo_type="dataset")
-    for write in (lambda: reader.create_commit(repo_id, [CommitOperationAdd("x.txt", b"x")], commit_message="x",
-                                               repo_type="dataset"),
-                  lambda: reader.create_branch(repo_id, branch="b", repo_type="dataset"),
-                  lambda: reader.delete_repo(repo_id, repo_type="dataset")):
+    for write in (
+        lambda: reader.create_commit(
+            repo_id, [CommitOperationAdd("x.txt", b"x")], commit_message="x", repo_type="dataset"
+        ),
+        lambda: reader.create_branch(repo_id, branch="b", repo_type="dataset"),
+        lambda: reader.delete_repo(repo_id, repo_type="dataset"),
+    ):
         with pytest.raises(HfHubHTTPError) as refused:
             write()
         assert refused.value.response.status_code == 403
@@ -497,8 +591,10 @@ def test_lfs_writes_need_a_write_token_a_signed_url_and_the_declared_size(hub):
     assert _http("POST", actions["verify"]["href"], {"oid": oid, "size": len(data) + 1}, token=HUB_TOKEN)[0] == 422
     assert _http("POST", actions["verify"]["href"], {"oid": oid, "size": len(data)})[0] == 401
     assert _http("POST", actions["verify"]["href"], {"oid": oid, "size": len(data)}, token=HUB_TOKEN)[0] == 200
-    lines = [{"key": "header", "value": {"summary": "x"}},
-             {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid, "size": len(data) - 1}}]
+    lines = [
+        {"key": "header", "value": {"summary": "x"}},
+        {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid, "size": len(data) - 1}},
+    ]
     commit = f"{hub.endpoint}/api/models/{repo_id}/commit/main"
     ndjson = "\n".join(json.dumps(line) for line in lines).encode()
     assert _http("POST", commit, ndjson, token=HUB_TOKEN)[0] == 422
@@ -511,11 +607,15 @@ def test_preupload_ignores_what_the_repos_gitignore_ignores(hub):
     api = HfApi()
     repo_id = _repo("ignore")
     api.create_repo(repo_id)
-    api.upload_file(path_or_fileobj=b"# comment\n*.log\nlogs/\n/top.txt\n", path_in_repo=".gitignore",
-                    repo_id=repo_id)
-    api.create_commit(repo_id, [CommitOperationAdd(p, p.encode()) for p in
-                                ("a.txt", "b.log", "sub/c.log", "logs/d.txt", "top.txt", "sub/top.txt")],
-                      commit_message="m")
+    api.upload_file(path_or_fileobj=b"# comment\n*.log\nlogs/\n/top.txt\n", path_in_repo=".gitignore", repo_id=repo_id)
+    api.create_commit(
+        repo_id,
+        [
+            CommitOperationAdd(p, p.encode())
+            for p in ("a.txt", "b.log", "sub/c.log", "logs/d.txt", "top.txt", "sub/top.txt")
+        ],
+        commit_message="m",
+    )
     assert set(hub.state.files("model", repo_id)) == {".gitattributes", ".gitignore", "a.txt", "sub/top.txt"}
 
 

@@ -3,9 +3,10 @@ import gzip
 import numpy as np
 import pytest
 
-from conftest import idx_images, idx_labels, real_data, REAL_DIR
 from hf_fmnist import idx
 from hf_fmnist.idx import IdxError
+
+from conftest import REAL_DIR, idx_images, idx_labels, real_data
 
 
 def test_reads_synthetic_gz_and_raw(synthetic, tmp_path):
@@ -37,14 +38,29 @@ def _replace_header(content: bytes, offset: int, value: int) -> bytes:
 
 
 CASES = {
-    "truncated gz": (TRAIN_IMAGES, lambda s: gzip.compress(s.contents[TRAIN_IMAGES])[:-2000], True, "gzip stream is truncated"),
+    "truncated gz": (
+        TRAIN_IMAGES,
+        lambda s: gzip.compress(s.contents[TRAIN_IMAGES])[:-2000],
+        True,
+        "gzip stream is truncated",
+    ),
     "not gzip": (TRAIN_IMAGES, lambda s: b"<html>not found</html>", True, "named .gz but is not gzip data"),
     "empty file": (TRAIN_LABELS, lambda s: b"", True, "file is empty"),
-    "bad magic": (TRAIN_IMAGES, lambda s: _replace_header(s.contents[TRAIN_IMAGES], 0, 2049), False, "bad magic number 2049"),
+    "bad magic": (
+        TRAIN_IMAGES,
+        lambda s: _replace_header(s.contents[TRAIN_IMAGES], 0, 2049),
+        False,
+        "bad magic number 2049",
+    ),
     "labels given as images": (TRAIN_LABELS, lambda s: s.contents[TRAIN_IMAGES], False, "expected 2049 for labels"),
     "wrong dims": (TRAIN_IMAGES, lambda s: idx_images(np.zeros((40, 32, 32), np.uint8)), False, "images are 32x32"),
     "truncated data": (TRAIN_IMAGES, lambda s: s.contents[TRAIN_IMAGES][:-100], False, "truncated"),
-    "trailing bytes": (TRAIN_LABELS, lambda s: s.contents[TRAIN_LABELS] + b"\0\0\0", False, "3 unexpected trailing bytes"),
+    "trailing bytes": (
+        TRAIN_LABELS,
+        lambda s: s.contents[TRAIN_LABELS] + b"\0\0\0",
+        False,
+        "3 unexpected trailing bytes",
+    ),
     "count mismatch": (TRAIN_LABELS, lambda s: idx_labels(np.zeros(39, np.uint8)), False, "holds 40 images but"),
     "label out of range": (TRAIN_LABELS, lambda s: idx_labels(np.r_[np.zeros(39), 10]), False, "label 10 at index 39"),
     "checksum mismatch": (TRAIN_IMAGES, lambda s: _flip_pixel(s.contents[TRAIN_IMAGES]), False, "sha256"),

@@ -54,13 +54,16 @@ TOPK_LOGITS = np.array([RANKED, RANKED, TIED, TIED, SIX], dtype=np.float32)
 TOPK_LABELS = np.array([4, 5, 4, 6, 6])
 
 
-@pytest.mark.parametrize("k, expected", [
-    (1, 1 / 5),  # only the last row: ranked rows predict 0, tied rows predict 0 (lowest index)
-    (4, 1 / 5),  # still only the last row: labels 4 and 5 rank 5th and 6th, and label 4 is the 5th of the ties
-    (5, 3 / 5),  # row 0 (label 4, rank 5), row 2 (label 4 among tied 0-4), row 4 (label 6, rank 1)
-    (6, 4 / 5),  # + row 1 (label 5, rank 6); row 3 (label 6, 7th among ties) still misses
-    (7, 1.0),
-])
+@pytest.mark.parametrize(
+    "k, expected",
+    [
+        (1, 1 / 5),  # only the last row: ranked rows predict 0, tied rows predict 0 (lowest index)
+        (4, 1 / 5),  # still only the last row: labels 4 and 5 rank 5th and 6th, and label 4 is the 5th of the ties
+        (5, 3 / 5),  # row 0 (label 4, rank 5), row 2 (label 4 among tied 0-4), row 4 (label 6, rank 1)
+        (6, 4 / 5),  # + row 1 (label 5, rank 6); row 3 (label 6, 7th among ties) still misses
+        (7, 1.0),
+    ],
+)
 def test_top_k_with_ranks_and_ties(k, expected):
     assert metrics.top_k_accuracy(TOPK_LOGITS, TOPK_LABELS, k) == pytest.approx(expected)
 
@@ -75,8 +78,15 @@ def test_report_top5_and_tie_breaking_agree_with_argmax():
     cm = np.array(report["confusion_matrix"])
     assert cm[4, 0] == 2 and cm[5, 0] == 1 and cm[6, 0] == 1 and cm[6, 6] == 1 and cm.sum() == 5
     # per class: c4 0/2, c5 0/1, c6 1/2 (rows 3 and 4), the rest absent
-    assert report["per_class_accuracy"] == {"c0": None, "c1": None, "c2": None, "c3": None, "c4": 0.0, "c5": 0.0,
-                                            "c6": 0.5}
+    assert report["per_class_accuracy"] == {
+        "c0": None,
+        "c1": None,
+        "c2": None,
+        "c3": None,
+        "c4": 0.0,
+        "c5": 0.0,
+        "c6": 0.5,
+    }
     # F1: c0 predicted 4 times, never true -> 0; c4 0; c5 0; c6 2*1/(1+2) = 2/3. Mean over the 4 present = 1/6.
     assert report["macro_f1"] == pytest.approx(1 / 6)
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import real_data
 from test_demo import tiny_model
 
 from hf_fmnist import onnx_export
 from hf_fmnist.errors import HfFmnistError
+
+from conftest import real_data
 
 ort = pytest.importorskip("onnxruntime", reason="needs the 'onnx' extra")
 pytestmark = real_data  # the export verifies on the real test split
@@ -61,8 +62,9 @@ def test_export_matches_pytorch_on_the_whole_test_split(exported):
     pixels, expected = pytorch_and_inputs(exported)
     assert len(pixels) == 10_000
     session = ort.InferenceSession(str(exported / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
-    got = np.concatenate([session.run(["logits"], {"pixel_values": pixels[i : i + 1000]})[0]
-                          for i in range(0, len(pixels), 1000)])
+    got = np.concatenate(
+        [session.run(["logits"], {"pixel_values": pixels[i : i + 1000]})[0] for i in range(0, len(pixels), 1000)]
+    )
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.999
     assert np.abs(got - expected).max() < 1e-4
     assert sorted(p.name for p in (exported / "onnx").iterdir()) == ["model.onnx"]  # no temp files left
@@ -77,7 +79,10 @@ def test_each_preset_loads_in_onnxruntime_from_a_clean_process(preset, tmp_path)
     out = tmp_path / f"{preset}-onnx"
     onnx_export.export_onnx(model_dir, out, max_samples=200, log=lambda message: None)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        "config.json", "onnx/model.onnx", "preprocessor_config.json"]
+        "config.json",
+        "onnx/model.onnx",
+        "preprocessor_config.json",
+    ]
     pixels, logits = pytorch_and_inputs(model_dir, count=10)
     np.save(tmp_path / "pixels.npy", pixels)
     np.save(tmp_path / "logits.npy", logits)

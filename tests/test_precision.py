@@ -25,8 +25,15 @@ def tiny_dataset(tmp_path_factory):
 
 
 def _config(out: Path, dataset: str, **overrides) -> TrainConfig:
-    base = dict(output_dir=str(out), dataset=dataset, recipe="cpu-5min", num_train_epochs=2, cpu_threads=1,
-                per_device_train_batch_size=32, per_device_eval_batch_size=64)
+    base = dict(
+        output_dir=str(out),
+        dataset=dataset,
+        recipe="cpu-5min",
+        num_train_epochs=2,
+        cpu_threads=1,
+        per_device_train_batch_size=32,
+        per_device_eval_batch_size=64,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -47,8 +54,9 @@ def _pipeline_accuracy(folder: Path, dataset: str, device) -> float:
     return float(np.mean([names[label] == p for label, p in zip(test["label"], predictions)]))
 
 
-def test_bf16_from_the_launcher_trains_and_saves_fp32_weights_that_the_pipeline_loads(tmp_path, tiny_dataset,
-                                                                                        monkeypatch):
+def test_bf16_from_the_launcher_trains_and_saves_fp32_weights_that_the_pipeline_loads(
+    tmp_path, tiny_dataset, monkeypatch
+):
     """`accelerate launch --mixed_precision bf16` exports ACCELERATE_MIXED_PRECISION; the run must use it (weights
     differ from an fp32 run), still learn, save float32 weights, and publish the accuracy the fp32 pipeline gets."""
     train(_config(tmp_path / "fp32", tiny_dataset))
@@ -103,8 +111,14 @@ def _compile_and_resume(tmp_path: Path, dataset: str, **extra) -> tuple[dict, di
     common = dict(torch_compile=True, num_train_epochs=2, max_train_samples=128, checkpointing_steps="4", **extra)
     full = train(_config(tmp_path / "full", dataset, **common))
     resumed_dir = tmp_path / "resumed"
-    resumed = train(_config(resumed_dir, dataset, **common,
-                            resume_from_checkpoint=str(shutil.copytree(tmp_path / "full" / "step_4", tmp_path / "ckpt"))))
+    resumed = train(
+        _config(
+            resumed_dir,
+            dataset,
+            **common,
+            resume_from_checkpoint=str(shutil.copytree(tmp_path / "full" / "step_4", tmp_path / "ckpt")),
+        )
+    )
     return full, resumed, tmp_path / "full", resumed_dir
 
 

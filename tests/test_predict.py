@@ -15,14 +15,18 @@ from hf_fmnist.train import train
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from conftest import Synthetic
     from hf_fmnist.dataset_export import export
+
+    from conftest import Synthetic
 
     folder = tmp_path_factory.mktemp("model")
     synthetic = Synthetic(folder / "raw", sizes=(128, 50))
     dataset = export(folder / "export", data_dir=synthetic.folder, verify=False)
-    train(TrainConfig(output_dir=str(folder / "out"), dataset=str(dataset), num_train_epochs=1,
-                      per_device_train_batch_size=32))
+    train(
+        TrainConfig(
+            output_dir=str(folder / "out"), dataset=str(dataset), num_train_epochs=1, per_device_train_batch_size=32
+        )
+    )
     return folder / "out", dataset
 
 
@@ -93,9 +97,8 @@ def test_predict_cli_json_and_exit_status(model_dir, tmp_path, capsys):
 
 
 def test_predict_agrees_with_pipeline(model_dir):
-    from transformers import pipeline
-
     import datasets
+    from transformers import pipeline
 
     out, dataset = model_dir
     test = datasets.load_dataset(str(dataset))["test"].select(range(10))

@@ -3,9 +3,10 @@
 import datasets
 import numpy as np
 
-from conftest import REAL_DIR, real_data
 from hf_fmnist import idx
 from hf_fmnist.data import decode, load_arrays
+
+from conftest import REAL_DIR, real_data
 
 
 @real_data

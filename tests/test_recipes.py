@@ -29,8 +29,9 @@ def test_unknown_shape_settings_and_recipes_are_one_clear_error():
 
 
 def test_flags_given_win_and_the_rest_comes_from_the_recipe():
-    resolved = resolve(TrainConfig(output_dir="o", recipe="cpu-5min", learning_rate=0.01, hflip=False),
-                       recipes.get("cpu-5min"))
+    resolved = resolve(
+        TrainConfig(output_dir="o", recipe="cpu-5min", learning_rate=0.01, hflip=False), recipes.get("cpu-5min")
+    )
     assert resolved["learning_rate"] == 0.01 and resolved["hflip"] is False  # given
     assert resolved["num_train_epochs"] == 6 and resolved["pad_crop"] == 0 and resolved["recipe"] == "cpu-5min"
     assert resolved["model_name_or_path"] == "cnn" and resolved["model_config"] == {}

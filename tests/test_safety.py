@@ -15,16 +15,16 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import Synthetic
 from hf_fmnist import cli, idx
 from hf_fmnist import hub as publish
 from hf_fmnist.errors import HfFmnistError
 from hf_fmnist.train import find_checkpoints
 from hf_fmnist.train import main as train_main
+
+from conftest import Synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,8 +58,19 @@ def model_folder(tmp_path_factory) -> Path:
 
 
 def _train_args(out, dataset, *extra) -> list[str]:
-    return ["--output_dir", str(out), "--dataset", dataset, "--num_train_epochs", "1",
-            "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "40", *extra]
+    return [
+        "--output_dir",
+        str(out),
+        "--dataset",
+        dataset,
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "32",
+        "--per_device_eval_batch_size",
+        "40",
+        *extra,
+    ]
 
 
 def _one_error_line(capsys) -> str:
@@ -93,6 +104,7 @@ def _copy_checkpoint(run: Path, tmp_path: Path) -> Path:
 
 # 1. Resume never unpickles ------------------------------------------------------------------------------------------
 
+
 def test_resume_ignores_planted_pickles(checkpointed_run, tiny_dataset, tmp_path, capsys):
     """Before: accelerate's load_state unpickled custom_checkpoint_0.pkl (weights_only=False) and ran the command."""
     import shutil
@@ -100,8 +112,14 @@ def test_resume_ignores_planted_pickles(checkpointed_run, tiny_dataset, tmp_path
     proof = tmp_path / "code-ran"
     downloaded = tmp_path / "from-a-stranger"
     shutil.copytree(checkpointed_run / "step_2", downloaded)
-    for name in ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl", "random_states_0.pkl", "optimizer.bin",
-                 "scheduler.bin", "pytorch_model.bin"):
+    for name in (
+        "custom_checkpoint_0.pkl",
+        "custom_checkpoint_1.pkl",
+        "random_states_0.pkl",
+        "optimizer.bin",
+        "scheduler.bin",
+        "pytorch_model.bin",
+    ):
         with open(downloaded / name, "wb") as f:
             pickle.dump(_Planted(proof), f)
     out = tmp_path / "out"
@@ -112,7 +130,8 @@ def test_resume_ignores_planted_pickles(checkpointed_run, tiny_dataset, tmp_path
     shutil.copytree(downloaded, out / "step_2", dirs_exist_ok=True)
     assert train_main(_train_args(out, tiny_dataset, "--resume_from_checkpoint", "latest")) == 2
     assert "step_2/, named like a checkpoint but holding files hf_fmnist did not write (custom_checkpoint_0.pkl" in (
-        _one_error_line(capsys))
+        _one_error_line(capsys)
+    )
     assert not proof.exists()
 
 
@@ -129,8 +148,9 @@ def test_a_tampered_checkpoint_file_is_one_clear_line(checkpointed_run, tiny_dat
     assert not proof.exists()
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"format": "hf_fmnist-checkpoint", "version": 1, "step": "9"}',
-                                     '{"step": 4}'])
+@pytest.mark.parametrize(
+    "content", ["{not json", '{"format": "hf_fmnist-checkpoint", "version": 1, "step": "9"}', '{"step": 4}']
+)
 def test_a_malformed_trainer_state_is_one_clear_line(checkpointed_run, tiny_dataset, tmp_path, capsys, content):
     """Before: json.loads(...)["step"] raised a JSONDecodeError/KeyError traceback from find_checkpoints."""
     out = _copy_checkpoint(checkpointed_run, tmp_path)
@@ -160,6 +180,7 @@ def test_checkpoint_round_trip_restores_the_optimizer_exactly(checkpointed_run):
 
 # 2. build never replaces a user's folder ---------------------------------------------------------------------------
 
+
 def test_build_refuses_a_folder_with_a_readme_and_data_of_the_users(synthetic, tmp_path, capsys):
     """Before: README.md + data/measurements.csv passed check_replaceable and the folder was replaced (files gone)."""
     user = tmp_path / "notes"
@@ -185,6 +206,7 @@ def test_build_refuses_an_earlier_export_that_now_holds_user_files(synthetic, tm
 
 
 # 3. train never overwrites or deletes a user's files ----------------------------------------------------------------
+
 
 def _user_folder(folder: Path) -> Path:
     (folder / "step_1").mkdir(parents=True)
@@ -227,6 +249,7 @@ def test_an_earlier_run_of_ours_resumes_from_an_explicit_checkpoint(checkpointed
 
 # 4. A push never follows a link out of the folder -------------------------------------------------------------------
 
+
 def test_push_never_publishes_what_a_link_points_to_outside(tiny_dataset, tmp_path, hub):
     """Before: notes.txt -> a secret file outside the folder was listed and its content uploaded."""
     import shutil
@@ -266,17 +289,30 @@ def test_push_model_publishes_only_what_training_wrote(checkpointed_run, tiny_da
 
 # 5. Remote code is refused explicitly, never prompted for -----------------------------------------------------------
 
+
 def _remote_code_model(folder: Path, proof: Path) -> Path:
     folder.mkdir()
     (folder / "evil.py").write_text(f"open({str(proof)!r}, 'w').write('ran')\n")
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "evil-net", "auto_map": {"AutoConfig": "evil.EvilConfig",
-                                               "AutoModelForImageClassification": "evil.EvilModel",
-                                               "AutoImageProcessor": "evil.EvilProcessor"},
-    }))
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "EvilProcessor", "auto_map": {"AutoImageProcessor": "evil.EvilProcessor"},
-    }))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "evil-net",
+                "auto_map": {
+                    "AutoConfig": "evil.EvilConfig",
+                    "AutoModelForImageClassification": "evil.EvilModel",
+                    "AutoImageProcessor": "evil.EvilProcessor",
+                },
+            }
+        )
+    )
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_processor_type": "EvilProcessor",
+                "auto_map": {"AutoImageProcessor": "evil.EvilProcessor"},
+            }
+        )
+    )
     return folder
 
 
@@ -315,6 +351,7 @@ def test_a_known_model_type_with_a_planted_processor_runs_no_code(model_folder, 
 
 # 6. A gzip bomb stops early ------------------------------------------------------------------------------------------
 
+
 def _bomb(path: Path, header: bytes, zeros: int) -> None:
     with gzip.open(path, "wb", compresslevel=1) as f:
         f.write(header)
@@ -328,8 +365,9 @@ def _peak_rss_mib(code: str) -> tuple[float, str]:
 
     VmHWM, not getrusage: ru_maxrss carries over the forked parent's (pytest's) peak across exec.
     """
-    wrapper = (f"{code}\nimport re\n"
-               f"print('PEAK', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))")
+    wrapper = (
+        f"{code}\nimport re\nprint('PEAK', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
+    )
     result = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=300)
     peak = next(line for line in result.stdout.splitlines() if line.startswith("PEAK")).split()[1]
     return int(peak) / 1024, result.stdout
@@ -340,8 +378,10 @@ def test_a_gzip_bomb_stops_at_what_the_header_promises(synthetic, tmp_path):
     name = "train-images-idx3-ubyte"
     header = b"".join(x.to_bytes(4, "big") for x in (idx.IMAGES_MAGIC, 40, 28, 28))
     _bomb(synthetic.path(name), header, 640 << 20)  # 640 MiB of zeros behind a header promising 40 images
-    code = (f"from hf_fmnist import idx\ntry:\n    idx.read_bytes({str(synthetic.path(name))!r}, idx.IMAGES_MAGIC)\n"
-            f"except idx.IdxError as e:\n    print('ERROR', e)")
+    code = (
+        f"from hf_fmnist import idx\ntry:\n    idx.read_bytes({str(synthetic.path(name))!r}, idx.IMAGES_MAGIC)\n"
+        f"except idx.IdxError as e:\n    print('ERROR', e)"
+    )
     peak, out = _peak_rss_mib(code)
     assert "more than 1,048,576 unexpected trailing bytes after 40 images of 28x28" in out
     assert peak < 300, f"peak memory {peak:.0f} MiB"  # the whole bomb would be 640+ MiB
@@ -391,6 +431,7 @@ def test_a_download_larger_than_any_original_is_cut_off(tmp_path, monkeypatch):
 
 # 7. Huge images: refused or shrunk on load, results streamed ---------------------------------------------------------
 
+
 def test_a_huge_image_is_refused_before_it_is_decoded(model_folder, tmp_path):
     """Before: a 79 KB 9000x9000 PNG was decoded at full size (0.83 GB) and classified."""
     from hf_fmnist.predict import predict
@@ -408,8 +449,10 @@ def test_predict_memory_stays_bounded_on_a_folder_of_large_images(model_folder, 
     folder.mkdir()
     for i in range(12):
         Image.new("L", (2800, 2800), i * 20).save(folder / f"{i}.png")  # 7.8 MP each, just under the cap
-    code = (f"from hf_fmnist.predict import predict\n"
-            f"r = predict({str(model_folder)!r}, [{str(folder)!r}])\nprint('OK', sum('predictions' in x for x in r))")
+    code = (
+        f"from hf_fmnist.predict import predict\n"
+        f"r = predict({str(model_folder)!r}, [{str(folder)!r}])\nprint('OK', sum('predictions' in x for x in r))"
+    )
     peak, out = _peak_rss_mib(code)
     assert "OK 12" in out
     assert peak < 900, f"peak memory {peak:.0f} MiB"  # 12 full-size images would add 94 MB each on top of ~600
@@ -431,6 +474,7 @@ def test_results_are_streamed_batch_by_batch(model_folder, tmp_path, monkeypatch
 
 # 8. Image cells that hold a path -------------------------------------------------------------------------------------
 
+
 def _path_only_dataset(cells: list[dict]):
     import datasets
 
@@ -447,8 +491,11 @@ def test_image_cells_pointing_outside_the_dataset_folder_are_refused(tmp_path):
     Image.new("L", (28, 28), 7).save(folder / "images" / "ok.png")
     secret = tmp_path / "secret.png"
     Image.new("L", (28, 28), 9).save(secret)
-    for path, message in [("/dev/zero", "outside the dataset folder"), (str(secret), "outside the dataset folder"),
-                          ("../secret.png", "outside the dataset folder")]:
+    for path, message in [
+        ("/dev/zero", "outside the dataset folder"),
+        (str(secret), "outside the dataset folder"),
+        ("../secret.png", "outside the dataset folder"),
+    ]:
         with pytest.raises(HfFmnistError, match=message):
             decode(_path_only_dataset([{"bytes": None, "path": path}]), folder)
     with pytest.raises(HfFmnistError, match="only a path"):  # a Hub dataset has no folder to be inside
@@ -461,6 +508,7 @@ def test_image_cells_pointing_outside_the_dataset_folder_are_refused(tmp_path):
 
 
 # 9. Hostile file names in predict's output ----------------------------------------------------------------------------
+
 
 def test_file_names_cannot_forge_output_lines(model_folder, tmp_path, capsys):
     """Before: a name with a newline printed a forged result line and raw escape codes; a non-UTF-8 name crashed."""
@@ -491,6 +539,7 @@ def test_streamed_json_is_exactly_json_dumps(model_folder, tmp_path, capsys):
 
 
 # 10. Errors are one line ---------------------------------------------------------------------------------------------
+
 
 def test_a_fifo_given_to_predict_is_named_not_read(model_folder, tmp_path):
     """Before: 'empty file (0 bytes)' (the FIFO's size); opening it for reading would block."""
@@ -531,8 +580,10 @@ def test_a_whoami_reply_that_is_not_json_is_one_line(tmp_path, monkeypatch):
 
 def test_hub_errors_keep_the_servers_reason_and_redact_credentials():
     """Before: only the first line ('Bad request:') survived, and only hf_ tokens of one shape were redacted."""
-    error = Exception("Bad request:\n  'license' must be one of the Hub's ids, got 'x'\n"
-                      "sent with Authorization: Bearer abc.def-ghi and hf_AbCdEfGhIjKlMnOpQrStUv012345")
+    error = Exception(
+        "Bad request:\n  'license' must be one of the Hub's ids, got 'x'\n"
+        "sent with Authorization: Bearer abc.def-ghi and hf_AbCdEfGhIjKlMnOpQrStUv012345"
+    )
     reason = publish._reason(error)
     assert "\n" not in reason and "'license' must be one of the Hub's ids" in reason
     assert "abc.def-ghi" not in reason and "AbCdEfGhIjKlMnOp" not in reason

@@ -9,20 +9,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HUB_USER, real_data
 from test_demo import confidences, expected, serve, stop, tiny_model
 
 from hf_fmnist import hub as publish
 from hf_fmnist.demo import SPACE_MODULES
 from hf_fmnist.space import DEMO_END, DEMO_START, push_space, with_demo_block
 
+from conftest import HUB_USER, real_data
+
 gradio = pytest.importorskip("gradio", reason="needs the 'demo' extra")
 OTHER_USER, OTHER_TOKEN = "someone-else", "hf_othertoken0123456789abcdef"
 PACKAGE = Path(publish.__file__).parent
 # Run code in the downloaded Space as the Space would: an editable install of this checkout (pip install -e) adds an
 # import hook that would quietly supply any module missing from the Space, so drop it first.
-ISOLATED = ("import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path "
-            "if not getattr(f, '__module__', '').startswith('__editable__')]; ")
+ISOLATED = (
+    "import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path "
+    "if not getattr(f, '__module__', '').startswith('__editable__')]; "
+)
 CARD = """---
 license: mit
 ---
@@ -79,8 +82,14 @@ def test_push_space_holds_exactly_the_app_and_links_the_model(hub, model_dir, tm
     files = hub.state.files("space", space_id)
     examples = sorted(p for p in files if p.startswith("examples/"))
     assert len(examples) == 10 and all(p.endswith(".png") for p in examples)
-    assert set(files) == {".gitattributes", "app.py", "requirements.txt", "README.md", *examples,
-                          *(f"hf_fmnist/{m}.py" for m in SPACE_MODULES)}
+    assert set(files) == {
+        ".gitattributes",
+        "app.py",
+        "requirements.txt",
+        "README.md",
+        *examples,
+        *(f"hf_fmnist/{m}.py" for m in SPACE_MODULES),
+    }
     for module in SPACE_MODULES:  # the same code as `hf-fmnist demo`, byte for byte
         assert files[f"hf_fmnist/{module}.py"] == (PACKAGE / f"{module}.py").read_bytes()
     assert f"main_space({model_id!r})" in files["app.py"].decode()
@@ -116,13 +125,15 @@ def test_generated_space_app_runs_on_its_own(hub, model_dir, tmp_path):
     push_space(space_id, model_id, log=_quiet)
     space = Path(snapshot_download(space_id, repo_type="space", local_dir=tmp_path / "space"))
     probe = "import hf_fmnist.demo as d; print(d.__file__); import hf_fmnist.train"
-    where = subprocess.run([sys.executable, "-c", ISOLATED + probe], cwd=space, capture_output=True, text=True,
-                           timeout=120)
+    where = subprocess.run(
+        [sys.executable, "-c", ISOLATED + probe], cwd=space, capture_output=True, text=True, timeout=120
+    )
     assert Path(where.stdout.split()[0]).resolve() == (space / "hf_fmnist" / "demo.py").resolve()  # the copy
     assert "No module named 'hf_fmnist.train'" in where.stderr  # and nothing from this checkout
 
-    url, process = serve([sys.executable, "-c", ISOLATED + "runpy.run_path('app.py', run_name='__main__')"], space,
-                         tmp_path / "app.log")
+    url, process = serve(
+        [sys.executable, "-c", ISOLATED + "runpy.run_path('app.py', run_name='__main__')"], space, tmp_path / "app.log"
+    )
     try:
         example = sorted((space / "examples").glob("*.png"))[0]
         label, _, _ = Client(url, verbose=False).predict(handle_file(str(example)), False, api_name="/classify")
