@@ -213,7 +213,6 @@ def push_folder(
     ``space_sdk`` ("gradio", ...) is required by the Hub when ``repo_type="space"`` creates the repo.
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     log = log or (lambda message: print(message, file=sys.stderr))
     if repo_id is not None:
@@ -292,26 +291,8 @@ def push_folder(
             else:
                 log(f"Committed {changes} to {where}.")
             return {**done, "commit": info.oid, "changed": True, "pr_url": info.pr_url if create_pr else None}
-        except HfHubHTTPError as e:
-            status = e.response.status_code if e.response is not None else None
-            if status in (401, 403):
-                raise HubError(
-                    f"The Hub refused the commit to {repo_id} ({status}): the token lacks write access."
-                ) from None
-            if status not in (408, 409, 412, 429) and (status is None or status < 500):
-                raise HubError(f"The Hub rejected the commit to {repo_id} ({status}): {_reason(e)}") from None
-            failure = f"HTTP {status}"
-        except ValueError as e:  # huggingface_hub checks a README.md's metadata with the Hub before uploading
-            if "metadata" not in str(e):
-                raise
-            reasons = " ".join(line.strip("- ") for line in str(e).splitlines()[1:] if line.strip())
-            raise HubError(
-                f"The Hub rejected the card (README.md) for {repo_id}: {reasons or e}; fix its YAML metadata."
-            ) from None
-        except Exception as e:  # a dropped connection: the commit may have landed, so re-read before retrying
-            if not _is_connection_failure(e):
-                raise
-            failure = type(e).__name__
+        except Exception as e:  # retried only if a re-read and a new try can help (the commit may even have landed)
+            failure = _retryable_commit_failure(e, repo_id)
         wait = BACKOFF_S * 2 ** (attempt - 1)
         log(
             f"Commit to {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading the remote "
@@ -455,7 +436,7 @@ def update_file(
     (``parent_commit``), so a concurrent change is re-read and edited again rather than overwritten.
     """
     from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+    from huggingface_hub.errors import EntryNotFoundError
 
     log = log or (lambda message: print(message, file=sys.stderr))
     api = HfApi(token=resolve_token(token), library_name="hf_fmnist")
@@ -484,17 +465,8 @@ def update_file(
             )
             log(f"Updated {path_in_repo} of {repo_id}.")
             return True
-        except HfHubHTTPError as e:
-            status = e.response.status_code if e.response is not None else None
-            if status in (401, 403):
-                raise HubError(f"the token cannot write to {repo_id} ({status}).") from None
-            if status not in (409, 412, 429) and (status is None or status < 500):
-                raise HubError(f"The Hub rejected the change to {repo_id} ({status}): {_reason(e)}") from None
-            failure = f"HTTP {status}"
         except Exception as e:
-            if not _is_connection_failure(e):
-                raise
-            failure = type(e).__name__
+            failure = _retryable_commit_failure(e, repo_id)
         wait = BACKOFF_S * 2 ** (attempt - 1)
         log(
             f"Updating {path_in_repo} of {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading "
@@ -502,6 +474,33 @@ def update_file(
         )
         time.sleep(wait)
     raise HubError(f"Could not update {path_in_repo} of {repo_id} after {MAX_ATTEMPTS} attempts; run it again later.")
+
+
+def _retryable_commit_failure(e: Exception, repo_id: str) -> str:
+    """A failed commit in words (``HTTP 503``, ``ReadError``) when re-reading and retrying can help.
+
+    What no retry fixes is one :class:`HubError` line: no write access, a change or card the Hub rejects. Anything
+    that is neither is a bug and propagates.
+    """
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(e, HfHubHTTPError):
+        status = e.response.status_code if e.response is not None else None
+        if status in (401, 403):
+            raise HubError(
+                f"The Hub refused the commit to {repo_id} ({status}): the token cannot write to this repo."
+            ) from None
+        if status not in (408, 409, 412, 429) and (status is None or status < 500):
+            raise HubError(f"The Hub rejected the commit to {repo_id} ({status}): {_reason(e)}") from None
+        return f"HTTP {status}"
+    if isinstance(e, ValueError) and "metadata" in str(e):  # huggingface_hub checks a card's YAML before uploading
+        reasons = " ".join(line.strip("- ") for line in str(e).splitlines()[1:] if line.strip())
+        raise HubError(
+            f"The Hub rejected the card (README.md) for {repo_id}: {reasons or e}; fix its YAML metadata."
+        ) from None
+    if _is_connection_failure(e):
+        return type(e).__name__
+    raise e
 
 
 def _check_token(api) -> None:
