@@ -17,19 +17,20 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class _AllReduceSum(torch.autograd.Function):
     """Sum over processes; its gradient is the sum of the processes' gradients (each process's loss uses it)."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.clone()
         dist.all_reduce(tensor)
         return tensor
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
         dist.all_reduce(grad)
         return grad
@@ -39,8 +40,11 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-class _GlobalStatistics:
-    """The forward of a ``BatchNorm{1,2,3}d`` subclass, with training statistics over the global batch."""
+class _GlobalStatistics(_BatchNorm):
+    """The forward of a ``BatchNorm{1,2,3}d`` subclass, with training statistics over the global batch.
+
+    It derives from their common base so that its attributes are BatchNorm's; in ``GlobalBatchNorm2d(_GlobalStatistics,
+    nn.BatchNorm2d)`` the method order is unchanged: this ``forward``, then ``BatchNorm2d``'s (``_BatchNorm``'s)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.track_running_stats and _distributed()):
@@ -62,6 +66,8 @@ class _GlobalStatistics:
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
+        # forward comes here only with track_running_stats, which is what makes these buffers exist
+        assert self.num_batches_tracked is not None and self.running_mean is not None and self.running_var is not None
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
             factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
@@ -83,7 +89,11 @@ class GlobalBatchNorm3d(_GlobalStatistics, nn.BatchNorm3d):
     """``BatchNorm3d`` with the statistics of the global batch."""
 
 
-_GLOBAL = {nn.BatchNorm1d: GlobalBatchNorm1d, nn.BatchNorm2d: GlobalBatchNorm2d, nn.BatchNorm3d: GlobalBatchNorm3d}
+_GLOBAL: dict[type[nn.Module], type[nn.Module]] = {
+    nn.BatchNorm1d: GlobalBatchNorm1d,
+    nn.BatchNorm2d: GlobalBatchNorm2d,
+    nn.BatchNorm3d: GlobalBatchNorm3d,
+}
 
 
 def synchronise(model: nn.Module) -> int:

@@ -30,7 +30,9 @@ def make_builder(data_dir: str | os.PathLike | None = None, *, verify: bool = Tr
     """The ``FashionMnist`` builder, configured like :func:`load_dataset`."""
     from .dataset_script.hf_fmnist import FashionMnist
 
-    kwargs = {} if verify else {"verify": False}  # only non-defaults, so the default cache path stays stable
+    kwargs: dict[str, str | bool] = (
+        {} if verify else {"verify": False}
+    )  # only non-defaults, so the default cache path stays stable
     if data_dir is not None:
         kwargs["data_dir"] = str(Path(data_dir).absolute())
     return FashionMnist(cache_dir=cache_dir, hash=code_hash(), **kwargs)

@@ -67,7 +67,12 @@ class TrainState:
 
     @classmethod
     def from_json(cls, saved: dict, folder) -> TrainState:
-        checks = {"step": int, "images_seen": int, "train_seconds": (int, float), "history": list}
+        checks: dict[str, type | tuple[type, ...]] = {
+            "step": int,
+            "images_seen": int,
+            "train_seconds": (int, float),
+            "history": list,
+        }
         for key, kind in checks.items():
             value = saved.get(key)
             if (

@@ -198,8 +198,9 @@ class TrainConfig:
         from .data import BUILTIN
         from .models import PRESETS
 
+        model = self.model_name_or_path  # None: the recipe's preset
         return {
-            "model_name_or_path": "preset" if self.model_name_or_path in PRESETS else _kind(self.model_name_or_path),
+            "model_name_or_path": "preset" if model is None or model in PRESETS else _kind(model),
             "dataset": "builtin" if self.dataset == BUILTIN else _kind(self.dataset),
         }
 

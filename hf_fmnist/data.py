@@ -169,11 +169,11 @@ def _cache_path(ds) -> Path | None:
     return Path(files[0]["filename"]).parent / f"{CACHE_PREFIX}-{ds._fingerprint}.npz"
 
 
-def _save_atomic(path: Path, **arrays: np.ndarray) -> None:
+def _save_atomic(path: Path, *, images: np.ndarray, labels: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, images=images, labels=labels)
         os.replace(tmp, path)
     except OSError:  # a read-only cache only costs speed
         tmp.unlink(missing_ok=True)

@@ -60,7 +60,7 @@ def evaluate_model(
     model, processor, model_names = load_for_inference(model_ref)
     ds = open_dataset(dataset, data_dir=data_dir)
     split = split or eval_split_of(ds)
-    if split not in ds:
+    if split is None or split not in ds:
         raise HfFmnistError(f"Split {split!r} not found; this dataset has {', '.join(ds)}.")
     names = list(ds[split].features[find_columns(ds[split].features)[1]].names)
     if names != model_names:

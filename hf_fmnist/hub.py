@@ -262,6 +262,7 @@ def push_folder(
                 log(f"{where} already holds this content: no commit made.")
             return {**done, "commit": None if attempt == 1 else head, "changed": attempt > 1}
         if create_pr:  # a PR of ours holding this content, from an earlier run or a lost answer: don't open another
+            assert user is not None  # read above for every create_pr push
             pr = _call(
                 lambda: _open_pull_request_holding(api, repo_id, repo_type, user, files),
                 "list the open pull requests",

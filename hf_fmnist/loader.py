@@ -178,7 +178,8 @@ class DeviceLoader:
         # The permutation is drawn on the CPU, so it is the same on every device type and process.
         order = torch.randperm(len(self.images), generator=self._cpu_generator(epoch)).to(self.images.device)
         share = self.rank + self.world * torch.arange(self.batch_size, device=self.images.device)
-        draws, drawn_for = None, None
+        draws: dict[str, torch.Tensor] = {}  # drawn on the first micro-step (drawn_for None differs from any step)
+        drawn_for: int | None = None
         for micro in range(start, len(self)):
             step, a = divmod(micro, self.accumulation)
             if drawn_for != step:  # one set of draws per global batch, identical on every process

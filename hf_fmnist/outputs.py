@@ -90,7 +90,7 @@ def write_examples(images: np.ndarray, labels: np.ndarray, names, folder: Path, 
     from . import png
 
     folder.mkdir(parents=True, exist_ok=True)
-    picks = []
+    picks: list[int] = []
     for i, label in enumerate(labels.tolist()):
         if label not in [labels[j] for j in picks]:
             picks.append(i)

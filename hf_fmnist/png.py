@@ -126,8 +126,7 @@ def decode_gray(pngs: Sequence[bytes], size: tuple[int, int] | None = None) -> n
             needs_pil = (filters > 2).any(axis=1)
             slow.extend(np.asarray(fast_idx)[needs_pil].tolist())
             keep = ~needs_pil
-            fast_idx = np.asarray(fast_idx)[keep]
-            out[fast_idx] = _unfilter_012(scan[keep])
+            out[np.asarray(fast_idx)[keep]] = _unfilter_012(scan[keep])
         else:
             out[fast_idx] = scan[:, :, 1:]
     for i in slow:

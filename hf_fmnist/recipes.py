@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from .errors import HfFmnistError
 
@@ -65,7 +66,15 @@ class Recipe:
         )
 
 
-_CNN = dict(weight_decay=0.05, learning_rate=3e-3, train_batch_size=128)
+class _Optimisation(TypedDict):
+    """Optimizer settings several recipes share (typed per key, so ``**_CNN`` fills ``Recipe``'s fields soundly)."""
+
+    weight_decay: float
+    learning_rate: float
+    train_batch_size: int
+
+
+_CNN: _Optimisation = {"weight_decay": 0.05, "learning_rate": 3e-3, "train_batch_size": 128}
 # The GPU recipes widen the CNN: at 28×28 an H200 is bound by kernel launches, not arithmetic, so width is nearly
 # free there, and keeping a 14×14 stage (downsample_in_first_stage=False) learns more per epoch.
 _WIDE = {"embedding_size": 64, "hidden_sizes": [64, 128, 256], "depths": [1, 2, 2], "downsample_in_first_stage": False}

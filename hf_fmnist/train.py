@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from .config import TrainConfig
 from .errors import HfFmnistError, printable
 from .loader import DeviceLoader, Preprocess
 from .models import load_model
+
+if TYPE_CHECKING:  # accelerate is imported lazily (start-up time): its types are for the checker only
+    from accelerate import Accelerator
 
 MODULES_LOADED_AT = time.perf_counter()  # torch, numpy and this package imported (transformers comes lazily)
 
@@ -388,12 +392,12 @@ class Run:
     """Everything one training run holds, prepared once; the loop functions below read and update it."""
 
     config: TrainConfig
-    accelerator: object
+    accelerator: Accelerator
     data: Data
     model: torch.nn.Module
     processor: object
     optimizer: torch.optim.Optimizer
-    scheduler: object
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     train_loader: DeviceLoader
     eval_loader: DeviceLoader
     state: TrainState
@@ -537,7 +541,7 @@ def train_epoch(run: Run, epoch: int, progress: Progress) -> tuple[float, str | 
         run.scheduler.step()
         state.step += 1
         state.images_seen += run.images_per_step
-        loss_value, lr = loss.item(), run.scheduler.get_last_lr()[0]
+        loss_value, lr = loss.item(), float(run.scheduler.get_last_lr()[0])  # a tensor only with a tensor lr
         losses.append(loss_value)
         progress.update(loss_value, lr, run.images_per_step)
         if config.with_tracking and state.step % 10 == 0:
@@ -585,8 +589,9 @@ def end_epoch(run: Run, epoch: int, loss_value: float, progress: Progress) -> No
         )
 
 
-def train(config: TrainConfig) -> dict:
-    """Train, evaluate, and write the model folder; returns the final results (also in ``all_results.json``)."""
+def train(config: TrainConfig) -> dict | None:
+    """Train, evaluate, and write the model folder; returns the final results (also in ``all_results.json``) on the
+    main process, None on the others."""
     run = prepare_run(config, time.perf_counter())
     accelerator, state = run.accelerator, run.state
     max_steps = run.resolved["max_train_steps"]
@@ -653,8 +658,9 @@ def finish(
     state: TrainState,
     resolved,
     timing: dict | None = None,
-) -> dict:
-    """Final metrics through ``evaluate``; model, processor, results, plots and card written by the main process."""
+) -> dict | None:
+    """Final metrics through ``evaluate``; model, processor, results, plots and card written by the main process.
+    Returns the results on the main process, None on the others."""
     from . import outputs
 
     assert_same_weights(accelerator, model)

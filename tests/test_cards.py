@@ -323,3 +323,13 @@ def test_confusion_matrix_colours_its_texts_by_cell(tmp_path, monkeypatch):
     assert texts[(6, 0)].get_text() == "109" and texts[(6, 0)].get_color() == "white"
     assert all(texts[(i, i)].get_color() == "white" for i in range(10))
     assert texts[(0, 1)].get_color() == "black"
+
+
+def test_a_model_from_a_preset_is_not_called_fine_tuned(tmp_path):
+    """Bug (found by mypy): with --model_name_or_path left to the recipe, sources() took None for a Hub id, and the
+    card of every default training run said "fine-tuned from `None`"."""
+    folder = model_folder(tmp_path)  # no model_name_or_path: the recipe's preset, as `hf-fmnist train` by default
+    assert json.loads((folder / "training_config.json").read_text())["sources"]["model_name_or_path"] == "preset"
+    card = cards.render_model_card(folder, repo_id="me/fm", endpoint=ENDPOINT)
+    assert "fine-tuned" not in card
+    assert "base_model" not in _metadata(card)
