@@ -89,7 +89,7 @@ RECIPES: dict[str, Recipe] = {
             model="cnn",
             num_train_epochs=6,
             pad_crop=0,
-            result="92.00% at 290 s (2026-11-29, 2-core AMD EPYC, 1 process; docs/benchmarks.md)",
+            result="92.00% at 246-290 s (2026-11-29, two runs, 2-core CPU, 1 process; docs/benchmarks.md)",
             **_CNN,
         ),
         Recipe(
