@@ -294,12 +294,7 @@ def push_folder(
             return {**done, "commit": info.oid, "changed": True, "pr_url": info.pr_url if create_pr else None}
         except Exception as e:  # retried only if a re-read and a new try can help (the commit may even have landed)
             failure = _retryable_commit_failure(e, repo_id)
-        wait = BACKOFF_S * 2 ** (attempt - 1)
-        log(
-            f"Commit to {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading the remote "
-            f"state and retrying in {wait:.0f} s."
-        )
-        time.sleep(wait)
+        _back_off(attempt, f"Commit to {repo_id} failed ({failure})", "re-reading the remote state and ", log)
     raise HubError(f"Could not push to {repo_id} after {MAX_ATTEMPTS} attempts; run the same command again later.")
 
 
@@ -468,12 +463,7 @@ def update_file(
             return True
         except Exception as e:
             failure = _retryable_commit_failure(e, repo_id)
-        wait = BACKOFF_S * 2 ** (attempt - 1)
-        log(
-            f"Updating {path_in_repo} of {repo_id} failed ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; re-reading "
-            f"and retrying in {wait:.0f} s."
-        )
-        time.sleep(wait)
+        _back_off(attempt, f"Updating {path_in_repo} of {repo_id} failed ({failure})", "re-reading and ", log)
     raise HubError(f"Could not update {path_in_repo} of {repo_id} after {MAX_ATTEMPTS} attempts; run it again later.")
 
 
@@ -544,9 +534,14 @@ def _call(fn, what: str, log):
             if attempt == MAX_ATTEMPTS:
                 raise HubError(f"Could not {what}: {type(e).__name__} from {_endpoint()}.") from None
             failure = type(e).__name__
-        wait = BACKOFF_S * 2 ** (attempt - 1)
-        log(f"Could not {what} ({failure}), attempt {attempt}/{MAX_ATTEMPTS}; retrying in {wait:.0f} s.")
-        time.sleep(wait)
+        _back_off(attempt, f"Could not {what} ({failure})", "", log)
+
+
+def _back_off(attempt: int, failed: str, then: str, log: Callable[[str], None]) -> None:
+    """Say what failed and how long we wait, then wait: :data:`BACKOFF_S`, doubling with each attempt."""
+    wait = BACKOFF_S * 2 ** (attempt - 1)
+    log(f"{failed}, attempt {attempt}/{MAX_ATTEMPTS}; {then}retrying in {wait:.0f} s.")
+    time.sleep(wait)
 
 
 def _is_connection_failure(e: BaseException) -> bool:
