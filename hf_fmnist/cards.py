@@ -202,6 +202,8 @@ def render_model_card(
         label_smoothing=config.label_smoothing,
         hflip=config.hflip,
         random_erasing=config.random_erasing,
+        zero_init_residual=config.zero_init_residual,
+        pca_stem=config.pca_stem,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         seed=config.seed,
     )

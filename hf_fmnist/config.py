@@ -66,7 +66,7 @@ class TrainConfig:
     )
     model_name_or_path: str | None = _f(
         None,
-        "a preset (cnn, vit), a local model folder or a Hub model id of an image-classification checkpoint; "
+        "a preset (cnn, vit, pvt), a local model folder or a Hub model id of an image-classification checkpoint; "
         "default: the recipe's preset",
     )
     dataset: str = _f(
@@ -97,6 +97,19 @@ class TrainConfig:
     hflip: bool | None = _f(None, "random horizontal flips; default: the recipe's")
     random_erasing: float | None = _f(
         None, "probability of erasing a random rectangle per image (0 disables); default: the recipe's"
+    )
+    zero_init_residual: bool | None = _f(
+        None, "start every residual block as the identity (its last BatchNorm scale zeroed); default: the recipe's"
+    )
+    pca_stem: bool | None = _f(
+        None,
+        "initialise the first convolution from the principal components of training-image patches; "
+        "default: the recipe's",
+    )
+    eval_last_epochs: int | None = _f(
+        None,
+        "evaluate on the test split after only the last N epochs (0: after every epoch; every epoch still prints its "
+        "loss); default: the recipe's",
     )
     mixed_precision: str | None = _f(
         None,
@@ -160,6 +173,8 @@ class TrainConfig:
             raise HfFmnistError(f"--random_erasing is a probability in [0, 1], not {self.random_erasing}.")
         if self.pad_crop is not None and not 0 <= self.pad_crop <= 8:
             raise HfFmnistError(f"--pad_crop must be 0-8 pixels, not {self.pad_crop}.")
+        if self.eval_last_epochs is not None and self.eval_last_epochs < 0:
+            raise HfFmnistError(f"--eval_last_epochs must be >= 0 (0: every epoch), not {self.eval_last_epochs}.")
         if self.num_warmup_steps is not None and self.num_warmup_steps < 0:
             raise HfFmnistError(f"--num_warmup_steps must be >= 0, not {self.num_warmup_steps}.")
         if self.lr_scheduler_type is not None and self.lr_scheduler_type not in SCHEDULERS:

@@ -3,10 +3,11 @@
 The layout is the one transformers.js and Optimum read: ``onnx/model.onnx`` next to ``config.json`` and
 ``preprocessor_config.json`` (in the model folder itself by default). Input ``pixel_values`` (batch, channels, height,
 width; the batch size is dynamic), output ``logits``. The graph comes from ``torch.onnx.export(dynamo=False)``
-(TorchScript tracing): for these stock RegNet/ViT classes it gives a plain, static graph that onnxruntime runs as is,
-in seconds. Why not the others: optimum-onnx 0.1 requires transformers < 4.58 (we need >= 5); torch's newer
-``dynamo=True`` exporter also handles both presets (same logits to 1e-6) but took 40-47 s per export here against
-5-6 s (2 busy cores): worth switching to when torch drops the TorchScript exporter, which it already calls legacy.
+(TorchScript tracing): for these stock RegNet/ViT/PVTv2 classes it gives a plain, static graph that onnxruntime runs
+as is, in seconds. Why not the others: optimum-onnx 0.1 requires transformers < 4.58 (we need >= 5); torch's newer
+``dynamo=True`` exporter also handles the cnn and vit presets (same logits to 1e-6) but took 40-47 s per export
+here against 5-6 s (2 busy cores): worth switching to when torch drops the TorchScript exporter, which it already
+calls legacy.
 
 The file is written under a temporary name, then checked on the whole test split (the model's own preprocessing,
 onnxruntime CPU against PyTorch): only when the top-1 class agrees on at least :data:`MIN_AGREEMENT` of the images is

@@ -32,7 +32,7 @@ from .checkpoint import TrainState, find_checkpoints
 from .config import TrainConfig
 from .errors import HfFmnistError, printable
 from .loader import DeviceLoader, Preprocess
-from .models import load_model
+from .models import PRESETS, load_model
 
 if TYPE_CHECKING:  # accelerate is imported lazily (start-up time): its types are for the checker only
     from accelerate import Accelerator
@@ -197,6 +197,9 @@ def load_data(config: TrainConfig, accelerator) -> Data:
     )
 
 
+INITIALISATION = ("zero_init_residual", "pca_stem")  # recipe settings that only a freshly created preset can take
+
+
 def resolve(config: TrainConfig, recipe: recipes.Recipe, num_processes: int = 1) -> dict:
     """The settings actually used: every flag given, and the recipe's value for every flag left unset.
 
@@ -221,6 +224,15 @@ def resolve(config: TrainConfig, recipe: recipes.Recipe, num_processes: int = 1)
             )
         per_device = recipe.train_batch_size // parts
     model = config.model_name_or_path or recipe.model
+    initialisation = {name: pick(name) for name in INITIALISATION}
+    if model not in PRESETS:  # a checkpoint keeps its weights: the recipe's initialisation applies to presets only
+        explicit = [name for name in INITIALISATION if getattr(config, name)]
+        if explicit:
+            raise HfFmnistError(
+                f"--{explicit[0]} initialises a new model, but {model!r} is a checkpoint being fine-tuned; drop the "
+                f"flag, or train a preset ({', '.join(PRESETS)})."
+            )
+        initialisation = dict.fromkeys(INITIALISATION, False)
     return {
         "recipe": recipe.name,
         "model_name_or_path": model,
@@ -238,11 +250,28 @@ def resolve(config: TrainConfig, recipe: recipes.Recipe, num_processes: int = 1)
                 "pad_crop",
                 "hflip",
                 "random_erasing",
+                "eval_last_epochs",
                 "torch_compile",
             )
         },
+        **initialisation,
         "mixed_precision": mixed_precision_for(config, recipe),
     }
+
+
+PCA_IMAGES = 10_000  # training images whose patches set the PCA stem: the first ones, so every process agrees
+
+
+def initialise(model, resolved: dict, preprocess: Preprocess, data: Data) -> None:
+    """The recipe's initialisation tricks, on a freshly created preset only (never on weights being fine-tuned)."""
+    from .models import pca_init_stem, zero_init_residual
+
+    if resolved["model_name_or_path"] not in PRESETS:
+        return  # resolve() keeps these off for checkpoints
+    if resolved["zero_init_residual"]:
+        zero_init_residual(model)
+    if resolved["pca_stem"]:
+        pca_init_stem(model, preprocess(data.train_images[:PCA_IMAGES].cpu()))
 
 
 def schedule(config: TrainConfig, epochs: int, steps_per_epoch: int, scheduler: str = "onecycle") -> dict:
@@ -440,10 +469,11 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
             ignore_mismatched_sizes=config.ignore_mismatched_sizes,
             token=config.hub_token,
         )
+    preprocess = Preprocess.from_processor(processor, model.config.num_channels)
+    initialise(model, resolved, preprocess, data)
     if accelerator.num_processes > 1:  # BatchNorm over the global batch, as one process would see it
         synchronise(model)
     model = model.to(accelerator.device, memory_format=torch.channels_last)
-    preprocess = Preprocess.from_processor(processor, model.config.num_channels)
     shard = {"rank": accelerator.process_index, "world": accelerator.num_processes}
     train_loader = DeviceLoader(
         data.train_images,
@@ -560,6 +590,18 @@ def train_epoch(run: Run, epoch: int, progress: Progress) -> tuple[float, str | 
     return (sum(losses) / len(losses) if losses else float("nan")), pending
 
 
+def evaluates_after(epoch: int, resolved: dict) -> bool:
+    """Whether epoch ``epoch`` (0-based) ends with a test-split evaluation: every epoch, or only the last N.
+
+    >>> [evaluates_after(e, {"eval_last_epochs": 2, "num_train_epochs": 5}) for e in range(5)]
+    [False, False, False, True, True]
+    >>> evaluates_after(0, {"eval_last_epochs": 0, "num_train_epochs": 5})
+    True
+    """
+    last = resolved["eval_last_epochs"]
+    return not last or epoch >= resolved["num_train_epochs"] - last
+
+
 def end_epoch(run: Run, epoch: int, loss_value: float, progress: Progress) -> None:
     """Evaluate on the whole test split, print the epoch's line, log it, and record it in the history."""
     logits, labels = evaluate_logits(run.model, run.eval_loader, run.accelerator)
@@ -611,7 +653,15 @@ def train(config: TrainConfig) -> dict | None:
     while state.step < max_steps:
         epoch = state.step // run.resolved["steps_per_epoch"]
         loss_value, pending_checkpoint = train_epoch(run, epoch, progress)
-        end_epoch(run, epoch, loss_value, progress)
+        if evaluates_after(epoch, run.resolved):
+            end_epoch(run, epoch, loss_value, progress)
+        else:
+            progress.bar.clear()
+            accelerator.print(
+                f"epoch {epoch + 1}/{run.resolved['num_train_epochs']}  step {state.step}  loss {loss_value:.4f}  "
+                f"(test split evaluated after the last {run.resolved['eval_last_epochs']} epochs only)  "
+                f"[{time.perf_counter() - run.start_time:.0f} s]"
+            )
         if pending_checkpoint:
             save_checkpoint(run, pending_checkpoint)
         if config.checkpoint_each_epoch:

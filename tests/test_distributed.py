@@ -202,10 +202,15 @@ def test_two_processes_train_the_one_process_model(tmp_path, small_dataset):
         "0.25",
         "--per_device_eval_batch_size",
         "50",
+        "--num_train_epochs",
+        "6",
+        "--eval_last_epochs",
+        "0",
     ]
     runs = {"one": (1, "1"), "one_2_threads": (1, "2"), "two": (2, "1")}
     for name, (processes, threads) in runs.items():
-        result = _torchrun(["--output_dir", str(tmp_path / name), *common, "--cpu_threads", threads], processes)
+        batch = ["--per_device_train_batch_size", str(128 // processes)]  # a global batch of 128 either way
+        result = _torchrun(["--output_dir", str(tmp_path / name), *common, *batch, "--cpu_threads", threads], processes)
         assert result.returncode == 0, result.stderr[-3000:]
     res = {name: json.loads((tmp_path / name / "all_results.json").read_text()) for name in runs}
     assert [res[n]["num_processes"] for n in runs] == [1, 1, 2]
@@ -237,9 +242,17 @@ def test_gradient_accumulation_equals_the_large_batch_without_batchnorm(tmp_path
         per_device_eval_batch_size=50,
         pad_crop=1,
     )
-    big = train(TrainConfig(output_dir=str(tmp_path / "big"), cpu_threads=1, **base))
-    train(TrainConfig(output_dir=str(tmp_path / "big2"), cpu_threads=2, **base))
-    acc = train(TrainConfig(output_dir=str(tmp_path / "acc"), cpu_threads=1, gradient_accumulation_steps=2, **base))
+    big = train(TrainConfig(output_dir=str(tmp_path / "big"), cpu_threads=1, per_device_train_batch_size=128, **base))
+    train(TrainConfig(output_dir=str(tmp_path / "big2"), cpu_threads=2, per_device_train_batch_size=128, **base))
+    acc = train(
+        TrainConfig(
+            output_dir=str(tmp_path / "acc"),
+            cpu_threads=1,
+            gradient_accumulation_steps=2,
+            per_device_train_batch_size=64,
+            **base,
+        )
+    )
     assert big["train_steps"] == acc["train_steps"] == 8
     start, reference = _initial_weights("vit", tmp_path / "start"), _weights(tmp_path / "big")
     floor = relative_gap(reference, _weights(tmp_path / "big2"), start)

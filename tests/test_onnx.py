@@ -70,7 +70,7 @@ def test_export_matches_pytorch_on_the_whole_test_split(exported):
     assert sorted(p.name for p in (exported / "onnx").iterdir()) == ["model.onnx"]  # no temp files left
 
 
-@pytest.mark.parametrize("preset", ["cnn", "vit"])
+@pytest.mark.parametrize("preset", ["cnn", "vit", "pvt"])
 def test_each_preset_loads_in_onnxruntime_from_a_clean_process(preset, tmp_path):
     """A process with onnxruntime and numpy only (no torch, no hf_fmnist) loads the file, finds `pixel_values` and
     `logits`, runs two batch sizes (dynamic batch) and gets PyTorch's logits. --output gives the transformers.js /

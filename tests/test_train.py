@@ -101,15 +101,30 @@ def test_cnn_learns_the_synthetic_classes(trained_cnn, tiny_dataset):
     assert np.asarray(saved["eval_confusion_matrix"]).sum(axis=1).tolist() == np.bincount(labels, minlength=10).tolist()
 
 
-def test_vit_preset_trains_and_saves_a_loadable_model(tmp_path, tiny_dataset):
-    results = train(_config(tmp_path, tiny_dataset, model_name_or_path="vit"))
+@pytest.mark.parametrize(
+    "preset, class_name", [("vit", "ViTForImageClassification"), ("pvt", "PvtV2ForImageClassification")]
+)
+def test_transformer_presets_train_and_save_a_loadable_model(tmp_path, tiny_dataset, preset, class_name):
+    results = train(_config(tmp_path, tiny_dataset, model_name_or_path=preset))
     saved = _check_output_folder(tmp_path / "out")
     assert saved["eval_accuracy"] == results["eval_accuracy"]
     assert saved["eval_accuracy"] >= 0.2  # 16 steps from scratch: above chance, far from done
     from transformers import AutoModelForImageClassification
 
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "out", trust_remote_code=False)
-    assert type(model).__name__ == "ViTForImageClassification" and model.config.id2label[9] == "Ankle boot"
+    assert type(model).__name__ == class_name and model.config.id2label[9] == "Ankle boot"
+
+
+def test_eval_last_epochs_evaluates_only_the_last_epochs_and_prints_every_epoch(tmp_path, tiny_dataset, capsys):
+    """A recipe may skip the test split early on: the skipped epochs still print a line (without an accuracy, so no
+    time-to-accuracy reader mistakes it), the history holds only real evaluations, and the final results are whole."""
+    results = train(_config(tmp_path, tiny_dataset, num_train_epochs=3, eval_last_epochs=1))
+    out = capsys.readouterr().out
+    assert len(re.findall(r"epoch \d/3 .*test split evaluated after the last 1 epochs only", out)) == 2
+    assert len(re.findall(r"epoch 3/3 .*test accuracy [\d.]+% \(100 images\)", out)) == 1
+    assert "epoch 1/3" in out and out.count("test accuracy") == 1
+    assert [h["epoch"] for h in results["history"]] == [3] and results["eval_samples"] == 100
+    assert (tmp_path / "out" / "learning_curves.png").is_file()
 
 
 def test_pipeline_on_pil_images_agrees_with_all_results(trained_cnn, tiny_dataset):
