@@ -263,11 +263,9 @@ PCA_IMAGES = 10_000  # training images whose patches set the PCA stem: the first
 
 
 def initialise(model, resolved: dict, preprocess: Preprocess, data: Data) -> None:
-    """The recipe's initialisation tricks, on a freshly created preset only (never on weights being fine-tuned)."""
+    """The resolved initialisation tricks; :func:`resolve` turns them off for a checkpoint being fine-tuned."""
     from .models import pca_init_stem, zero_init_residual
 
-    if resolved["model_name_or_path"] not in PRESETS:
-        return  # resolve() keeps these off for checkpoints
     if resolved["zero_init_residual"]:
         zero_init_residual(model)
     if resolved["pca_stem"]:

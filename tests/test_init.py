@@ -68,6 +68,11 @@ def test_pca_stem_leaves_models_without_a_small_first_convolution_alone():
     weights = model.regnet.embedder.embedder.convolution.weight.detach().clone()
     assert not pca_init_stem(model, PRE(_images(100)))
     assert torch.equal(model.regnet.embedder.embedder.convolution.weight, weights)
+    # padding given as a string ("same") cannot be passed to unfold: such a stem is left alone, not a TypeError
+    model.regnet.embedder.embedder.convolution = torch.nn.Conv2d(3, 32, 3, padding="same")
+    weights = model.regnet.embedder.embedder.convolution.weight.detach().clone()
+    assert not pca_init_stem(model, PRE(_images(100)))
+    assert torch.equal(model.regnet.embedder.embedder.convolution.weight, weights)
 
 
 def test_initialisation_applies_to_presets_only_and_an_explicit_flag_on_a_checkpoint_is_refused():
