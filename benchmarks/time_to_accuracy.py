@@ -9,8 +9,9 @@ was measured. The machine's speed is measured before and after with a calibratio
 budget is scaled by (calibration / 5.45 s), the speed at which the issue's budgets hold.
 
 Results are appended to a JSON file (``--results``, default ``docs/time_to_accuracy.json``) and ``--plot`` draws
-``docs/time_to_accuracy.png`` from it: test accuracy against wall clock for every recorded run, scaled to the
-reference speed by its calibration, with the peers' points measured on this machine class in issue 9.
+``docs/time_to_accuracy.png`` from it: test accuracy against wall clock for every run of each recipe as it is now
+defined (each record keeps the recipe's settings; runs of an earlier definition stay in the file as history), scaled
+to the reference speed by its calibration, with the peers' points measured on this machine class in issue 9.
 
 Usage::
 
@@ -25,6 +26,7 @@ Never run it while anything else computes on the machine: it measures time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -46,6 +48,35 @@ PEERS = [
     ("Ultralytics YOLO11n-cls, from scratch", 14.7, 82.9),
     ("transformers example, 1.8M ViT", 15.3, 71.4),
 ]
+
+
+def recipe_settings(name: str) -> dict | None:
+    """The recipe's definition as it is now (every field but its prose), as JSON would store it; None if unknown.
+
+    Stored with each run, so that the tables and the plot show only runs of a recipe as it is defined today: a
+    recipe that is retuned keeps its name, and its earlier runs stay in the JSON file as history.
+    """
+    sys.path.insert(0, str(ROOT))
+    from hf_fmnist import recipes
+
+    if name not in recipes.RECIPES:
+        return None
+    fields = dataclasses.asdict(recipes.RECIPES[name])
+    return json.loads(json.dumps({k: v for k, v in fields.items() if k not in ("tuned_for", "result")}))
+
+
+def current(records: list[dict]) -> list[dict]:
+    """The records of each recipe as it is now defined, run without extra flags.
+
+    A record without stored settings, or of a recipe that no longer exists (whose settings are None), is history.
+    """
+    return [
+        r
+        for r in records
+        if not r.get("extra_args")
+        and r.get("recipe_settings") is not None
+        and r["recipe_settings"] == recipe_settings(r["recipe"])
+    ]
 
 
 def calibrate(script: str | None) -> float | None:
@@ -254,6 +285,7 @@ def main() -> None:
                 recipe=args.recipe,
                 seed=42 if seed is None else seed,
                 extra_args=args.train_args,
+                recipe_settings=recipe_settings(args.recipe),
                 date=dt.date.today().isoformat(),
                 calib_before_s=before,
                 calib_after_s=after,
@@ -264,9 +296,9 @@ def main() -> None:
             args.results.write_text(json.dumps(records, indent=1) + "\n")
         summarise(args.recipe, runs)
     if args.markdown:
-        print(markdown([r for r in records if not r.get("extra_args")]))
+        print(markdown(current(records)))
     if args.plot:
-        plot([r for r in records if not r.get("extra_args")], args.results.with_suffix(".png"))
+        plot(current(records), args.results.with_suffix(".png"))
 
 
 if __name__ == "__main__":
