@@ -56,7 +56,8 @@ def recipe_settings(name: str) -> dict | None:
     Stored with each run, so that the tables and the plot show only runs of a recipe as it is defined today: a
     recipe that is retuned keeps its name, and its earlier runs stay in the JSON file as history.
     """
-    sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from hf_fmnist import recipes
 
     if name not in recipes.RECIPES:
@@ -274,7 +275,7 @@ def main() -> None:
     )
     records = json.loads(args.results.read_text()) if args.results.exists() else []
     if args.recipe:
-        runs = []
+        runs, settings = [], recipe_settings(args.recipe)  # the definition the runs start with
         after = calibrate(args.calib)
         for seed in args.seeds:
             before = after  # one calibration between two runs serves both
@@ -285,7 +286,7 @@ def main() -> None:
                 recipe=args.recipe,
                 seed=42 if seed is None else seed,
                 extra_args=args.train_args,
-                recipe_settings=recipe_settings(args.recipe),
+                recipe_settings=settings,
                 date=dt.date.today().isoformat(),
                 calib_before_s=before,
                 calib_after_s=after,

@@ -1,6 +1,5 @@
 """benchmarks/time_to_accuracy.py: the published tables and plot use only runs of each recipe as it is defined now."""
 
-import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -23,8 +22,7 @@ def _record(recipe: str, settings: dict | None, **extra) -> dict:
 def test_runs_of_an_earlier_definition_or_with_extra_flags_are_left_out():
     script = _script()
     now = script.recipe_settings("cpu-5min")
-    retuned = dataclasses.replace(recipes.RECIPES["cpu-5min"], num_train_epochs=99)
-    before = {**now, "num_train_epochs": retuned.num_train_epochs}
+    before = {**now, "num_train_epochs": now["num_train_epochs"] + 1}
     records = [
         _record("cpu-5min", now, seed=1),
         _record("cpu-5min", before, seed=2),  # the recipe was retuned since: history, not today's result
