@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 # huggingface_hub reads HF_ENDPOINT, and datasets its cache location, at import time: start the Hub-protocol test
@@ -129,6 +130,18 @@ class Synthetic:
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}.gz"
+
+
+def synthetic_export(folder: Path, sizes=(40, 20)) -> Path:
+    """A :class:`Synthetic` raw folder under ``folder/raw``, exported to ``folder/export`` (the form training reads)."""
+    from hf_fmnist.dataset_export import export
+
+    return export(folder / "export", data_dir=Synthetic(folder / "raw", sizes=sizes).folder, verify=False)
+
+
+def unique_repo(name: str, user: str = HUB_USER) -> str:
+    """A repo id no other test uses: the test Hub lives for the whole session."""
+    return f"{user}/{name}-{uuid.uuid4().hex[:8]}"
 
 
 def pytest_configure(config):

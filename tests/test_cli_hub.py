@@ -6,34 +6,25 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 from hf_fmnist import cli
 
-from conftest import HUB_TOKEN, HUB_USER, Synthetic
-
-
-def _repo(name: str) -> str:
-    return f"{HUB_USER}/{name}-{uuid.uuid4().hex[:8]}"
+from conftest import HUB_TOKEN, synthetic_export, unique_repo
 
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory) -> Path:
-    from hf_fmnist.dataset_export import export
-
-    folder = tmp_path_factory.mktemp("clihub")
-    synthetic = Synthetic(folder / "raw", sizes=(128, 40))
-    return export(folder / "export", data_dir=synthetic.folder, verify=False)
+    return synthetic_export(tmp_path_factory.mktemp("clihub"), sizes=(128, 40))
 
 
 @pytest.fixture(scope="module")
 def trained(dataset_dir, tmp_path_factory):
     """`hf-fmnist train` (the console script) with the token given both ways, checkpoints, TensorBoard and a push."""
     out = tmp_path_factory.mktemp("clitrain") / "out"
-    repo_id = _repo("cli-trained")
+    repo_id = unique_repo("cli-trained")
     exe = Path(sys.executable).with_name("hf-fmnist")
     result = subprocess.run(
         [
@@ -108,7 +99,7 @@ def test_push_flags_private_revision_and_commit_message(trained, hub, tmp_path):
     from huggingface_hub.errors import RepositoryNotFoundError
 
     out, _, _ = trained
-    repo_id = _repo("flags")
+    repo_id = unique_repo("flags")
     assert (
         cli.main(
             [
@@ -140,7 +131,7 @@ def test_files_removed_locally_are_deleted_remotely(trained, hub, tmp_path):
     out, _, _ = trained
     folder = tmp_path / "model"
     shutil.copytree(out, folder)
-    repo_id = _repo("deletions")
+    repo_id = unique_repo("deletions")
     assert cli.main(["push-model", "--repo-id", repo_id, "--model-dir", str(folder)]) == 0
     before = set(hub.state.files("model", repo_id))
     assert "predictions.png" in before and any(p.startswith("runs/") for p in before)

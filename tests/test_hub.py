@@ -20,19 +20,13 @@ from hf_fmnist.config import TrainConfig
 from hf_fmnist.dataset_export import export
 from hf_fmnist.train import train
 
-from conftest import HUB_TOKEN, HUB_USER, Synthetic
+from conftest import HUB_TOKEN, HUB_USER, Synthetic, synthetic_export, unique_repo
 from hub_server import Fault
-
-
-def _repo(name: str) -> str:
-    return f"{HUB_USER}/{name}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("hubdata")
-    synthetic = Synthetic(folder / "raw", sizes=(96, 40))
-    return export(folder / "export", data_dir=synthetic.folder, verify=False)
+    return synthetic_export(tmp_path_factory.mktemp("hubdata"), sizes=(96, 40))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +70,7 @@ def _capture(fn, result, error):
 def test_push_dataset_then_load_it_normal_and_streaming(dataset_dir, hub, tmp_path, capsys):
     import datasets
 
-    repo_id = _repo("fmnist")
+    repo_id = unique_repo("fmnist")
     assert cli.main(["push-dataset", "--repo-id", repo_id, "--dataset-dir", str(dataset_dir)]) == 0
     assert not any(p.endswith(".py") for p in hub.state.files("dataset", repo_id))
     local = datasets.load_dataset(str(dataset_dir))
@@ -97,7 +91,7 @@ def test_push_model_then_from_pretrained_and_pipeline_agree(model_dir, dataset_d
     import datasets
     from transformers import AutoModelForImageClassification, pipeline
 
-    repo_id = _repo("fmnist-cnn")
+    repo_id = unique_repo("fmnist-cnn")
     url = publish.push_model(repo_id, model_dir, log=_quiet)
     assert url.endswith(repo_id)
     files = hub.state.files("model", repo_id)
@@ -129,7 +123,7 @@ def test_push_model_then_from_pretrained_and_pipeline_agree(model_dir, dataset_d
 
 
 def test_repush_makes_no_commit(dataset_dir, hub):
-    repo_id = _repo("again")
+    repo_id = unique_repo("again")
     publish.push_dataset(repo_id, dataset_dir, log=_quiet)
     commits = hub.state.commit_count("dataset", repo_id)
     messages = []
@@ -142,7 +136,7 @@ def test_private_repo_needs_the_token(model_dir, hub, tmp_path):
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    repo_id = _repo("private")
+    repo_id = unique_repo("private")
     publish.push_model(repo_id, model_dir, private=True, log=_quiet)
     with pytest.raises(RepositoryNotFoundError):
         hf_hub_download(repo_id, "config.json", token=False, cache_dir=str(tmp_path / "a"))
@@ -162,7 +156,7 @@ def test_fine_tune_from_a_hub_checkpoint(dataset_dir, tmp_path):
         RegNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=4)
     ).save_pretrained(ckpt)
     preset_image_processor().save_pretrained(ckpt)
-    repo_id = _repo("base")
+    repo_id = unique_repo("base")
     publish.push_folder(repo_id, ckpt, repo_type="model", log=_quiet)
     out = tmp_path / "ft"
     train(
@@ -181,7 +175,7 @@ def test_fine_tune_from_a_hub_checkpoint(dataset_dir, tmp_path):
 
 
 def test_missing_and_rejected_tokens_fail_before_upload(dataset_dir, hub, monkeypatch, capsys):
-    repo_id = _repo("notoken")
+    repo_id = unique_repo("notoken")
     monkeypatch.delenv("HF_TOKEN")
     before = len(hub.state.log)
     assert cli.main(["push-dataset", "--repo-id", repo_id, "--dataset-dir", str(dataset_dir)]) == 2
@@ -209,7 +203,7 @@ def test_missing_and_rejected_tokens_fail_before_upload(dataset_dir, hub, monkey
 def test_bad_repo_ids_and_folders(dataset_dir, tmp_path, capsys):
     assert cli.main(["push-dataset", "--repo-id", "no-namespace", "--dataset-dir", str(dataset_dir)]) == 2
     assert "NAMESPACE/NAME" in capsys.readouterr().err
-    assert cli.main(["push-model", "--repo-id", _repo("m"), "--model-dir", str(tmp_path)]) == 2
+    assert cli.main(["push-model", "--repo-id", unique_repo("m"), "--model-dir", str(tmp_path)]) == 2
     assert "has no config.json" in capsys.readouterr().err
     with pytest.raises(publish.HubError, match="Repo id must be a string, not int"):
         publish.check_repo_id(42)
@@ -228,7 +222,7 @@ def test_bad_repo_ids_and_folders(dataset_dir, tmp_path, capsys):
 )
 def test_faults_end_with_full_content_in_exactly_one_commit(faults, dataset_dir, hub, monkeypatch):
     monkeypatch.setattr(publish, "BACKOFF_S", 0.05)
-    repo_id = _repo("faulty")
+    repo_id = unique_repo("faulty")
     hub.state.faults[:] = faults
     messages = []
     try:
@@ -289,7 +283,7 @@ def test_the_test_hub_refuses_metadata_the_hub_refuses(metadata, complaint, hub,
     folder = tmp_path / "repo"
     folder.mkdir()
     (folder / "README.md").write_text(text)
-    repo_id = _repo("badcard")
+    repo_id = unique_repo("badcard")
     with pytest.raises(publish.HubError, match=f"rejected the card.*{complaint}"):
         publish.push_folder(repo_id, folder, repo_type="model", log=_quiet)
     assert set(hub.state.files("model", repo_id)) == {".gitattributes"}
@@ -397,7 +391,7 @@ def test_training_records_whether_it_evaluated_the_whole_verified_test_split(
     assert results["train_dataset_verified"] is True
     assert results["eval_dataset_verified"] is (max_eval_samples is None)
     assert results["epochs"] == 0.5 and results["steps_per_epoch"] == 2
-    repo_id = _repo("claims")
+    repo_id = unique_repo("claims")
     publish.push_model(repo_id, out, log=_quiet)  # the strict server validates the card's metadata
     card = ModelCard(hub.state.files("model", repo_id)["README.md"].decode())
     card.validate()
@@ -433,7 +427,7 @@ def test_one_model_folder_pushed_to_two_repos_gets_a_right_card_in_each(model_di
     from huggingface_hub import ModelCard
 
     before = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
-    for repo_id in (_repo("first"), _repo("second")):
+    for repo_id in (unique_repo("first"), unique_repo("second")):
         publish.push_model(repo_id, model_dir, log=_quiet)
         files = hub.state.files("model", repo_id)
         card = files["README.md"].decode()
@@ -459,7 +453,7 @@ def test_a_folder_trained_before_paths_were_hidden_is_pushed_without_them(model_
     del saved["sources"]
     saved["config"].update(output_dir=str(folder), dataset=str(dataset_dir), data_dir=str(tmp_path / "raw"))
     (folder / "training_config.json").write_text(json.dumps(saved, indent=2))
-    repo_id = _repo("legacy")
+    repo_id = unique_repo("legacy")
     publish.push_model(repo_id, folder, log=_quiet)
     files = hub.state.files("model", repo_id)
     pushed = json.loads(files["training_config.json"])
@@ -476,7 +470,7 @@ def test_a_later_model_push_keeps_the_demo_block_of_the_remote_card(model_dir, h
 
     from hf_fmnist.cards import DEMO_END, DEMO_START
 
-    repo_id = _repo("demo")
+    repo_id = unique_repo("demo")
     publish.push_model(repo_id, model_dir, log=_quiet)
     card = hub.state.files("model", repo_id)["README.md"].decode()
     block = f"{DEMO_START}\n## Demo\n\nTry it in [the Space]({hub.endpoint}/spaces/{repo_id}-demo).\n{DEMO_END}"
@@ -496,7 +490,7 @@ def test_a_later_model_push_keeps_the_demo_block_of_the_remote_card(model_dir, h
 def test_create_pr_opens_one_pull_request_per_content_and_names_it(dataset_dir, hub, monkeypatch, capsys, tmp_path):
     """Bug: a lost commit answer opened 2 PRs, re-pushing opened a 3rd, and the log said "Committed ... @main"."""
     monkeypatch.setattr(publish, "BACKOFF_S", 0.05)
-    repo_id = _repo("prs")
+    repo_id = unique_repo("prs")
     hub.state.faults[:] = [Fault("POST", r"/commit/", "apply_drop", times=1)]
     messages = []
     try:
@@ -534,7 +528,7 @@ def test_read_only_tokens_read_but_never_write(dataset_dir, hub, capsys):
     hub.state.add_token(token, HUB_USER, role="read")
     reader = HfApi(token=token)
     assert reader.whoami()["auth"]["accessToken"]["role"] == "read"
-    repo_id = _repo("readonly")
+    repo_id = unique_repo("readonly")
     assert cli.main(["push-dataset", "--repo-id", repo_id, "--dataset-dir", str(dataset_dir), "--token", token]) == 2
     err = capsys.readouterr().err
     assert "403" in err and token not in err
@@ -570,7 +564,7 @@ def test_lfs_writes_need_a_write_token_a_signed_url_and_the_declared_size(hub):
     """The test server took anonymous LFS writes and ignored declared sizes."""
     from huggingface_hub import HfApi
 
-    repo_id = _repo("lfs")
+    repo_id = unique_repo("lfs")
     HfApi().create_repo(repo_id)
     hub.state.add_token("hf_readonly0123456789abcdef", HUB_USER, role="read")
     data = bytes(range(256)) * 4
@@ -605,7 +599,7 @@ def test_preupload_ignores_what_the_repos_gitignore_ignores(hub):
     from huggingface_hub import CommitOperationAdd, HfApi
 
     api = HfApi()
-    repo_id = _repo("ignore")
+    repo_id = unique_repo("ignore")
     api.create_repo(repo_id)
     api.upload_file(path_or_fileobj=b"# comment\n*.log\nlogs/\n/top.txt\n", path_in_repo=".gitignore", repo_id=repo_id)
     api.create_commit(
@@ -620,7 +614,7 @@ def test_preupload_ignores_what_the_repos_gitignore_ignores(hub):
 
 
 def test_branch_and_pull_request(dataset_dir, hub):
-    repo_id = _repo("branches")
+    repo_id = unique_repo("branches")
     publish.push_dataset(repo_id, dataset_dir, revision="dev", log=_quiet)
     assert "README.md" in hub.state.files("dataset", repo_id, "dev")
     assert set(hub.state.files("dataset", repo_id, "main")) == {".gitattributes"}
@@ -632,7 +626,7 @@ def test_branch_and_pull_request(dataset_dir, hub):
 def test_push_dataset_builds_the_real_export_when_no_folder_is_given(hub, tmp_path):
     import datasets
 
-    repo_id = _repo("real")
+    repo_id = unique_repo("real")
     assert cli.main(["push-dataset", "--repo-id", repo_id]) == 0
     loaded = datasets.load_dataset(repo_id, cache_dir=str(tmp_path / "clean"))
     assert {split: len(ds) for split, ds in loaded.items()} == {"train": 60_000, "test": 10_000}

@@ -15,13 +15,10 @@ from hf_fmnist.train import train
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from hf_fmnist.dataset_export import export
-
-    from conftest import Synthetic
+    from conftest import synthetic_export
 
     folder = tmp_path_factory.mktemp("model")
-    synthetic = Synthetic(folder / "raw", sizes=(128, 50))
-    dataset = export(folder / "export", data_dir=synthetic.folder, verify=False)
+    dataset = synthetic_export(folder, sizes=(128, 50))
     train(
         TrainConfig(
             output_dir=str(folder / "out"), dataset=str(dataset), num_train_epochs=1, per_device_train_batch_size=32

@@ -24,17 +24,14 @@ from hf_fmnist.errors import HfFmnistError
 from hf_fmnist.train import find_checkpoints
 from hf_fmnist.train import main as train_main
 
-from conftest import Synthetic
+from conftest import synthetic_export
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> str:
-    from hf_fmnist.dataset_export import export
-
-    folder = tmp_path_factory.mktemp("safety")
-    return str(export(folder / "export", data_dir=Synthetic(folder / "raw", sizes=(128, 40)).folder, verify=False))
+    return str(synthetic_export(tmp_path_factory.mktemp("safety"), sizes=(128, 40)))
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from hf_fmnist import hub as publish
 from hf_fmnist.demo import SPACE_MODULES
 from hf_fmnist.space import DEMO_END, DEMO_START, push_space, with_demo_block
 
-from conftest import HUB_USER, real_data
+from conftest import HUB_USER, real_data, unique_repo
 
 gradio = pytest.importorskip("gradio", reason="needs the 'demo' extra")
 OTHER_USER, OTHER_TOKEN = "someone-else", "hf_othertoken0123456789abcdef"
@@ -49,10 +48,6 @@ Some.
 """
 
 
-def _repo(name: str, user: str = HUB_USER) -> str:
-    return f"{user}/{name}-{uuid.uuid4().hex[:8]}"
-
-
 def _quiet(message: str) -> None:
     pass
 
@@ -73,7 +68,7 @@ def model_dir(tmp_path_factory) -> Path:
 def test_push_space_holds_exactly_the_app_and_links_the_model(hub, model_dir, tmp_path):
     """Catches a Space with missing or extra files, code that differs from the installed demo, wrong Space metadata,
     a re-push that commits again, and a card link that is missing, misplaced or duplicated."""
-    model_id, space_id = _repo("model"), _repo("demo")
+    model_id, space_id = unique_repo("model"), unique_repo("demo")
     push_card(model_id, model_dir)
     model_commits = hub.state.commit_count("model", model_id)
 
@@ -120,7 +115,7 @@ def test_generated_space_app_runs_on_its_own(hub, model_dir, tmp_path):
     from gradio_client import Client, handle_file
     from huggingface_hub import snapshot_download
 
-    model_id, space_id = _repo("model"), _repo("demo")
+    model_id, space_id = unique_repo("model"), unique_repo("demo")
     push_card(model_id, model_dir)
     push_space(space_id, model_id, log=_quiet)
     space = Path(snapshot_download(space_id, repo_type="space", local_dir=tmp_path / "space"))
@@ -145,7 +140,7 @@ def test_generated_space_app_runs_on_its_own(hub, model_dir, tmp_path):
 @real_data
 def test_push_space_without_write_access_to_the_model_still_publishes(hub, model_dir):
     """The token may publish the Space but not edit someone else's model card: one line, no failure, no card commit."""
-    model_id, space_id = _repo("model", OTHER_USER), _repo("demo")
+    model_id, space_id = unique_repo("model", OTHER_USER), unique_repo("demo")
     push_card(model_id, model_dir, token=OTHER_TOKEN)
     commits = hub.state.commit_count("model", model_id)
     lines: list[str] = []
@@ -159,7 +154,7 @@ def test_push_space_without_write_access_to_the_model_still_publishes(hub, model
 def test_push_space_refuses_a_model_the_hub_does_not_have(hub):
     from hf_fmnist.errors import HfFmnistError
 
-    space_id = _repo("demo")
+    space_id = unique_repo("demo")
     with pytest.raises(HfFmnistError, match="not found on the Hub.*push-model"):
         push_space(space_id, f"{HUB_USER}/no-such-model", log=_quiet)
     assert ("space", space_id) not in hub.state.repos  # nothing created

@@ -26,13 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     """An exported folder of 256 train / 100 test images, one texture or shape per class (conftest.Synthetic)."""
-    from hf_fmnist.dataset_export import export
+    from conftest import synthetic_export
 
-    from conftest import Synthetic
-
-    folder = tmp_path_factory.mktemp("tiny")
-    synthetic = Synthetic(folder / "raw", sizes=(256, 100))
-    return str(export(folder / "export", data_dir=synthetic.folder, verify=False))
+    return str(synthetic_export(tmp_path_factory.mktemp("tiny"), sizes=(256, 100)))
 
 
 def _config(tmp_path, dataset, **overrides) -> TrainConfig:
