@@ -35,9 +35,10 @@ def test_runs_of_an_earlier_definition_or_with_extra_flags_are_left_out():
 
 
 def test_stored_settings_are_the_definition_without_its_prose_as_json_keeps_it():
-    settings = _script().recipe_settings("h200-10s")
+    script = _script()
+    settings = script.recipe_settings("h200-10s")
     recipe = recipes.RECIPES["h200-10s"]
     assert "result" not in settings and "tuned_for" not in settings
     assert settings["model_config"]["hidden_sizes"] == recipe.model_config["hidden_sizes"]
     assert settings["num_train_epochs"] == recipe.num_train_epochs and settings["random_erasing"] == 0.0
-    assert _script().recipe_settings("no-such-recipe") is None
+    assert script.recipe_settings("no-such-recipe") is None
