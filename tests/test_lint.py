@@ -30,7 +30,7 @@ def test_ruff(command):
 
 def test_mypy(request, tmp_path):
     # mypy's cache goes to pytest's (.pytest_cache, ignored by git), never into the checkout: the first run reads
-    # torch's and transformers' types (about a minute on 2 cores), later runs take seconds.
+    # torch's types (about 45 s on 2 cores), later runs take seconds.
     pytest_cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
     cache = pytest_cache.mkdir("mypy") if pytest_cache is not None else tmp_path
     command = [
