@@ -20,7 +20,7 @@ import numpy as np
 from . import CLASS_NAMES
 
 # The package modules the app runs on, copied into the Space (tests/test_space.py runs the copy on its own).
-SPACE_MODULES = ("__init__", "errors", "extras", "predict", "evaluation", "models", "loader", "demo")
+SPACE_MODULES = ("__init__", "errors", "extras", "image_limits", "predict", "evaluation", "models", "loader", "demo")
 MAX_UPLOAD = "10mb"  # Gradio refuses bigger files before they reach us
 MAX_SIDE = 1024  # pixels: larger images are shrunk before the photo preprocessing (the model sees 28x28 anyway)
 VIEW_SIZE = 224  # the model's input is shown enlarged to this, without smoothing
@@ -96,6 +96,23 @@ def _shrink(gray: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(image)
 
 
+def restrict_pil_formats() -> None:
+    """Leave PIL able to open only :data:`hf_fmnist.image_limits.IMAGE_FORMATS`, in this whole process.
+
+    load_image opens files with that allow-list, but Gradio opens each upload first with a plain ``Image.open``,
+    which tries every plugin: an upload holding EPS would run Ghostscript on the uploader's PostScript. The app's
+    process opens nothing else, so its PIL registry is cut down instead.
+    """
+    from PIL import Image
+
+    from .image_limits import IMAGE_FORMATS
+
+    Image.init()  # register every plugin now: a later Image.open would otherwise register them again
+    for name in [name for name in Image.ID if name not in IMAGE_FORMATS]:
+        Image.ID.remove(name)
+        Image.OPEN.pop(name, None)
+
+
 def enlarge(pixels: np.ndarray, size: int = VIEW_SIZE) -> np.ndarray:
     """Nearest-neighbour enlargement, so every model pixel stays a visible square."""
     factor = max(1, size // max(pixels.shape))
@@ -145,6 +162,7 @@ def build_app(model_ref: str, *, examples_dir: str | os.PathLike | None = None, 
     # load_image refuses images above MAX_PIXELS, but Gradio decodes each upload first, bounded only by PIL's
     # decompression-bomb limit (an error at twice MAX_IMAGE_PIXELS): lower that to ours for a public app.
     Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_PIXELS, MAX_PIXELS)
+    restrict_pil_formats()
 
     classify = classifier or Classifier(model_ref)
 

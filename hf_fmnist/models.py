@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import CLASS_NAMES
-from .errors import HfFmnistError
+from .errors import HfFmnistError, printable
 
 MEAN, STD = 0.2860, 0.3530  # of Fashion-MNIST train pixels scaled to [0, 1]
 IMAGE_SIZE = 28
@@ -219,12 +219,13 @@ def load_model(
     from transformers import AutoConfig, AutoModelForImageClassification
 
     source = _describe(name_or_path)
+    check_model_folder(name_or_path)
     try:
         config = AutoConfig.from_pretrained(name_or_path, token=token, trust_remote_code=False)
     except Exception as e:  # OSError, ValueError, HTTP errors: all mean "cannot use this"
         raise HfFmnistError(
-            f"Cannot load model {source}: {type(e).__name__}: {e}. Pass a preset ({', '.join(PRESETS)}), a folder "
-            f"holding config.json, or a Hub model id."
+            f"Cannot load model {source}: {type(e).__name__}: {_one_line(e)}. Pass a preset ({', '.join(PRESETS)}), "
+            f"a folder holding config.json, or a Hub model id."
         ) from None
     id2label, label2id = label_maps(names)
     same_labels = [config.id2label.get(i) for i in range(len(names))] == list(names) and config.num_labels == len(names)
@@ -238,13 +239,16 @@ def load_model(
             token=token,
             trust_remote_code=False,  # explicit: left unset, transformers asks on stdin whether to run the repo's code
         )
-    except (RuntimeError, ValueError) as e:
-        if "size mismatch" in str(e) or "mismatch" in str(e).lower():
+    except Exception as e:  # OSError (no weights), SafetensorError (damaged), UnpicklingError (a refused .bin), ...
+        if isinstance(e, (RuntimeError, ValueError)) and "mismatch" in str(e).lower():
             raise HfFmnistError(
                 f"Model {source} has a {config.num_labels}-class head; pass --ignore_mismatched_sizes to replace it "
                 f"with a fresh {len(names)}-class head."
             ) from None
-        raise HfFmnistError(f"Cannot load model {source}: {e}") from None
+        raise HfFmnistError(
+            f"Cannot load model {source} ({type(e).__name__}: {_one_line(e)}); pass a folder written by `train.py` "
+            f"(config.json and model.safetensors), a preset ({', '.join(PRESETS)}), or a Hub model id."
+        ) from None
     if not same_labels:
         _reset_head(model)
     return model, load_image_processor(name_or_path, token=token)
@@ -258,15 +262,76 @@ def load_image_processor(name_or_path: str, token: str | None = None):
     """
     from transformers import AutoImageProcessor
 
+    from .loader import Preprocess
+
+    check_model_folder(name_or_path)
     try:
-        return AutoImageProcessor.from_pretrained(name_or_path, token=token, trust_remote_code=False)
+        processor = AutoImageProcessor.from_pretrained(name_or_path, token=token, trust_remote_code=False)
     except OSError:  # no preprocessor_config.json: a checkpoint saved without one
         return preset_image_processor()
     except Exception as e:  # ValueError (remote code, unknown class), JSON errors
         raise HfFmnistError(
             f"Cannot use the image processor of {_describe(name_or_path)} ({type(e).__name__}: "
-            f"{' '.join(str(e).split())[:300]}); hf_fmnist never runs code from a model repo."
+            f"{_one_line(e)}); hf_fmnist never runs code from a model repo."
         ) from None
+    # Its sizes and mean/std come from the folder: check them now, where the folder can be named, rather than when a
+    # batch is resized by them (a size of 60000 allocates 14 GB per image). The channel count is the processor's own
+    # (the model's is checked against it later, by Preprocess.from_processor).
+    mean = getattr(processor, "image_mean", None)
+    channels = len(mean) if isinstance(mean, (list, tuple)) and 1 <= len(mean) <= 4 else 3
+    try:
+        Preprocess.from_processor(processor, channels)
+    except HfFmnistError as e:
+        raise HfFmnistError(f"Cannot use the image processor of {_describe(name_or_path)}: {e}.") from None
+    return processor
+
+
+MAX_CONFIG_BYTES = (
+    16 << 20
+)  # a config naming 22k ImageNet classes is about 1 MB; json.load holds several times the file
+
+
+def check_model_folder(name_or_path: str) -> None:
+    """Refuse a local model folder holding links that lead out of it (to anyone's files), or a configuration too big
+    to be one; Hub ids pass unchecked.
+
+    transformers follows links: ``model.safetensors -> ../elsewhere/...`` would load weights (or read files) the
+    folder's author chose from outside the folder the user named.
+    """
+    folder = Path(os.path.expanduser(name_or_path))
+    if not folder.is_dir():
+        return
+    roots = [folder.resolve()]
+    snapshot = roots[0]
+    if snapshot.parent.name == "snapshots" and (snapshot.parent.parent / "blobs").is_dir():
+        # a Hugging Face cache snapshot (models--NS--NAME/snapshots/REV), as snapshot_download returns it: its files
+        # are links into the same repo's blobs/ folder, by design
+        roots.append((snapshot.parent.parent / "blobs").resolve())
+    for name in ("config.json", "preprocessor_config.json"):
+        path = folder / name
+        if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:  # transformers would read it whole
+            raise HfFmnistError(
+                f"Model folder {folder}: {name} is {path.stat().st_size:,} bytes, more than any model's configuration "
+                f"({MAX_CONFIG_BYTES:,}); refused. Is it the folder you meant?"
+            )
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink() and not any(_resolves_inside(entry, root) for root in roots):
+            raise HfFmnistError(
+                f"Model folder {folder}: {printable(entry.name)} is a link leading out of the folder; refused. Copy "
+                f"the file itself into the folder (cp -L) if you trust it."
+            )
+
+
+def _resolves_inside(link: Path, root: Path) -> bool:
+    try:
+        return link.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a loop of links: leads nowhere usable
+        return False
+
+
+def _one_line(e: Exception) -> str:
+    """An exception's message on one line, escaped and cut short: it may quote a file's contents."""
+    return printable(" ".join(str(e).split()))[:300]
 
 
 def _reset_head(model) -> None:

@@ -24,10 +24,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .image_limits import IMAGE_FORMATS, MAX_PIXELS
+
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _IDAT_CRC = zlib.crc32(b"IDAT")  # a chunk CRC covers its tag; start from the tag's CRC
 CHUNK_IMAGES = 2_000  # images per thread task: big enough to amortise scheduling, small enough to balance
+# decode_gray allocates its whole output from the first image's header, which a stranger's dataset controls:
+# Fashion-MNIST is 55 MB decoded; this still allows 70,000 images of 240x240, yet refuses a header asking for terabytes.
+MAX_DECODED_BYTES = 4 << 30
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:
@@ -101,7 +106,8 @@ def decode_gray(pngs: Sequence[bytes], size: tuple[int, int] | None = None) -> n
     8-bit grayscale PNGs whose rows use filter types 0-2 (all of ours) are decoded in bulk with zlib and numpy;
     anything else (other filters, colour, JPEG, ...) goes through PIL and is converted to grayscale ("L"), so this
     accepts any dataset's images. All images must have one size (``size`` as (H, W), default: the first image's).
-    Raises ``ValueError`` naming the first image that cannot be decoded or has another size.
+    Raises ``ValueError`` naming the first image that cannot be decoded or has another size, and for sizes beyond
+    :data:`hf_fmnist.image_limits.MAX_PIXELS` per image or :data:`MAX_DECODED_BYTES` in all (checked before allocating).
     """
     if not len(pngs):
         h, w = size or (0, 0)
@@ -109,11 +115,24 @@ def decode_gray(pngs: Sequence[bytes], size: tuple[int, int] | None = None) -> n
     if size is None:
         size = _size_of(pngs[0], 0)
     height, width = size
+    if min(height, width) < 1 or height * width > MAX_PIXELS:
+        raise ValueError(
+            f"image 0 is {width}x{height} pixels; hf_fmnist decodes images of 1 to {MAX_PIXELS / 1e6:.1f} MP "
+            f"(Fashion-MNIST's are 28x28)"
+        )
+    if len(pngs) * height * width > MAX_DECODED_BYTES:
+        raise ValueError(
+            f"{len(pngs):,} images of {width}x{height} would take {len(pngs) * height * width / 2**30:.1f} GiB "
+            f"decoded, more than the {MAX_DECODED_BYTES / 2**30:.0f} GiB hf_fmnist allows; shrink the images"
+        )
     out = np.empty((len(pngs), height, width), np.uint8)
     stride = height * (width + 1)
     fast_idx, fast_rows, slow = [], [], []
     for i, png in enumerate(pngs):
-        rows = _inflate_simple(png, height, width)
+        try:
+            rows = _inflate_simple(png, height, width)
+        except ValueError as e:
+            raise ValueError(f"image {i} {e}") from None
         if rows is not None and len(rows) == stride:
             fast_idx.append(i)
             fast_rows.append(rows)
@@ -151,7 +170,11 @@ def _unfilter_012(scan: np.ndarray) -> np.ndarray:
 
 
 def _inflate_simple(png: bytes, height: int, width: int) -> bytes | None:
-    """The inflated scanlines of an 8-bit gray, non-interlaced PNG of the given size; None for anything else."""
+    """The inflated scanlines of an 8-bit gray, non-interlaced PNG of the given size; None for anything else.
+
+    Raises ``ValueError`` when the data inflates to more than the header's size: a small file can hold gigabytes of
+    deflated zeros, so inflating stops one byte past what the header implies.
+    """
     if png[:8] != SIGNATURE or png[12:16] != b"IHDR":
         return None
     w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", png[16:29])
@@ -168,10 +191,18 @@ def _inflate_simple(png: bytes, height: int, width: int) -> bytes | None:
         elif tag in (b"PLTE", b"tRNS", b"gAMA", b"sBIT", b"iCCP", b"cHRM", b"sRGB"):
             return None  # chunks that change what the samples mean: let PIL interpret them
         pos += 12 + length
+    stride = height * (width + 1)
+    inflater = zlib.decompressobj()
     try:
-        return zlib.decompress(b"".join(idat))
+        rows = inflater.decompress(b"".join(idat), stride + 1)
     except zlib.error:
         return None  # PIL will give the precise error
+    if len(rows) > stride:
+        raise ValueError(
+            f"inflates to more than the {width}x{height} pixels its PNG header gives (a decompression bomb, or a "
+            f"damaged file); re-encode it"
+        )
+    return rows if inflater.eof else None  # truncated data: PIL will give the precise error
 
 
 def _size_of(png: bytes, index: int) -> tuple[int, int]:
@@ -184,11 +215,19 @@ def _size_of(png: bytes, index: int) -> tuple[int, int]:
 def _decode_pil(data: bytes, index: int, size: tuple[int, int] | None) -> np.ndarray:
     from PIL import Image
 
+    array = None
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            array = np.asarray(im.convert("L"))
+        # Only PIL's own decoders (IMAGE_FORMATS): a dataset cell holding EPS must not run Ghostscript.
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
+            width, height = im.size  # from the header: checked before decoding allocates it
+            if (size is None or (height, width) == tuple(size)) and width * height <= MAX_PIXELS:
+                array = np.asarray(im.convert("L"))
     except Exception as e:  # PIL raises many types for bad data
         raise ValueError(f"image {index} cannot be decoded: {e}") from None
-    if size is not None and array.shape != tuple(size):
-        raise ValueError(f"image {index} is {array.shape[1]}x{array.shape[0]}, expected {size[1]}x{size[0]}")
+    if size is not None and (height, width) != tuple(size):
+        raise ValueError(f"image {index} is {width}x{height}, expected {size[1]}x{size[0]}")
+    if array is None:
+        raise ValueError(
+            f"image {index} is {width}x{height} pixels, more than the {MAX_PIXELS / 1e6:.1f} MP hf_fmnist decodes"
+        )
     return array

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import HfFmnistError, printable
+from .image_limits import IMAGE_FORMATS, MAX_PIXELS
 
-MAX_PIXELS = 1 << 23  # 8.4 MP (4K UHD fits); PIL's own bomb limit is 89 MP, far more than a 28x28 model needs
 MAX_FILE_BYTES = 64 << 20
 JPEG_DRAFT_SIZE = (512, 512)  # JPEGs decode at 1/2-1/8 scale when that still leaves this many pixels
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"}
@@ -73,7 +73,7 @@ def load_image(path: Path) -> LoadedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, don't just warn
-            with Image.open(path) as image:
+            with Image.open(path, formats=IMAGE_FORMATS) as image:
                 if image.format == "JPEG":
                     image.draft("RGB" if image.mode != "L" else "L", JPEG_DRAFT_SIZE)  # decode at a reduced scale
                 width, height = image.size
@@ -94,7 +94,9 @@ def load_image(path: Path) -> LoadedImage:
             f"{path}: refused as a possible decompression bomb ({e}); Fashion-MNIST images are 28x28, shrink it first."
         ) from None
     except UnidentifiedImageError:
-        raise ImageFileError(f"{path}: not an image file (no known image format recognised).") from None
+        raise ImageFileError(
+            f"{path}: not an image file in a format hf_fmnist reads ({', '.join(IMAGE_FORMATS)}); convert it to PNG."
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for damaged data
         raise ImageFileError(f"{path}: corrupt or truncated image ({e}).") from None
 

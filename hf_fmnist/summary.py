@@ -5,16 +5,21 @@ from __future__ import annotations
 import os
 
 from .data import class_counts, decode, find_columns
+from .errors import printable
 
 
 def format_summary(dataset) -> str:
-    """Rows per split, then a class-by-split table of counts."""
+    """Rows per split, then a class-by-split table of counts.
+
+    Class and split names come from the dataset's own files, maybe a stranger's: they are escaped
+    (:func:`hf_fmnist.errors.printable`), so a name cannot clear the terminal or forge a line of the table.
+    """
     first = dataset[next(iter(dataset))]
-    names = first.features[find_columns(first.features)[1]].names
+    names = [printable(n) for n in first.features[find_columns(first.features)[1]].names]
     counts = class_counts(dataset)
     width = max(len(n) for n in names) + 2
-    lines = ["Rows per split: " + ", ".join(f"{split} {len(ds):,}" for split, ds in dataset.items()), ""]
-    lines.append(f"{'label':<6}{'class':<{width}}" + "".join(f"{split:>10}" for split in counts))
+    lines = ["Rows per split: " + ", ".join(f"{printable(split)} {len(ds):,}" for split, ds in dataset.items()), ""]
+    lines.append(f"{'label':<6}{'class':<{width}}" + "".join(f"{printable(split):>10}" for split in counts))
     for i, name in enumerate(names):
         lines.append(f"{i:<6}{name:<{width}}" + "".join(f"{int(c[i]):>10,}" for c in counts.values()))
     lines.append(f"{'':<6}{'total':<{width}}" + "".join(f"{int(c.sum()):>10,}" for c in counts.values()))

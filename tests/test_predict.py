@@ -77,6 +77,9 @@ def test_unusual_but_valid_images_are_converted_correctly(model_dir, tmp_path):
     assert loaded.notes == ["16-bit image scaled to 8 bits"]
     assert "palette" in load_image(tmp_path / "palette.png").notes[0]
     assert "CMYK" in load_image(tmp_path / "cmyk.jpg").notes[0]
+    # transparent pixels are background, and Fashion-MNIST's background is black, whatever colour they hide
+    Image.new("RGBA", (28, 28), (255, 255, 255, 0)).save(tmp_path / "transparent.png")
+    assert load_image(tmp_path / "transparent.png").gray.max() == 0
     results = predict(str(model_dir[0]), [str(tmp_path)])
     assert all("predictions" in r for r in results)
 
