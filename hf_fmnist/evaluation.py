@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HfFmnistError
+from .errors import HfFmnistError, printable
 
 RESULTS_FILE = "eval_results.json"
 
@@ -23,14 +23,16 @@ def load_for_inference(model_ref: str, token: str | None = None):
     import torch
     from transformers import AutoModelForImageClassification
 
-    from .models import load_image_processor
+    from .models import check_model_folder, load_image_processor
 
+    check_model_folder(model_ref)  # before transformers reads anything, wherever a link in the folder points
     try:
         model = AutoModelForImageClassification.from_pretrained(model_ref, token=token, trust_remote_code=False)
     except Exception as e:  # OSError (missing), ValueError (not a classifier), HTTP errors
+        message = printable(" ".join(str(e).split()))[:300]  # one line: it may quote a file's contents
         raise HfFmnistError(
-            f"Cannot load model {model_ref!r} ({type(e).__name__}: {e}); pass a folder written by `train.py` or a Hub "
-            f"model id."
+            f"Cannot load model {model_ref!r} ({type(e).__name__}: {message}); pass a folder written by `train.py` or "
+            f"a Hub model id."
         ) from None
     processor = load_image_processor(model_ref, token=token)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -52,7 +54,8 @@ def evaluate_model(
     """Evaluate ``model_ref`` on a split (default: test); write ``eval_results.json`` and plots to ``output_dir``."""
     import torch
 
-    from . import metrics, plots
+    # atomic and ownership are imported here, not at the top: a generated Space copies this module without them
+    from . import atomic, metrics, ownership, plots
     from .data import eval_split_of, find_columns, load_arrays, local_root, open_dataset
     from .loader import DeviceLoader, Preprocess
     from .train import evaluate_logits
@@ -81,20 +84,42 @@ def evaluate_model(
     logits, got_labels = evaluate_logits(model, loader)
     report = metrics.compute(logits, got_labels, names)
     out = Path(output_dir) if output_dir else default_output_dir(model_ref)
+    check_output_dir(out, given=output_dir is not None)
     out.mkdir(parents=True, exist_ok=True)
+    ownership.mark(out, ownership.EVALUATION)
     results = {
         "model": model_ref,
         "dataset": dataset or "fashion_mnist",
         "split": split,
         **{f"eval_{k}": v for k, v in report.items()},
     }
-    tmp = out / f".{RESULTS_FILE}.tmp"
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out / RESULTS_FILE)
+    atomic.write_text(out / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
     plots.confusion_matrix(np.asarray(report["confusion_matrix"]), names, out / "confusion_matrix.png")
     plots.predictions_grid(images, got_labels, logits.argmax(1), names, out / "predictions.png")
     results["output_dir"] = str(out)
     return results
+
+
+def check_output_dir(out: Path, *, given: bool) -> None:
+    """Write only into a new or empty folder, or one an earlier ``evaluate`` wrote: never over a user's files.
+
+    The default folder lies inside the model folder, which may be a stranger's: there it must be a real folder,
+    not a link leading elsewhere (a folder the user names with ``--output-dir`` may be a link: their choice).
+    """
+    from . import ownership
+
+    flag = "--output-dir" if given else "the default output folder"
+    if not given and out.is_symlink():
+        raise HfFmnistError(
+            f"{flag} {out} is a link inside the model folder, and evaluate writes only where it was told; pass "
+            "--output-dir NEW_FOLDER."
+        )
+    ownership.check_is_folder(out, flag)
+    if out.exists() and ownership.entries(out) and not ownership.is_marked(out, ownership.EVALUATION):
+        raise HfFmnistError(
+            f"{flag} {out} holds files that `hf-fmnist evaluate` did not write "
+            f"({ownership.describe(ownership.entries(out))}); pass --output-dir with a new or empty folder."
+        )
 
 
 def default_output_dir(model_ref: str) -> Path:
@@ -105,15 +130,20 @@ def default_output_dir(model_ref: str) -> Path:
 
 
 def format_report(results: dict) -> str:
+    # names and paths come from the model's and the dataset's files: printed escaped, they cannot rewrite the terminal
     lines = [
-        f"{results['model']} on {results['dataset']} [{results['split']}], {results['eval_samples']:,} images",
+        f"{printable(results['model'])} on {printable(results['dataset'])} [{printable(results['split'])}], "
+        f"{results['eval_samples']:,} images",
         f"  accuracy        {results['eval_accuracy']:.4f}",
         f"  top-5 accuracy  {results['eval_top5_accuracy']:.4f}",
         f"  macro-F1        {results['eval_macro_f1']:.4f}",
         "  per class:",
     ]
-    width = max(len(n) for n in results["eval_per_class_accuracy"])
-    for name, value in results["eval_per_class_accuracy"].items():
+    per_class = {printable(name): value for name, value in results["eval_per_class_accuracy"].items()}
+    width = max(len(n) for n in per_class)
+    for name, value in per_class.items():
         lines.append(f"    {name:<{width}}  {'n/a' if value is None else f'{value:.4f}'}")
-    lines.append(f"Saved {RESULTS_FILE}, confusion_matrix.png and predictions.png in {results['output_dir']}")
+    lines.append(
+        f"Saved {RESULTS_FILE}, confusion_matrix.png and predictions.png in {printable(results['output_dir'])}"
+    )
     return "\n".join(lines)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cards, idx, plots
+from . import cards, idx, ownership, plots
 from .cards import EXAMPLES_DIR, RESULTS_FILE
+from .errors import printable
 
 __all__ = ["RESULTS_FILE", "write_model_folder", "is_original_split", "write_examples"]
-EXAMPLE_NAME = re.compile(r"[0-9]+_[a-z0-9_]+\.png")  # what write_examples names its files
 NUM_EXAMPLES = 6  # widget images: one per class, of the first classes met in the test split
 
 
@@ -71,14 +71,36 @@ def write_model_folder(
 
 
 def _replace_examples(new: Path, old: Path) -> None:
-    """Move our new example images into ``old``, removing only earlier ones of ours (a user's files there stay)."""
+    """Move our new example images into ``old``, replacing only the ones our marker there says we wrote.
+
+    ``old`` belongs to a folder we may not have written (``--overwrite_output_dir``, or a stranger's run being
+    resumed): a file we did not write is never deleted or replaced (a new example of that name is left out, with a
+    line saying so), and nothing is written through a link. This runs after training, so it skips rather than
+    fails: the examples only feed the Hub's widget.
+    """
+    if old.is_symlink() or (old.exists() and not old.is_dir()):
+        print(
+            f"note: {printable(str(old))} is a link or a file, not a folder of ours: no example images written "
+            "(move it away and train again to get them)"
+        )
+        shutil.rmtree(new, ignore_errors=True)
+        return
     old.mkdir(exist_ok=True)
-    for path in old.iterdir():
-        if EXAMPLE_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+    ours = ownership.marked_files(old, ownership.EXAMPLES)
+    for name in sorted(ours):
+        path = old / name
+        if path.is_file() and not path.is_symlink():
             path.unlink()
+    written = []
     for path in sorted(new.iterdir()):
-        os.replace(path, old / path.name)
-    new.rmdir()
+        target = old / path.name
+        if target.exists() or target.is_symlink():
+            print(f"note: kept {printable(str(target))}, which hf_fmnist did not write; that example is left out")
+            continue
+        os.replace(path, target)
+        written.append(path.name)
+    ownership.mark(old, ownership.EXAMPLES, files=written)
+    shutil.rmtree(new, ignore_errors=True)
 
 
 def write_examples(images: np.ndarray, labels: np.ndarray, names, folder: Path, count: int = NUM_EXAMPLES) -> list:

@@ -17,27 +17,45 @@ from .errors import HfFmnistError
 MARKER = ".hf_fmnist"
 EXPORT = "dataset-export"
 TRAINING_OUTPUT = "training-output"
+EXAMPLES = "widget-examples"  # a training output's examples/ folder
+EVALUATION = "evaluation-output"
 _MAX_MARKER_BYTES = 4096
 
 
-def mark(folder: str | os.PathLike, kind: str) -> None:
-    """Record that hf_fmnist wrote ``folder`` as a ``kind`` folder."""
+def mark(folder: str | os.PathLike, kind: str, *, files: list[str] | None = None) -> None:
+    """Record that hf_fmnist wrote ``folder`` as a ``kind`` folder, and which ``files`` in it are ours, if given."""
+    from .atomic import write_text
+
+    record: dict = {"written_by": "hf_fmnist", "kind": kind}
+    if files is not None:
+        record["files"] = sorted(files)
+    write_text(Path(folder) / MARKER, json.dumps(record) + "\n")
+
+
+def _record(folder: str | os.PathLike) -> dict | None:
     path = Path(folder) / MARKER
-    tmp = path.with_name(f"{MARKER}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"written_by": "hf_fmnist", "kind": kind}) + "\n")
-    os.replace(tmp, path)
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_MARKER_BYTES:
+            return None
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and saved.get("written_by") == "hf_fmnist" else None
 
 
 def is_marked(folder: str | os.PathLike, kind: str) -> bool:
     """True if ``folder`` carries our marker for ``kind`` (a regular file, not a link planted to look like one)."""
-    path = Path(folder) / MARKER
-    try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_MARKER_BYTES:
-            return False
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(saved, dict) and saved.get("written_by") == "hf_fmnist" and saved.get("kind") == kind
+    saved = _record(folder)
+    return saved is not None and saved.get("kind") == kind
+
+
+def marked_files(folder: str | os.PathLike, kind: str) -> set[str]:
+    """The plain file names that our ``kind`` marker in ``folder`` says we wrote there (none without a marker)."""
+    saved = _record(folder)
+    files = saved.get("files") if saved is not None and saved.get("kind") == kind else None
+    if not isinstance(files, list):
+        return set()
+    return {f for f in files if isinstance(f, str) and f == Path(f).name and f not in ("", ".", "..", MARKER)}
 
 
 def entries(folder: Path) -> list[str]:

@@ -5,6 +5,7 @@ Matplotlib, headless.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,18 +56,18 @@ def class_samples(images: np.ndarray, labels: np.ndarray, names: Sequence[str], 
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as PNG via a temp file and rename, then close it."""
+    """Write ``fig`` as PNG, atomically and never through a link (:mod:`hf_fmnist.atomic`), then close it."""
+    from .atomic import write_bytes
+
     plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
+        fig.savefig(buffer, format="png", dpi=110)
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
-    return path
+    return write_bytes(path, buffer.getvalue())
 
 
 def learning_curves(history: Sequence[dict], path: str | os.PathLike) -> Path:

@@ -175,6 +175,45 @@ def test_checkpoint_round_trip_restores_the_optimizer_exactly(checkpointed_run):
             assert torch.equal(restored["state"][index][key], value), (index, key)
 
 
+class _OneProcess:
+    """The little of an Accelerator that checkpoint.save and load use, for one CPU process."""
+
+    is_main_process, process_index, num_processes, scaler = True, 0, 1, None
+    device = "cpu"
+
+    def wait_for_everyone(self):
+        pass
+
+    def unwrap_model(self, model, keep_torch_compile=True):
+        return model
+
+
+def test_a_checkpoint_restores_the_random_generators(tmp_path):
+    """Resuming must continue the same random stream (dropout, any augmentation drawn from torch's generator)."""
+    import torch
+
+    from hf_fmnist import checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    checkpoint.save(_OneProcess(), model, optimizer, checkpoint.TrainState(), tmp_path, "step_1")
+    expected = torch.rand(5)
+    checkpoint.load(tmp_path / "step_1", _OneProcess(), model, optimizer, scheduler)
+    assert torch.equal(torch.rand(5), expected)
+
+
+def test_the_newest_checkpoint_is_the_highest_step_not_the_last_name(tmp_path):
+    """step_10 sorts before step_9 by name; resuming "latest" from step_9 would silently redo a step."""
+    from hf_fmnist.checkpoint import FORMAT, STATE_FILE, VERSION, find_checkpoints
+
+    for step in (9, 10, 100):
+        (tmp_path / f"step_{step}").mkdir()
+        state = {"format": FORMAT, "version": VERSION, "step": step, "files": {}}
+        (tmp_path / f"step_{step}" / STATE_FILE).write_text(json.dumps(state))
+    assert [p.name for p in find_checkpoints(tmp_path)] == ["step_9", "step_10", "step_100"]
+
+
 # 2. build never replaces a user's folder ---------------------------------------------------------------------------
 
 
@@ -234,6 +273,158 @@ def test_overwrite_output_dir_keeps_the_users_other_files(tiny_dataset, tmp_path
     assert (user / "notes.txt").read_text() == "notes" and (user / "important.txt").read_text() == "important"
     assert (user / "README.md").read_text() != "my project"  # the model card: writing there was asked for
     assert (user / "model.safetensors").is_file() and [p.name for p in find_checkpoints(user)] == ["step_2", "step_4"]
+
+
+def _example_name(label: int) -> str:
+    import re
+
+    from hf_fmnist import CLASS_NAMES
+
+    return f"{label}_{re.sub(r'[^a-z0-9]+', '_', CLASS_NAMES[label].lower()).strip('_')}.png"
+
+
+def test_examples_of_the_users_are_never_deleted_or_replaced(tiny_dataset, tmp_path, capsys):
+    """Before: every examples/N_name.png was deleted as if ours (1_cat.png too), and ours written over the user's."""
+    user = tmp_path / "mine"
+    (user / "examples").mkdir(parents=True)
+    mine = {name: f"picture {name}".encode() for name in ["1_cat.png", *map(_example_name, range(5))]}
+    for name, data in mine.items():
+        (user / "examples" / name).write_bytes(data)
+    args = _train_args(user, tiny_dataset, "--checkpointing_steps", "2", "--overwrite_output_dir")
+    assert train_main(args) == 0
+    out = capsys.readouterr().out
+    assert {name: (user / "examples" / name).read_bytes() for name in mine} == mine
+    ours = sorted(p.name for p in (user / "examples").iterdir() if p.name not in mine and not p.name.startswith("."))
+    assert ours and all(int(name.split("_")[0]) >= 5 for name in ours)
+    kept = [line for line in out.splitlines() if line.startswith("note: kept")]
+    assert len(kept) == 6 - len(ours)  # one line per example left out, each naming a file of the user's
+    # a second run replaces its own examples (no note about them) and still leaves the user's alone
+    assert train_main(args) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: kept")] == kept
+    assert {name: (user / "examples" / name).read_bytes() for name in mine} == mine
+    assert sorted(p.name for p in (user / "examples").iterdir() if p.name not in mine and p.name[0] != ".") == ours
+
+
+def test_an_examples_link_in_a_resumed_folder_is_not_written_through(checkpointed_run, tiny_dataset, tmp_path, capsys):
+    """Before: a run folder whose examples/ linked to the user's pictures had them deleted and ours written there."""
+    import shutil
+
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    (pictures / "3_my_dress.png").write_bytes(b"my dress")
+    (pictures / "0_t_shirt_top.png").write_bytes(b"my shirt")
+    run = _copy_checkpoint(checkpointed_run, tmp_path)
+    shutil.rmtree(run / "examples")
+    (run / "examples").symlink_to(pictures)
+    assert train_main(_train_args(run, tiny_dataset, "--resume_from_checkpoint", "latest")) == 0
+    assert "no example images written" in capsys.readouterr().out
+    assert _snapshot(pictures) == {"0_t_shirt_top.png": b"my shirt", "3_my_dress.png": b"my dress"}
+    assert (run / "examples").is_symlink() and (run / "model.safetensors").is_file()
+
+
+def _evaluate(model, dataset, *extra) -> int:
+    return cli.main(["evaluate", "--model", str(model), "--dataset", dataset, *extra])
+
+
+def test_evaluate_never_writes_over_the_users_files(model_folder, tiny_dataset, tmp_path, capsys):
+    """Before: --output-dir my_photos replaced the user's predictions.png and eval_results.json without a word."""
+    photos = tmp_path / "my_photos"
+    photos.mkdir()
+    (photos / "predictions.png").write_bytes(b"holiday picture")
+    (photos / "eval_results.json").write_text('{"mine": true}')
+    before = _snapshot(photos)
+    assert _evaluate(model_folder, tiny_dataset, "--output-dir", str(photos)) == 2
+    assert "did not write" in _one_error_line(capsys)
+    assert _snapshot(photos) == before
+    # a folder of its own it writes again
+    assert _evaluate(model_folder, tiny_dataset, "--output-dir", str(tmp_path / "eval")) == 0
+    assert _evaluate(model_folder, tiny_dataset, "--output-dir", str(tmp_path / "eval")) == 0
+
+
+def test_evaluate_writes_nothing_through_links_in_a_strangers_model_folder(
+    model_folder, tiny_dataset, tmp_path, capsys
+):
+    """Before: a link evaluation/.eval_results.json.tmp -> the user's notes.txt got the results written into it."""
+    import shutil
+
+    from hf_fmnist import ownership
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for name in ("notes.txt", "holiday.png", "old.txt"):
+        (victim / name).write_text(f"my {name}")
+    before = _snapshot(victim)
+    model = tmp_path / "model"
+    shutil.copytree(model_folder, model)
+    # the default output folder, a link out of the model folder: refused
+    (model / "evaluation").symlink_to(victim)
+    assert _evaluate(model, tiny_dataset) == 2
+    assert "link" in _one_error_line(capsys)
+    # a real folder dressed as ours, holding links named like every file evaluate writes (and its old temp file)
+    (model / "evaluation").unlink()
+    (model / "evaluation").mkdir()
+    ownership.mark(model / "evaluation", ownership.EVALUATION)
+    links = {
+        ".eval_results.json.tmp": "notes.txt",
+        "eval_results.json": "old.txt",
+        "confusion_matrix.png": "holiday.png",
+        "predictions.png": "holiday.png",
+    }
+    for name, target in links.items():
+        (model / "evaluation" / name).symlink_to(victim / target)
+    assert _evaluate(model, tiny_dataset) == 0
+    assert _snapshot(victim) == before
+    for name in ("eval_results.json", "confusion_matrix.png", "predictions.png"):
+        assert not (model / "evaluation" / name).is_symlink()
+    assert json.loads((model / "evaluation" / "eval_results.json").read_text())["eval_samples"] == 40
+
+
+def test_evaluate_report_prints_names_from_files_escaped():
+    from hf_fmnist.evaluation import format_report
+
+    hostile = "Shirt\x1b]0;owned\x07\x1b[2J\nerror: your token leaked"
+    report = format_report(
+        {
+            "model": "m\x1b[31m",
+            "dataset": "d",
+            "split": "test",
+            "eval_samples": 1,
+            "eval_accuracy": 1.0,
+            "eval_top5_accuracy": 1.0,
+            "eval_macro_f1": 1.0,
+            "eval_per_class_accuracy": {hostile: 1.0},
+            "output_dir": "out\nforged",
+        }
+    )
+    assert "\x1b" not in report and "\x07" not in report
+    assert len(report.splitlines()) == 7 and "error: your token" not in "".join(
+        line for line in report.splitlines() if line.startswith("error")
+    )
+
+
+def test_a_folder_of_ours_of_another_kind_is_not_a_training_output(tmp_path):
+    """The marker's kind counts: a dataset export (ours, but not a run) must not be trained into."""
+    from hf_fmnist import ownership
+    from hf_fmnist.config import TrainConfig
+    from hf_fmnist.train import check_output_dir
+
+    ownership.mark(tmp_path, ownership.EXPORT)
+    (tmp_path / "README.md").write_text("the dataset card")
+    with pytest.raises(HfFmnistError, match="did not write"):
+        check_output_dir(TrainConfig(output_dir=str(tmp_path)))
+    ownership.mark(tmp_path, ownership.TRAINING_OUTPUT)
+    check_output_dir(TrainConfig(output_dir=str(tmp_path)))
+
+
+def test_evaluate_refuses_a_model_whose_classes_come_in_another_order(tiny_dataset, tmp_path, capsys):
+    """Same names, other order: every prediction would be scored against the wrong class."""
+    from hf_fmnist import CLASS_NAMES, models
+
+    folder = tmp_path / "reversed"
+    models.create_model("cnn", names=list(reversed(CLASS_NAMES))).save_pretrained(folder)
+    models.preset_image_processor().save_pretrained(folder)
+    assert _evaluate(folder, tiny_dataset, "--output-dir", str(tmp_path / "eval")) == 2
+    assert "differ from the dataset" in _one_error_line(capsys)
 
 
 def test_an_earlier_run_of_ours_resumes_from_an_explicit_checkpoint(checkpointed_run, tiny_dataset, tmp_path, capsys):
