@@ -11,7 +11,8 @@ A checkpoint here is a folder ``step_N/`` or ``epoch_N/`` holding
   It is written last, so it marks a complete checkpoint.
 
 The learning-rate schedule is a pure function of the step, so it is re-derived, not stored. Loading checks the format,
-every file's digest, every tensor's name and shape; anything else is one :class:`CheckpointError` line.
+every file's digest, every tensor's name and shape, every saved number (a forged one fails at load, not
+after hours of training); anything else is one :class:`CheckpointError` line.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 PREFIXES = ("step_", "epoch_")
 MAX_STATE_BYTES = 16 << 20  # trainer_state.json holds a few numbers and the history: far below this
+MAX_COUNT = 2**53  # images seen, seconds: beyond any real run, and where floats stop counting exactly
 
 
 class CheckpointError(HfFmnistError):
@@ -66,7 +68,12 @@ class TrainState:
         }
 
     @classmethod
-    def from_json(cls, saved: dict, folder) -> TrainState:
+    def from_json(cls, saved: dict, folder, max_steps: int | None = None) -> TrainState:
+        """The state in ``saved``, every value checked: a forged one must fail here, not hours into training.
+
+        ``max_steps``: the resuming run's length; a step beyond it would have the schedule re-derived for as many
+        steps (10**15 hangs) and can never be trained from.
+        """
         checks: dict[str, type | tuple[type, ...]] = {
             "step": int,
             "images_seen": int,
@@ -78,17 +85,59 @@ class TrainState:
             if (
                 not isinstance(value, kind)
                 or isinstance(value, bool)
-                or (isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0))
+                or (isinstance(value, (int, float)) and not (math.isfinite(value) and 0 <= value <= MAX_COUNT))
             ):
                 raise CheckpointError(folder, f"{STATE_FILE}: {key!r} is {value!r}")
-        if not all(isinstance(h, dict) for h in saved["history"]):
-            raise CheckpointError(folder, f"{STATE_FILE}: 'history' must be a list of objects")
+        step = saved["step"]
+        if max_steps is not None and step > max_steps:
+            raise HfFmnistError(
+                f"checkpoint {folder} is at step {step:,}, beyond this run's {max_steps:,} training steps; resume it "
+                f"with a larger --num_train_epochs or --max_train_steps, or from an earlier checkpoint."
+            )
+        for i, entry in enumerate(saved["history"]):
+            problem = _history_problem(entry, step)
+            if problem:
+                raise CheckpointError(folder, f"{STATE_FILE}: history entry {i} {problem}")
         return cls(
-            step=saved["step"],
+            step=step,
             images_seen=saved["images_seen"],
             train_seconds=float(saved["train_seconds"]),
             history=list(saved["history"]),
         )
+
+
+# What train.end_epoch records per evaluation; the plots and the model card read them once training has ended, so a
+# forged entry must be refused at load (a KeyError then would lose the whole run). Value: may it be NaN, its range.
+HISTORY_KEYS: dict[str, tuple[bool, float, float]] = {
+    "epoch": (False, 1, math.inf),
+    "step": (False, 0, math.inf),  # at most the checkpoint's own step, checked below
+    "train_loss": (True, 0, math.inf),  # NaN when an epoch ran no step
+    "eval_accuracy": (False, 0, 1),
+    "eval_top5_accuracy": (False, 0, 1),
+    "elapsed_s": (False, 0, math.inf),
+    "since_first_step_s": (False, 0, math.inf),
+}
+HISTORY_REQUIRED = ("epoch", "step", "train_loss", "eval_accuracy")  # what the learning curves plot
+
+
+def _history_problem(entry, step: int) -> str | None:
+    """What is wrong with one saved history entry, or None."""
+    if not isinstance(entry, dict):
+        return f"is {type(entry).__name__}, not an object"
+    unknown = sorted(set(entry) - set(HISTORY_KEYS))
+    missing = [key for key in HISTORY_REQUIRED if key not in entry]
+    if unknown or missing:
+        return f"has unknown keys {unknown[:3]} / lacks {missing}"
+    for key, value in entry.items():
+        nan_ok, low, high = HISTORY_KEYS[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key in ("epoch", "step") and not isinstance(value, int):
+            number = False
+        if not number or not ((nan_ok and math.isnan(value)) or (math.isfinite(value) and low <= value <= high)):
+            return f"has {key!r} = {value!r}"
+    if entry["step"] > step:
+        return f"has 'step' = {entry['step']!r}, after the checkpoint's own step {step}"
+    return None
 
 
 def is_checkpoint_name(name: str) -> bool:
@@ -213,13 +262,17 @@ def save(accelerator, model, optimizer, state: TrainState, output_dir: str | os.
     return final
 
 
-def load(folder: Path, accelerator, model, optimizer, scheduler) -> TrainState:
-    """Restore model, optimizer, generators and schedule from ``folder``; returns the saved :class:`TrainState`."""
+def load(folder: Path, accelerator, model, optimizer, scheduler, max_steps: int | None = None) -> TrainState:
+    """Restore model, optimizer, generators and schedule from ``folder``; returns the saved :class:`TrainState`.
+
+    ``max_steps``: the resuming run's number of optimizer steps; a checkpoint beyond it is refused.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
     saved = read_state_file(folder)
-    state = TrainState.from_json(saved, folder)
+    state = TrainState.from_json(saved, folder, max_steps)
+    _check_scaler(folder, saved.get("scaler"))
     _check_digests(folder, saved["files"])
     device = accelerator.device
     try:
@@ -235,7 +288,9 @@ def load(folder: Path, accelerator, model, optimizer, scheduler) -> TrainState:
     try:
         _check_shapes(target.state_dict(), weights, MODEL_FILE)
         target.load_state_dict(weights)
-        optimizer.load_state_dict(_unflatten_optimizer(tensors, metadata, optimizer.state_dict()))
+        # the parameters' shapes, by the index the optimizer's state_dict gives them (in group order)
+        shapes = [tuple(p.shape) for g in optimizer.param_groups for p in g["params"]]
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, metadata, optimizer.state_dict(), shapes))
         if saved.get("scaler") is not None and getattr(accelerator, "scaler", None) is not None:
             accelerator.scaler.load_state_dict(saved["scaler"])
         if rng is not None:
@@ -247,6 +302,20 @@ def load(folder: Path, accelerator, model, optimizer, scheduler) -> TrainState:
         for _ in range(state.step):
             scheduler.step()
     return state
+
+
+SCALER_KEYS = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")
+
+
+def _check_scaler(folder: Path, scaler) -> None:
+    """The fp16 gradient scaler's state: numbers only (GradScaler takes anything and fails at the first step)."""
+    if scaler is None:
+        return
+    if not isinstance(scaler, dict) or not set(scaler) <= set(SCALER_KEYS):
+        raise CheckpointError(folder, f"{STATE_FILE}: 'scaler' is not a gradient scaler's state")
+    for key, value in scaler.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise CheckpointError(folder, f"{STATE_FILE}: 'scaler' has {key!r} = {value!r}")
 
 
 def _check_digests(folder: Path, files: dict) -> None:
@@ -285,8 +354,12 @@ def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[
     return tensors, {"param_groups": json.dumps(state_dict["param_groups"]), "scalars": json.dumps(scalars)}
 
 
-def _unflatten_optimizer(tensors: dict, metadata: dict, current: dict) -> dict:
-    """The inverse of :func:`_flatten_optimizer`, checked against the optimizer it is loaded into."""
+def _unflatten_optimizer(tensors: dict, metadata: dict, current: dict, shapes: list | None = None) -> dict:
+    """The inverse of :func:`_flatten_optimizer`, checked against the optimizer it is loaded into.
+
+    ``shapes``: each parameter's shape, by index. The optimizer itself checks almost nothing on load: a state tensor
+    of another shape or a hyper-parameter of another type fails only at the first step, as a traceback.
+    """
     try:
         groups = json.loads(metadata["param_groups"])
         scalars = json.loads(metadata.get("scalars", "{}"))
@@ -298,23 +371,71 @@ def _unflatten_optimizer(tensors: dict, metadata: dict, current: dict) -> dict:
         and len(groups) == len(current["param_groups"])
         and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
         and [p for g in groups for p in g["params"]] == params
+        and isinstance(scalars, dict)
     ):
         raise ValueError(f"{OPTIMIZER_FILE}: its parameter groups do not match this model's optimizer")
     for saved, now in zip(groups, current["param_groups"]):
         if set(saved) != set(now):
             raise ValueError(f"{OPTIMIZER_FILE}: hyper-parameters {sorted(set(saved) ^ set(now))} differ")
+        for key, value in saved.items():
+            if key != "params" and not _same_kind(value, now[key]):
+                raise ValueError(
+                    f"{OPTIMIZER_FILE}: hyper-parameter {key!r} is {value!r}, this optimizer has {now[key]!r}"
+                )
     state: dict[int, dict] = {}
     for name, tensor in tensors.items():
         _, index, key = name.split(".", 2)
-        if int(index) not in params:
+        if not index.isdigit() or int(index) not in params:
             raise ValueError(f"{OPTIMIZER_FILE}: state for unknown parameter {index}")
+        if shapes is not None:
+            _check_state_tensor(name, key, tensor, shapes[params.index(int(index))])
         state.setdefault(int(index), {})[key] = tensor
     for name, value in scalars.items():
-        index, key = name.split(".", 1)
-        if int(index) not in params or not isinstance(value, (int, float, bool, type(None))):
+        index, _, key = name.partition(".")
+        if (
+            not index.isdigit()
+            or int(index) not in params
+            or not isinstance(value, (int, float, bool, type(None)))
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
             raise ValueError(f"{OPTIMIZER_FILE}: bad scalar state {name}")
         state.setdefault(int(index), {})[key] = value
+    if shapes is not None:
+        _check_state_keys(state, groups)
     return {"state": state, "param_groups": groups}
+
+
+def _same_kind(saved, now) -> bool:
+    """Whether a saved hyper-parameter can stand in for the live one: same JSON type, numbers finite and >= 0."""
+    if isinstance(now, bool) or now is None:  # flags; foreach/fused may be None (auto) or a bool
+        return saved is None or isinstance(saved, bool)
+    if isinstance(now, (int, float)):
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved) and saved >= 0
+    if isinstance(now, (list, tuple)):  # betas: JSON gives a list for the tuple
+        return isinstance(saved, list) and len(saved) == len(now) and all(map(_same_kind, saved, now))
+    return type(saved) is type(now)
+
+
+def _check_state_tensor(name: str, key: str, tensor: torch.Tensor, shape: tuple) -> None:
+    """Adam's per-parameter state: a scalar ``step``, moments of the parameter's shape; all finite."""
+    expected = () if key == "step" else shape
+    if tuple(tensor.shape) != expected:
+        raise ValueError(f"{OPTIMIZER_FILE}: {name} has shape {tuple(tensor.shape)}, its parameter needs {expected}")
+    if tensor.is_complex() or not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{OPTIMIZER_FILE}: {name} holds values that are not finite")
+    if (key == "step" or key.endswith("_sq")) and bool((tensor < 0).any()):  # sqrt of a negative: NaN weights
+        raise ValueError(f"{OPTIMIZER_FILE}: {name} holds negative values")
+
+
+def _check_state_keys(state: dict[int, dict], groups: list) -> None:
+    """Every parameter with state has the same entries: Adam's, when the groups are Adam's (it reads them all)."""
+    kinds = {tuple(sorted(entries)) for entries in state.values()}
+    expected = None
+    if all("betas" in g and "amsgrad" in g for g in groups):
+        amsgrad = any(g["amsgrad"] for g in groups)
+        expected = tuple(sorted(("step", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())))
+    if len(kinds) > 1 or (expected is not None and kinds and kinds != {expected}):
+        raise ValueError(f"{OPTIMIZER_FILE}: its per-parameter state holds {sorted(kinds)[:2]}, not Adam's")
 
 
 def _rng_tensors() -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import png
-from .errors import HfFmnistError
+from .errors import HfFmnistError, printable
 
 BUILTIN = "fashion_mnist"
 CACHE_PREFIX = "hf_fmnist-tensors"
@@ -48,7 +48,25 @@ def load_arrays(split: str = "train", dataset=None, *, data_dir=None, verify: bo
         if split not in dataset:
             raise HfFmnistError(f"Split {split!r} not found; this dataset has {', '.join(dataset)}.")
         dataset = dataset[split]
-    return decode_cached(dataset, root)
+    images, labels = decode_cached(dataset, root)
+    check_labels(labels, dataset, split)
+    return images, labels
+
+
+def check_labels(labels: np.ndarray, ds, split: str) -> None:
+    """Every label must name a class: a ClassLabel column stores plain integers, -1 (datasets' "no label") or 50
+    among them would fail only after training, in the confusion matrix, or as a traceback in the loss."""
+    _, label_column = find_columns(ds.features)
+    classes = ds.features[label_column].num_classes
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        values = np.unique(labels[bad])
+        shown = ", ".join(str(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        raise HfFmnistError(
+            f"Split {printable(str(ds.split or split))!r}: {int(bad.sum()):,} label(s) of column "
+            f"{printable(label_column)!r} outside 0-{classes - 1} (the {classes} class names): {shown}; fix those rows "
+            f"or remove them (dataset.filter) before training or evaluating."
+        )
 
 
 def decode_cached(ds, root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:

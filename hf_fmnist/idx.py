@@ -212,6 +212,8 @@ def read_split(
             f"{files[image_name]} holds {len(images)} images but {files[label_name]} holds {len(labels)} labels; "
             f"they must come from the same release: {_FIX}."
         )
+    if not len(images):  # a valid header may promise 0 items; a split without examples cannot be built or trained on
+        raise IdxError(f"{files[image_name]} holds 0 images: a split needs at least one; {_FIX}.")
     if verify:
         verify_sha256(image_bytes, image_name, files[image_name], checksums)
         verify_sha256(label_bytes, label_name, files[label_name], checksums)

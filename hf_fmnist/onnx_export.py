@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HfFmnistError
+from .errors import HfFmnistError, printable
 
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
@@ -166,6 +166,19 @@ def _is_ours(path: Path) -> bool:
 
 
 def _check_replaceable(target: Path) -> None:
+    """Write only into a real ``onnx/`` folder, replacing only a ``model.onnx`` of ours.
+
+    A model folder from a stranger may hold ``onnx`` as a link to a folder of the user's (or ``model.onnx`` as a
+    link to a file of theirs): writing through it would put our files, or replace theirs, outside the folder.
+    """
+    for path in (target.parent, target):
+        if path.is_symlink():
+            raise HfFmnistError(
+                f"{path} is a link (to {printable(os.readlink(path))}); `hf-fmnist export` writes only into the "
+                f"folder itself: remove the link, or pass --output DIR."
+            )
+    if target.parent.exists() and not target.parent.is_dir():
+        raise HfFmnistError(f"{target.parent} exists and is not a folder; move it away or pass --output DIR.")
     if target.exists() and not _is_ours(target):
         raise HfFmnistError(
             f"{target} exists and was not written by `hf-fmnist export`; move it away or pass --output DIR."
@@ -178,6 +191,8 @@ def _check_sidecars(model_dir: Path, out: Path) -> None:
         return
     for name in SIDECARS:
         mine, theirs = model_dir / name, out / name
+        if theirs.is_symlink():  # copyfile would write through it (a dangling one, into wherever it points)
+            raise HfFmnistError(f"{theirs} is a link; pass an empty or new --output folder.")
         if mine.is_file() and theirs.is_file() and mine.read_bytes() != theirs.read_bytes():
             raise HfFmnistError(f"{theirs} exists and differs from {mine}; pass an empty or new --output folder.")
 

@@ -509,16 +509,16 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
     model, optimizer = accelerator.prepare(model, optimizer)
     # The schedule counts optimizer steps; prepared schedulers would step once per process per call.
     state = TrainState()
+    resume_from = resolve_checkpoint(config)
+    if resume_from is not None:  # before the output folder is written: a refused checkpoint leaves nothing behind
+        state = checkpoint.load(resume_from, accelerator, model, optimizer, scheduler, resolved["max_train_steps"])
+        accelerator.print(f"Resumed from {resume_from} at step {state.step}")
     if accelerator.is_main_process:
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
         ownership.mark(config.output_dir, ownership.TRAINING_OUTPUT)
         config.save(
             config.output_dir, **resolved, num_processes=accelerator.num_processes, device=str(accelerator.device)
         )
-    resume_from = resolve_checkpoint(config)
-    if resume_from is not None:
-        state = checkpoint.load(resume_from, accelerator, model, optimizer, scheduler)
-        accelerator.print(f"Resumed from {resume_from} at step {state.step}")
     if config.with_tracking:
         # public_dict: TensorBoard's hparams are published with the model, so no path of this machine goes in
         accelerator.init_trackers(
