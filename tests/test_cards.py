@@ -333,3 +333,47 @@ def test_a_model_from_a_preset_is_not_called_fine_tuned(tmp_path):
     card = cards.render_model_card(folder, repo_id="me/fm", endpoint=ENDPOINT)
     assert "fine-tuned" not in card
     assert "base_model" not in _metadata(card)
+
+
+def test_the_settings_table_shows_what_the_run_resolved_not_the_unset_flags(tmp_path):
+    """Flags left unset are None; the recipe filled them, and the card must say with what."""
+    folder = model_folder(tmp_path)
+    saved = json.loads((folder / "training_config.json").read_text())
+    assert saved["config"]["label_smoothing"] is None and saved["config"]["random_erasing"] is None
+    saved["resolved"].update(label_smoothing=0.1, random_erasing=0.25, hflip=True, recipe="cpu-15min")
+    (folder / "training_config.json").write_text(json.dumps(saved))
+    card = cards.render_model_card(folder)
+    for row in ("| `label_smoothing` | `0.1` |", "| `random_erasing` | `0.25` |", "| `hflip` | `True` |"):
+        assert row in card, row
+
+
+def _unbalanced():
+    """Labels 0, 0, 0, 9 in train: every fixture elsewhere is class-balanced, where shifted counts look right."""
+    import datasets
+    from PIL import Image
+
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(CLASS_NAMES))})
+    image = Image.new("L", (28, 28))
+    train = datasets.Dataset.from_dict({"image": [image] * 4, "label": [0, 0, 0, 9]}, features=features)
+    return datasets.DatasetDict({"train": train})
+
+
+def test_the_dataset_card_counts_each_class_by_its_own_label():
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+
+    ds = _unbalanced()
+    info = DatasetInfo(features=ds["train"].features, splits=SplitDict())
+    info.splits.add(SplitInfo(name="train", num_bytes=0, num_examples=4))
+    text = str(cards.dataset_card(ds, info, verified=False))
+    assert "| 0 | T-shirt/top | 3 |" in text and "| 9 | Ankle boot | 1 |" in text and "| 1 | Trouser | 0 |" in text
+
+
+def test_the_summary_counts_each_class_by_its_own_label():
+    from hf_fmnist.summary import format_summary
+
+    rows = {}
+    for line in format_summary(_unbalanced()).splitlines():
+        parts = line.split()
+        if parts and parts[0].isdigit():
+            rows[int(parts[0])] = parts[-1]
+    assert rows[0] == "3" and rows[9] == "1" and rows[1] == "0", rows

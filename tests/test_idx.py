@@ -64,7 +64,13 @@ CASES = {
     "count mismatch": (TRAIN_LABELS, lambda s: idx_labels(np.zeros(39, np.uint8)), False, "holds 40 images but"),
     "label out of range": (TRAIN_LABELS, lambda s: idx_labels(np.r_[np.zeros(39), 10]), False, "label 10 at index 39"),
     "checksum mismatch": (TRAIN_IMAGES, lambda s: _flip_pixel(s.contents[TRAIN_IMAGES]), False, "sha256"),
+    # a relabelled image is the quietest corruption: every label still in range, only the checksum can tell
+    "label checksum mismatch": (TRAIN_LABELS, lambda s: _relabel_last(s.contents[TRAIN_LABELS]), False, "sha256"),
 }
+
+
+def _relabel_last(content: bytes) -> bytes:
+    return content[:-1] + bytes([(content[-1] + 1) % 10])
 
 
 def _flip_pixel(content: bytes) -> bytes:

@@ -92,3 +92,15 @@ def test_initialisation_applies_to_presets_only_and_an_explicit_flag_on_a_checkp
     model = create_model("cnn")
     initialise(model, preset, PRE, data)
     assert torch.all(model.regnet.encoder.stages[0].layers[0].layer[2].normalization.weight == 0)
+
+
+def test_the_pca_stem_is_fitted_on_training_images_never_on_test_images(monkeypatch):
+    from hf_fmnist import models
+
+    seen = []
+    monkeypatch.setattr(models, "pca_init_stem", lambda model, x: seen.append(x) or True)
+    train_images, test_images = _images(8), 255 - _images(8)
+    labels = torch.zeros(8, dtype=torch.long)
+    data = Data(["x"] * 10, train_images, labels, test_images, labels, "test")
+    initialise(create_model("cnn"), {"zero_init_residual": False, "pca_stem": True}, PRE, data)
+    assert len(seen) == 1 and torch.equal(seen[0], PRE(train_images))

@@ -17,6 +17,7 @@ class Mirror:
         self.files = dict(files)
         self.requests: list[tuple[str, str | None]] = []
         self.drop_after: int | None = None  # send only this many bytes of the body, then close
+        self.ignore_range = False  # answer every request with the whole file (200), as some servers do
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -32,7 +33,7 @@ class Mirror:
                     self.send_error(404)
                     return
                 body, status = mirror.files[name], 200
-                if rng := self.headers.get("Range"):
+                if (rng := self.headers.get("Range")) and not mirror.ignore_range:
                     start = int(rng.removeprefix("bytes=").split("-")[0])
                     if start >= len(body):
                         self.send_error(416)
@@ -116,6 +117,19 @@ def test_download_resumes_a_partial_file(mirror, synthetic, tmp_path):
     assert (name + ".gz", "bytes=1000-") in mirror.requests
     assert (target / f"{name}.gz").read_bytes() == whole
     assert not list(target.glob("*.part"))
+
+
+def test_a_server_ignoring_the_range_restarts_the_file_instead_of_appending(mirror, synthetic, tmp_path):
+    """A 200 reply to a Range request is the whole file: appended to the partial one it would double the start."""
+    name = "train-images-idx3-ubyte"
+    whole = synthetic.path(name).read_bytes()
+    target = tmp_path / "cache"
+    target.mkdir()
+    (target / f"{name}.gz.part").write_bytes(whole[:1000])
+    mirror.ignore_range = True
+    raw.download(target, mirrors=[mirror.url], checksums=synthetic.checksums)
+    assert (name + ".gz", "bytes=1000-") in mirror.requests
+    assert (target / f"{name}.gz").read_bytes() == whole
 
 
 def test_dropped_connection_keeps_part_and_next_run_completes(mirror, synthetic, tmp_path):

@@ -63,3 +63,39 @@ def test_defaults_by_device_and_model():
     text = recipes.help_text()
     unmeasured = sum(r.result == recipes.NOT_MEASURED for r in recipes.RECIPES.values())
     assert all(name in text for name in recipes.RECIPES) and " ".join(text.split()).count("not measured") == unmeasured
+
+
+@pytest.mark.parametrize("name", ["cpu-5min", "cpu-15min", "cpu-vit-15min"])
+def test_every_unset_flag_takes_the_recipes_value(name):
+    """A flag whose default is a value instead of None would silently override every recipe."""
+    recipe = recipes.RECIPES[name]
+    resolved = resolve(TrainConfig(output_dir="o"), recipe)
+    fields = (
+        "num_train_epochs",
+        "learning_rate",
+        "weight_decay",
+        "lr_scheduler_type",
+        "label_smoothing",
+        "pad_crop",
+        "hflip",
+        "random_erasing",
+        "eval_last_epochs",
+        "zero_init_residual",
+        "pca_stem",
+    )
+    assert {f: resolved[f] for f in fields} == {f: getattr(recipe, f) for f in fields}
+    assert resolved["train_batch_size"] == recipe.train_batch_size
+
+
+def test_onecycle_warms_up_over_a_quarter_of_all_steps():
+    from hf_fmnist.train import schedule
+
+    config = TrainConfig(output_dir="o")
+    assert schedule(config, 4, 10) == {
+        "max_train_steps": 40,
+        "num_train_epochs": 4,
+        "steps_per_epoch": 10,
+        "num_warmup_steps": 10,
+    }
+    assert schedule(config, 4, 10, "cosine")["num_warmup_steps"] == 0
+    assert schedule(TrainConfig(output_dir="o", max_train_steps=15), 4, 10)["num_train_epochs"] == 2

@@ -533,7 +533,7 @@ def _index_of(x: torch.Tensor) -> torch.Tensor:
     return pixels[:, 0] * 256 + pixels[:, 1]
 
 
-@pytest.mark.parametrize("n, batch, world", [(23, 4, 2), (999, 64, 2), (10, 4, 3), (5, 8, 2)])
+@pytest.mark.parametrize("n, batch, world", [(23, 4, 2), (999, 64, 2), (10, 4, 3), (5, 8, 2), (9, 4, 2)])
 def test_eval_batches_cover_every_index_once_in_any_process_count(n, batch, world):
     from hf_fmnist.loader import DeviceLoader
 
@@ -552,6 +552,56 @@ def test_eval_batches_cover_every_index_once_in_any_process_count(n, batch, worl
             seen += index[real].tolist()
     assert len(counts) == 1  # the same number of batches on every rank: gathers stay collective
     assert sorted(seen) == list(range(n))  # every image exactly once
+
+
+def test_the_loss_uses_the_resolved_label_smoothing(tiny_dataset, tmp_path, monkeypatch):
+    """The recipe's smoothing (flag unset) and an explicit flag both reach the loss, not the flag's raw None/0."""
+    import torch.nn.functional as F
+
+    seen, cross_entropy = [], F.cross_entropy
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("label_smoothing"))
+        return cross_entropy(*args, **kwargs)
+
+    monkeypatch.setattr(F, "cross_entropy", spy)
+    common = dict(dataset=tiny_dataset, recipe="cpu-5min", max_train_steps=1, per_device_train_batch_size=8)
+    train(TrainConfig(output_dir=str(tmp_path / "recipe"), **common))
+    train(TrainConfig(output_dir=str(tmp_path / "flag"), label_smoothing=0.3, **common))
+    assert seen == [0.1, 0.3]
+
+
+def test_random_erasing_reaches_the_last_row_and_column():
+    """A box drawn at the far corner covers row 27 and column 27 (an off-by-one in the box bounds stops one short)."""
+    from hf_fmnist.loader import DeviceLoader
+
+    images = torch.full((1, 28, 28), 200, dtype=torch.uint8)
+    loader = DeviceLoader(
+        images, torch.zeros(1, dtype=torch.long), batch_size=1, preprocess=_identity(), random_erasing=1.0
+    )
+    draws = {
+        "erase": torch.tensor([True]),
+        "area": torch.tensor([4 / 784]),
+        "log_ratio": torch.tensor([0.0]),
+        "top": torch.tensor([0.999]),
+        "left": torch.tensor([0.999]),
+    }
+    erased = (loader._erase(images.clone(), draws)[0] == 0).nonzero()
+    assert len(erased) == 4 and erased[:, 0].max() == 27 and erased[:, 1].max() == 27
+
+
+def test_the_seed_sets_the_data_order():
+    from hf_fmnist.loader import DeviceLoader
+
+    images, _ = _numbered(64)
+    orders = [
+        [
+            y.tolist()
+            for _, y in DeviceLoader(images, torch.arange(64), batch_size=8, preprocess=_identity(), seed=s).epoch(0)
+        ]
+        for s in (0, 1, 0)
+    ]
+    assert orders[0] != orders[1] and orders[0] == orders[2]
 
 
 def test_train_shards_are_disjoint_aligned_and_resumable():
