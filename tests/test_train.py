@@ -385,38 +385,26 @@ def test_resume_after_kill_continues_from_the_newest_complete_checkpoint(tmp_pat
     assert saved["eval_confusion_matrix"] == reference_results["eval_confusion_matrix"]
 
 
-def _torchrun(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args],
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_two_processes_shard_training_keep_weights_equal_and_evaluate_every_image_once(tmp_path, tiny_dataset):
-    """torchrun, 2 CPU processes: disjoint training shards, identical weights on both ranks, and an uneven
-    evaluation (99 images, batches of 16, so one rank pads) equal to a one-process evaluation of the saved model."""
+    """The README's `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2` starts 2 CPU processes
+    (plain `--cpu --num_processes 2` starts one): disjoint training shards, identical weights on both ranks, and an
+    uneven evaluation (99 images, batches of 16, so one rank pads) equal to a one-process evaluation of the saved
+    model. (torchrun is the launcher of tests/test_distributed.py.)"""
     from hf_fmnist.evaluation import evaluate_model
 
     probe, out = tmp_path / "probe", tmp_path / "ddp"
     probe.mkdir()
-    result = _torchrun(
-        str(ROOT / "tests" / "ddp_probe.py"),
-        "--output_dir",
-        str(out),
-        "--dataset",
-        tiny_dataset,
-        "--num_train_epochs",
-        "2",
-        "--per_device_train_batch_size",
-        "24",
-        "--max_eval_samples",
-        "99",
-        "--per_device_eval_batch_size",
-        "16",
-        env={"HF_FMNIST_PROBE_DIR": str(probe)},
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("accelerate")),
+            *("launch", "--multi_gpu", "--num_processes", "2", str(ROOT / "tests" / "ddp_probe.py")),
+            *("--output_dir", str(out), "--dataset", tiny_dataset, "--num_train_epochs", "2"),
+            *("--per_device_train_batch_size", "24", "--max_eval_samples", "99", "--per_device_eval_batch_size", "16"),
+        ],
+        env={**os.environ, "ACCELERATE_USE_CPU": "1", "PYTHONUNBUFFERED": "1", "HF_FMNIST_PROBE_DIR": str(probe)},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((out / "all_results.json").read_text())
@@ -434,43 +422,6 @@ def test_two_processes_shard_training_keep_weights_equal_and_evaluate_every_imag
     alone = evaluate_model(str(out), tiny_dataset, output_dir=tmp_path / "eval", max_eval_samples=99)
     assert alone["eval_samples"] == 99
     assert alone["eval_confusion_matrix"] == saved["eval_confusion_matrix"]
-
-
-def test_accelerate_launch_multi_gpu_on_cpu_runs_two_processes(tmp_path, tiny_dataset):
-    """The README's `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 train.py`."""
-    accelerate = Path(sys.executable).with_name("accelerate")
-    out = tmp_path / "acc"
-    result = subprocess.run(
-        [
-            str(accelerate),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            str(ROOT / "train.py"),
-            "--output_dir",
-            str(out),
-            "--dataset",
-            tiny_dataset,
-            "--num_train_epochs",
-            "1",
-            "--per_device_train_batch_size",
-            "32",
-            "--max_eval_samples",
-            "99",
-            "--per_device_eval_batch_size",
-            "16",
-        ],
-        env={**os.environ, "ACCELERATE_USE_CPU": "1", "PYTHONUNBUFFERED": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    saved = json.loads((out / "all_results.json").read_text())
-    assert saved["num_processes"] == 2 and saved["eval_samples"] == 99
-    assert saved["train_steps"] == 4  # 256 images / (32 per process x 2 processes)
-    assert result.stdout.count("epoch 1/1") == 1
 
 
 def test_world_size_mismatch_is_refused(tmp_path, tiny_dataset, monkeypatch):
