@@ -171,3 +171,21 @@ def real_export(tmp_path_factory) -> Path:
     from hf_fmnist.dataset_export import export
 
     return export(tmp_path_factory.mktemp("real") / "fashion_mnist")
+
+
+def tiny_train_args(out, dataset, *extra) -> list[str]:
+    """train.py arguments for one epoch of 32-image steps on a small export: seconds, for tests of what goes around
+    training (folders, checkpoints, errors), not of what it learns."""
+    return [
+        *("--output_dir", str(out), "--dataset", dataset, "--num_train_epochs", "1"),
+        *("--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "40"),
+        *extra,
+    ]
+
+
+def one_error_line(capsys) -> str:
+    """The one ``error: ...`` line a refused input must give on stderr, and no traceback."""
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
+    return errors[0]

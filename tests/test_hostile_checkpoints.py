@@ -18,7 +18,7 @@ from hf_fmnist.errors import HfFmnistError
 from hf_fmnist.train import find_checkpoints
 from hf_fmnist.train import main as train_main
 
-from conftest import Synthetic, idx_images, idx_labels, synthetic_export
+from conftest import Synthetic, idx_images, idx_labels, one_error_line, synthetic_export, tiny_train_args
 
 
 @pytest.fixture(scope="module")
@@ -30,32 +30,9 @@ def tiny_dataset(tmp_path_factory) -> str:
 def run_with_checkpoint(tmp_path_factory, tiny_dataset) -> Path:
     """A finished run of 4 steps of 32 images, with checkpoint step_2."""
     out = tmp_path_factory.mktemp("run") / "out"
-    assert train_main(_train_args(out, tiny_dataset, "--checkpointing_steps", "2")) == 0
+    assert train_main(tiny_train_args(out, tiny_dataset, "--checkpointing_steps", "2")) == 0
     assert "step_2" in [p.name for p in find_checkpoints(out)]
     return out
-
-
-def _train_args(out, dataset, *extra) -> list[str]:
-    return [
-        "--output_dir",
-        str(out),
-        "--dataset",
-        dataset,
-        "--num_train_epochs",
-        "1",
-        "--per_device_train_batch_size",
-        "32",
-        "--per_device_eval_batch_size",
-        "40",
-        *extra,
-    ]
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    errors = [line for line in err if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
-    return errors[0]
 
 
 def _downloaded(run: Path, tmp_path: Path) -> Path:
@@ -82,9 +59,9 @@ def _resign(folder: Path) -> None:
 
 def _resume_fails(run, tiny_dataset, folder, tmp_path, capsys) -> str:
     out = tmp_path / "out"
-    assert train_main(_train_args(out, tiny_dataset, "--resume_from_checkpoint", str(folder))) == 2
+    assert train_main(tiny_train_args(out, tiny_dataset, "--resume_from_checkpoint", str(folder))) == 2
     assert not (out / "model.safetensors").exists()
-    return _one_error_line(capsys)
+    return one_error_line(capsys)
 
 
 # 1. A step beyond the run ---------------------------------------------------------------------------------------------
@@ -212,8 +189,8 @@ def test_labels_outside_the_classes_are_refused_before_training(tiny_dataset, tm
     the training epoch (and in `hf-fmnist evaluate`)."""
     dataset = _with_label(tiny_dataset, tmp_path, split, value)
     out = tmp_path / "out"
-    assert train_main(_train_args(out, dataset)) == 2
-    line = _one_error_line(capsys)
+    assert train_main(tiny_train_args(out, dataset)) == 2
+    line = one_error_line(capsys)
     assert f"Split '{split}': 2 label(s)" in line and "outside 0-9" in line and f": {value};" in line
     assert not (out / "model.safetensors").exists()
 
@@ -235,7 +212,7 @@ def test_an_idx_split_of_no_images_is_one_line(tmp_path, capsys):
     with pytest.raises(idx.IdxError, match="holds 0 images"):
         idx.read_split(raw, "train", verify=False)
     assert cli.main(["build", "--no-verify", "--data-dir", str(raw), "--output-dir", str(tmp_path / "out")]) == 2
-    assert "holds 0 images: a split needs at least one" in _one_error_line(capsys)
+    assert "holds 0 images: a split needs at least one" in one_error_line(capsys)
     assert not (tmp_path / "out").exists()
 
 

@@ -24,7 +24,7 @@ from hf_fmnist.errors import HfFmnistError
 from hf_fmnist.train import find_checkpoints
 from hf_fmnist.train import main as train_main
 
-from conftest import synthetic_export
+from conftest import one_error_line, synthetic_export, tiny_train_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def tiny_dataset(tmp_path_factory) -> str:
 def checkpointed_run(tmp_path_factory, tiny_dataset) -> Path:
     """A finished run with checkpoints step_2 and step_4 (4 steps of 32 images)."""
     out = tmp_path_factory.mktemp("run") / "out"
-    assert train_main(_train_args(out, tiny_dataset, "--checkpointing_steps", "2")) == 0
+    assert train_main(tiny_train_args(out, tiny_dataset, "--checkpointing_steps", "2")) == 0
     assert [p.name for p in find_checkpoints(out)] == ["step_2", "step_4"]
     return out
 
@@ -52,29 +52,6 @@ def model_folder(tmp_path_factory) -> Path:
     models.create_model("cnn").save_pretrained(folder)
     models.preset_image_processor().save_pretrained(folder)
     return folder
-
-
-def _train_args(out, dataset, *extra) -> list[str]:
-    return [
-        "--output_dir",
-        str(out),
-        "--dataset",
-        dataset,
-        "--num_train_epochs",
-        "1",
-        "--per_device_train_batch_size",
-        "32",
-        "--per_device_eval_batch_size",
-        "40",
-        *extra,
-    ]
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    errors = [line for line in err if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
-    return errors[0]
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -120,14 +97,14 @@ def test_resume_ignores_planted_pickles(checkpointed_run, tiny_dataset, tmp_path
         with open(downloaded / name, "wb") as f:
             pickle.dump(_Planted(proof), f)
     out = tmp_path / "out"
-    assert train_main(_train_args(out, tiny_dataset, "--resume_from_checkpoint", str(downloaded))) == 0
+    assert train_main(tiny_train_args(out, tiny_dataset, "--resume_from_checkpoint", str(downloaded))) == 0
     assert f"Resumed from {downloaded} at step 2" in capsys.readouterr().out
     assert not proof.exists()
     # planted inside a run folder, the checkpoint is no longer one that training may replace: refused up front
     shutil.copytree(downloaded, out / "step_2", dirs_exist_ok=True)
-    assert train_main(_train_args(out, tiny_dataset, "--resume_from_checkpoint", "latest")) == 2
+    assert train_main(tiny_train_args(out, tiny_dataset, "--resume_from_checkpoint", "latest")) == 2
     assert "step_2/, named like a checkpoint but holding files hf_fmnist did not write (custom_checkpoint_0.pkl" in (
-        _one_error_line(capsys)
+        one_error_line(capsys)
     )
     assert not proof.exists()
 
@@ -139,8 +116,8 @@ def test_a_tampered_checkpoint_file_is_one_clear_line(checkpointed_run, tiny_dat
     proof = tmp_path / "code-ran"
     with open(out / "step_4" / victim, "wb") as f:
         pickle.dump(_Planted(proof), f)
-    assert train_main(_train_args(out, tiny_dataset, "--resume_from_checkpoint", str(out / "step_4"))) == 2
-    line = _one_error_line(capsys)
+    assert train_main(tiny_train_args(out, tiny_dataset, "--resume_from_checkpoint", str(out / "step_4"))) == 2
+    line = one_error_line(capsys)
     assert "step_4 is damaged or was not written by hf_fmnist" in line and victim in line
     assert not proof.exists()
 
@@ -152,8 +129,8 @@ def test_a_malformed_trainer_state_is_one_clear_line(checkpointed_run, tiny_data
     """Before: json.loads(...)["step"] raised a JSONDecodeError/KeyError traceback from find_checkpoints."""
     out = _copy_checkpoint(checkpointed_run, tmp_path)
     (out / "step_4" / "trainer_state.json").write_text(content)
-    assert train_main(_train_args(out, tiny_dataset, "--resume_from_checkpoint", "latest")) == 2
-    assert "step_4 is damaged or was not written by hf_fmnist" in _one_error_line(capsys)
+    assert train_main(tiny_train_args(out, tiny_dataset, "--resume_from_checkpoint", "latest")) == 2
+    assert "step_4 is damaged or was not written by hf_fmnist" in one_error_line(capsys)
 
 
 def test_checkpoint_round_trip_restores_the_optimizer_exactly(checkpointed_run):
@@ -225,7 +202,7 @@ def test_build_refuses_a_folder_with_a_readme_and_data_of_the_users(synthetic, t
     (user / "data" / "measurements.csv").write_text("a,b\n1,2\n")
     before = _snapshot(user)
     assert cli.main(["build", "--data-dir", str(synthetic.folder), "--no-verify", "--output-dir", str(user)]) == 2
-    assert "did not write" in _one_error_line(capsys)
+    assert "did not write" in one_error_line(capsys)
     assert _snapshot(user) == before
 
 
@@ -237,7 +214,7 @@ def test_build_refuses_an_earlier_export_that_now_holds_user_files(synthetic, tm
     (out / "data" / "measurements.csv").write_text("mine")
     capsys.readouterr()
     assert cli.main(args) == 2
-    assert "data/measurements.csv" in _one_error_line(capsys)
+    assert "data/measurements.csv" in one_error_line(capsys)
     assert (out / "data" / "measurements.csv").read_text() == "mine"
 
 
@@ -257,11 +234,11 @@ def test_train_refuses_a_folder_it_did_not_write(tiny_dataset, tmp_path, capsys)
     """Before: README.md and config.json were overwritten and step_1/ deleted by save_checkpoint's rmtree."""
     user = _user_folder(tmp_path / "mine")
     before = _snapshot(user)
-    assert train_main(_train_args(user, tiny_dataset, "--checkpointing_steps", "1")) == 2
-    assert "--overwrite_output_dir" in _one_error_line(capsys)
+    assert train_main(tiny_train_args(user, tiny_dataset, "--checkpointing_steps", "1")) == 2
+    assert "--overwrite_output_dir" in one_error_line(capsys)
     # even when told to write there, a step_N folder that is not our checkpoint is never replaced
-    assert train_main(_train_args(user, tiny_dataset, "--checkpointing_steps", "1", "--overwrite_output_dir")) == 2
-    assert "step_1" in _one_error_line(capsys)
+    assert train_main(tiny_train_args(user, tiny_dataset, "--checkpointing_steps", "1", "--overwrite_output_dir")) == 2
+    assert "step_1" in one_error_line(capsys)
     assert _snapshot(user) == before
 
 
@@ -269,7 +246,7 @@ def test_overwrite_output_dir_keeps_the_users_other_files(tiny_dataset, tmp_path
     user = _user_folder(tmp_path / "mine")
     (user / "step_1" / "important.txt").rename(user / "important.txt")
     (user / "step_1").rmdir()
-    assert train_main(_train_args(user, tiny_dataset, "--checkpointing_steps", "2", "--overwrite_output_dir")) == 0
+    assert train_main(tiny_train_args(user, tiny_dataset, "--checkpointing_steps", "2", "--overwrite_output_dir")) == 0
     assert (user / "notes.txt").read_text() == "notes" and (user / "important.txt").read_text() == "important"
     assert (user / "README.md").read_text() != "my project"  # the model card: writing there was asked for
     assert (user / "model.safetensors").is_file() and [p.name for p in find_checkpoints(user)] == ["step_2", "step_4"]
@@ -290,7 +267,7 @@ def test_examples_of_the_users_are_never_deleted_or_replaced(tiny_dataset, tmp_p
     mine = {name: f"picture {name}".encode() for name in ["1_cat.png", *map(_example_name, range(5))]}
     for name, data in mine.items():
         (user / "examples" / name).write_bytes(data)
-    args = _train_args(user, tiny_dataset, "--checkpointing_steps", "2", "--overwrite_output_dir")
+    args = tiny_train_args(user, tiny_dataset, "--checkpointing_steps", "2", "--overwrite_output_dir")
     assert train_main(args) == 0
     out = capsys.readouterr().out
     assert {name: (user / "examples" / name).read_bytes() for name in mine} == mine
@@ -316,7 +293,7 @@ def test_an_examples_link_in_a_resumed_folder_is_not_written_through(checkpointe
     run = _copy_checkpoint(checkpointed_run, tmp_path)
     shutil.rmtree(run / "examples")
     (run / "examples").symlink_to(pictures)
-    assert train_main(_train_args(run, tiny_dataset, "--resume_from_checkpoint", "latest")) == 0
+    assert train_main(tiny_train_args(run, tiny_dataset, "--resume_from_checkpoint", "latest")) == 0
     assert "no example images written" in capsys.readouterr().out
     assert _snapshot(pictures) == {"0_t_shirt_top.png": b"my shirt", "3_my_dress.png": b"my dress"}
     assert (run / "examples").is_symlink() and (run / "model.safetensors").is_file()
@@ -334,7 +311,7 @@ def test_evaluate_never_writes_over_the_users_files(model_folder, tiny_dataset, 
     (photos / "eval_results.json").write_text('{"mine": true}')
     before = _snapshot(photos)
     assert _evaluate(model_folder, tiny_dataset, "--output-dir", str(photos)) == 2
-    assert "did not write" in _one_error_line(capsys)
+    assert "did not write" in one_error_line(capsys)
     assert _snapshot(photos) == before
     # a folder of its own it writes again
     assert _evaluate(model_folder, tiny_dataset, "--output-dir", str(tmp_path / "eval")) == 0
@@ -359,7 +336,7 @@ def test_evaluate_writes_nothing_through_links_in_a_strangers_model_folder(
     # the default output folder, a link out of the model folder: refused
     (model / "evaluation").symlink_to(victim)
     assert _evaluate(model, tiny_dataset) == 2
-    assert "link" in _one_error_line(capsys)
+    assert "link" in one_error_line(capsys)
     # a real folder dressed as ours, holding links named like every file evaluate writes (and its old temp file)
     (model / "evaluation").unlink()
     (model / "evaluation").mkdir()
@@ -424,14 +401,14 @@ def test_evaluate_refuses_a_model_whose_classes_come_in_another_order(tiny_datas
     models.create_model("cnn", names=list(reversed(CLASS_NAMES))).save_pretrained(folder)
     models.preset_image_processor().save_pretrained(folder)
     assert _evaluate(folder, tiny_dataset, "--output-dir", str(tmp_path / "eval")) == 2
-    assert "differ from the dataset" in _one_error_line(capsys)
+    assert "differ from the dataset" in one_error_line(capsys)
 
 
 def test_an_earlier_run_of_ours_resumes_from_an_explicit_checkpoint(checkpointed_run, tiny_dataset, tmp_path, capsys):
     out = _copy_checkpoint(checkpointed_run, tmp_path)
-    assert train_main(_train_args(out, tiny_dataset, "--resume_from_checkpoint", "step_does_not_matter")) == 2
+    assert train_main(tiny_train_args(out, tiny_dataset, "--resume_from_checkpoint", "step_does_not_matter")) == 2
     capsys.readouterr()
-    assert train_main(_train_args(out, tiny_dataset, "--resume_from_checkpoint", str(out / "step_2"))) == 0
+    assert train_main(tiny_train_args(out, tiny_dataset, "--resume_from_checkpoint", str(out / "step_2"))) == 0
     assert f"Resumed from {out / 'step_2'} at step 2" in capsys.readouterr().out
 
 
@@ -463,7 +440,7 @@ def test_push_model_publishes_only_what_training_wrote(checkpointed_run, tiny_da
     out = _copy_checkpoint(checkpointed_run, tmp_path)
     (out / "notes.txt").write_text("private notes")
     (out / "examples" / "my_photo.jpg").write_bytes(b"mine")
-    assert train_main(_train_args(out, tiny_dataset)) == 0  # training again replaces only its own examples
+    assert train_main(tiny_train_args(out, tiny_dataset)) == 0  # training again replaces only its own examples
     assert (out / "examples" / "my_photo.jpg").read_bytes() == b"mine"
     logged = []
     publish.push_model("tester/only-ours", out, log=logged.append)
@@ -511,8 +488,8 @@ def test_fine_tuning_from_a_folder_asking_for_remote_code_runs_none(tiny_dataset
     proof = tmp_path / "code-ran"
     model = _remote_code_model(tmp_path / "evil", proof)
     monkeypatch.setattr(sys, "stdin", io.StringIO("y\ny\ny\n"))
-    assert train_main(_train_args(tmp_path / "out", tiny_dataset, "--model_name_or_path", str(model))) == 2
-    assert "Cannot load model" in _one_error_line(capsys)
+    assert train_main(tiny_train_args(tmp_path / "out", tiny_dataset, "--model_name_or_path", str(model))) == 2
+    assert "Cannot load model" in one_error_line(capsys)
     assert cli.main(["predict", "--model", str(model), str(tmp_path)]) == 2
     assert cli.main(["evaluate", "--model", str(model), "--dataset", tiny_dataset]) == 2
     assert not proof.exists()
