@@ -35,3 +35,12 @@ def printable(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's message for an error line: on one line, escaped, cut short (it may quote a file's contents).
+
+    >>> one_line(ValueError("bad\\n  value \\x1b[2J"))
+    'bad value \\\\x1b[2J'
+    """
+    return printable(" ".join(str(error).split()))[:limit]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HfFmnistError, printable
+from .errors import HfFmnistError, one_line, printable
 
 RESULTS_FILE = "eval_results.json"
 
@@ -29,10 +29,9 @@ def load_for_inference(model_ref: str, token: str | None = None):
     try:
         model = AutoModelForImageClassification.from_pretrained(model_ref, token=token, trust_remote_code=False)
     except Exception as e:  # OSError (missing), ValueError (not a classifier), HTTP errors
-        message = printable(" ".join(str(e).split()))[:300]  # one line: it may quote a file's contents
         raise HfFmnistError(
-            f"Cannot load model {model_ref!r} ({type(e).__name__}: {message}); pass a folder written by `train.py` or "
-            f"a Hub model id."
+            f"Cannot load model {model_ref!r} ({type(e).__name__}: {one_line(e)}); pass a folder written by "
+            f"`train.py` or a Hub model id."
         ) from None
     processor = load_image_processor(model_ref, token=token)
     device = "cuda" if torch.cuda.is_available() else "cpu"

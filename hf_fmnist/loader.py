@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import HfFmnistError
+from .errors import HfFmnistError, printable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,10 +40,6 @@ class Preprocess:
     mean: tuple[float, ...]  # per channel, of [0, 1] values
     std: tuple[float, ...]
 
-    # Largest side an image processor may resize to. The models here see 28x28 and stock ImageNet checkpoints 224 to
-    # 518; a batch is resized to this on the device, so a config saying 60000 would allocate 14 GB for one image.
-    MAX_SIDE = 1024  # unannotated: a class constant, not a dataclass field
-
     @classmethod
     def from_processor(cls, processor, channels: int) -> Preprocess:
         """The processor's geometry and normalisation, checked: its values come from a model folder, maybe a stranger's.
@@ -51,59 +47,9 @@ class Preprocess:
         Raises :class:`HfFmnistError` naming the first unusable value (sizes outside 1..:data:`MAX_SIDE`, a crop
         larger than the resized image, mean/std that are not finite numbers, a std that is not positive).
         """
-        import math
-
-        from .errors import printable
-
-        def shown(value) -> str:
-            return printable(repr(value))[:80]
-
-        for key in ("size", "crop_size"):
-            value = getattr(processor, key, None)
-            try:
-                mapping = dict(value) if value is not None else {}  # a dict, or transformers' SizeDict
-            except (TypeError, ValueError):
-                mapping = {"height": value}  # a bare value: shown as unusable below unless a sane side
-            sides = [mapping.get(side) for side in ("height", "width", "shortest_edge")]  # those _hw reads
-            if value is not None and not all(
-                v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= cls.MAX_SIDE) for v in sides
-            ):
-                given = {k: v for k, v in mapping.items() if v is not None}  # a SizeDict's repr lists every field
-                raise HfFmnistError(
-                    f"image processor {key} {shown(given)}: sides must be whole numbers from 1 to {cls.MAX_SIDE}; "
-                    f"fix preprocessor_config.json"
-                )
-        for key in ("image_mean", "image_std"):
-            value = getattr(processor, key, None)
-            numbers = value if isinstance(value, (list, tuple)) else [value]
-            if value is not None and not all(
-                isinstance(v, (int, float))
-                and not isinstance(v, bool)
-                and math.isfinite(v)
-                and (key == "image_mean" or v > 0)
-                for v in numbers
-            ):
-                what = "finite numbers" if key == "image_mean" else "positive finite numbers"
-                raise HfFmnistError(
-                    f"image processor {key} {shown(value)}: expected a number or a list of {what}; "
-                    f"fix preprocessor_config.json"
-                )
-        try:
-            size, crop = _geometry(processor)
-        except (TypeError, ValueError, ZeroDivisionError) as e:  # e.g. a crop_pct that is text or 0
-            raise HfFmnistError(
-                f"image processor geometry unusable ({printable(str(e))[:120]}); fix preprocessor_config.json"
-            ) from None
-        if crop is not None and (crop[0] > size[0] or crop[1] > size[1]):
-            raise HfFmnistError(
-                f"image processor crops {crop[1]}x{crop[0]} from images resized to {size[1]}x{size[0]}; the crop must "
-                f"fit inside: fix crop_size in preprocessor_config.json"
-            )
-        if not all(1 <= side <= cls.MAX_SIDE for side in size):  # crop_pct can enlarge the resize
-            raise HfFmnistError(
-                f"image processor resizes to {size[1]}x{size[0]}, beyond {cls.MAX_SIDE} pixels a side; "
-                f"fix preprocessor_config.json"
-            )
+        _check_sizes(processor)
+        _check_normalisation(processor)
+        size, crop = _checked_geometry(processor)
         mean = _per_channel(getattr(processor, "image_mean", None) if processor.do_normalize else None, 0.0, channels)
         std = _per_channel(getattr(processor, "image_std", None) if processor.do_normalize else None, 1.0, channels)
         return cls(channels=channels, size=size, crop=crop, mean=mean, std=std)
@@ -146,6 +92,77 @@ def _hw(size) -> tuple[int, int]:
     if "shortest_edge" in size:  # square inputs: the shortest edge is both
         return int(size["shortest_edge"]), int(size["shortest_edge"])
     raise HfFmnistError(f"Unsupported image processor size {size}; expected height/width or shortest_edge.")
+
+
+# Largest side an image processor may resize to. The models here see 28x28 and stock ImageNet checkpoints 224 to 518;
+# a batch is resized to this on the device, so a config saying 60000 would allocate 14 GB for one image.
+MAX_SIDE = 1024
+
+
+def _shown(value) -> str:
+    return printable(repr(value))[:80]
+
+
+def _check_sizes(processor) -> None:
+    """``size`` and ``crop_size``: whole numbers of pixels from 1 to :data:`MAX_SIDE`, in the keys _hw reads."""
+    for key in ("size", "crop_size"):
+        value = getattr(processor, key, None)
+        if value is None:
+            continue
+        try:
+            mapping = dict(value)  # a dict, or transformers' SizeDict
+        except (TypeError, ValueError):
+            mapping = {"height": value}  # a bare value: unusable below unless a sane side
+        sides = [mapping.get(side) for side in ("height", "width", "shortest_edge")]
+        if not all(v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE) for v in sides):
+            given = {k: v for k, v in mapping.items() if v is not None}  # a SizeDict's repr lists every field
+            raise HfFmnistError(
+                f"image processor {key} {_shown(given)}: sides must be whole numbers from 1 to {MAX_SIDE}; fix "
+                "preprocessor_config.json"
+            )
+
+
+def _check_normalisation(processor) -> None:
+    """``image_mean`` finite numbers, ``image_std`` positive finite numbers (one, or one per channel)."""
+    import math
+
+    for key in ("image_mean", "image_std"):
+        value = getattr(processor, key, None)
+        numbers = value if isinstance(value, (list, tuple)) else [value]
+        usable = all(
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and (key == "image_mean" or v > 0)
+            for v in numbers
+        )
+        if value is not None and not usable:
+            what = "finite numbers" if key == "image_mean" else "positive finite numbers"
+            raise HfFmnistError(
+                f"image processor {key} {_shown(value)}: expected a number or a list of {what}; fix "
+                "preprocessor_config.json"
+            )
+
+
+def _checked_geometry(processor) -> tuple[tuple[int, int], tuple[int, int] | None]:
+    """:func:`_geometry`, refused where the crop does not fit or ``crop_pct`` enlarges the resize beyond MAX_SIDE."""
+    try:
+        size, crop = _geometry(processor)
+    except (TypeError, ValueError, ZeroDivisionError) as e:  # e.g. a crop_pct that is text or 0
+        raise HfFmnistError(
+            f"image processor geometry unusable ({printable(str(e))[:120]}); fix preprocessor_config.json"
+        ) from None
+    if crop is not None and (crop[0] > size[0] or crop[1] > size[1]):
+        raise HfFmnistError(
+            f"image processor crops {crop[1]}x{crop[0]} from images resized to {size[1]}x{size[0]}; the crop must "
+            f"fit inside: fix crop_size in preprocessor_config.json"
+        )
+    if not all(1 <= side <= MAX_SIDE for side in size):
+        raise HfFmnistError(
+            f"image processor resizes to {size[1]}x{size[0]}, beyond {MAX_SIDE} pixels a side; fix "
+            "preprocessor_config.json"
+        )
+    return size, crop
 
 
 def _geometry(processor) -> tuple[tuple[int, int], tuple[int, int] | None]:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import CLASS_NAMES
-from .errors import HfFmnistError, printable
+from .errors import HfFmnistError, one_line, printable
 
 MEAN, STD = 0.2860, 0.3530  # of Fashion-MNIST train pixels scaled to [0, 1]
 IMAGE_SIZE = 28
@@ -224,7 +224,7 @@ def load_model(
         config = AutoConfig.from_pretrained(name_or_path, token=token, trust_remote_code=False)
     except Exception as e:  # OSError, ValueError, HTTP errors: all mean "cannot use this"
         raise HfFmnistError(
-            f"Cannot load model {source}: {type(e).__name__}: {_one_line(e)}. Pass a preset ({', '.join(PRESETS)}), "
+            f"Cannot load model {source}: {type(e).__name__}: {one_line(e)}. Pass a preset ({', '.join(PRESETS)}), "
             f"a folder holding config.json, or a Hub model id."
         ) from None
     id2label, label2id = label_maps(names)
@@ -246,7 +246,7 @@ def load_model(
                 f"with a fresh {len(names)}-class head."
             ) from None
         raise HfFmnistError(
-            f"Cannot load model {source} ({type(e).__name__}: {_one_line(e)}); pass a folder written by `train.py` "
+            f"Cannot load model {source} ({type(e).__name__}: {one_line(e)}); pass a folder written by `train.py` "
             f"(config.json and model.safetensors), a preset ({', '.join(PRESETS)}), or a Hub model id."
         ) from None
     if not same_labels:
@@ -272,7 +272,7 @@ def load_image_processor(name_or_path: str, token: str | None = None):
     except Exception as e:  # ValueError (remote code, unknown class), JSON errors
         raise HfFmnistError(
             f"Cannot use the image processor of {_describe(name_or_path)} ({type(e).__name__}: "
-            f"{_one_line(e)}); hf_fmnist never runs code from a model repo."
+            f"{one_line(e)}); hf_fmnist never runs code from a model repo."
         ) from None
     # Its sizes and mean/std come from the folder: check them now, where the folder can be named, rather than when a
     # batch is resized by them (a size of 60000 allocates 14 GB per image). The channel count is the processor's own
@@ -327,11 +327,6 @@ def _resolves_inside(link: Path, root: Path) -> bool:
         return link.resolve().is_relative_to(root)
     except (OSError, RuntimeError):  # a loop of links: leads nowhere usable
         return False
-
-
-def _one_line(e: Exception) -> str:
-    """An exception's message on one line, escaped and cut short: it may quote a file's contents."""
-    return printable(" ".join(str(e).split()))[:300]
 
 
 def _reset_head(model) -> None:
