@@ -16,6 +16,7 @@ import numpy as np
 from .errors import HfFmnistError, one_line, printable
 
 RESULTS_FILE = "eval_results.json"
+OUTPUT_FILES = (RESULTS_FILE, "confusion_matrix.png", "predictions.png")  # everything evaluate writes
 
 
 def load_for_inference(model_ref: str, token: str | None = None):
@@ -93,8 +94,8 @@ def evaluate_model(
         **{f"eval_{k}": v for k, v in report.items()},
     }
     atomic.write_text(out / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
-    plots.confusion_matrix(np.asarray(report["confusion_matrix"]), names, out / "confusion_matrix.png")
-    plots.predictions_grid(images, got_labels, logits.argmax(1), names, out / "predictions.png")
+    plots.confusion_matrix(np.asarray(report["confusion_matrix"]), names, out / OUTPUT_FILES[1])
+    plots.predictions_grid(images, got_labels, logits.argmax(1), names, out / OUTPUT_FILES[2])
     results["output_dir"] = str(out)
     return results
 
@@ -114,7 +115,11 @@ def check_output_dir(out: Path, *, given: bool) -> None:
             "--output-dir NEW_FOLDER."
         )
     ownership.check_is_folder(out, flag)
-    if out.exists() and ownership.entries(out) and not ownership.is_marked(out, ownership.EVALUATION):
+    found = ownership.entries(out) if out.exists() else []
+    # Inside the model folder, a folder holding nothing but evaluate's files is one an earlier version wrote before
+    # it marked its folders (scripts/main.sh evaluates there on every run); a folder the user names must be marked.
+    legacy = not given and set(found) <= set(OUTPUT_FILES)
+    if found and not legacy and not ownership.is_marked(out, ownership.EVALUATION):
         raise HfFmnistError(
             f"{flag} {out} holds files that `hf-fmnist evaluate` did not write "
             f"({ownership.describe(ownership.entries(out))}); pass --output-dir with a new or empty folder."
