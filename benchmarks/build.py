@@ -61,7 +61,7 @@ def run_classic_export(output_dir: str, data_dir) -> None:
     """The classic builder's counterpart of ``hf-fmnist build``: build, then write the same export folder."""
     from classic_builder import ClassicFashionMnist
 
-    from hf_fmnist.dataset_export import write_export
+    from hf_fmnist.data.export import write_export
 
     kw = {"data_dir": data_dir} if data_dir else {}
     builder = ClassicFashionMnist(**kw)
@@ -96,8 +96,8 @@ def bench_decode(repeats: int, data_dir) -> tuple[list[float], list[float]]:
     import numpy as np
     from PIL import Image
 
-    from hf_fmnist.builder import load_dataset
-    from hf_fmnist.data import decode
+    from hf_fmnist.data.builder import load_dataset
+    from hf_fmnist.data.tensors import decode
 
     dataset = load_dataset(data_dir)
     ours, reference = [], []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datasets
 
-from hf_fmnist import idx, raw
+from hf_fmnist.data import idx, raw
 from hf_fmnist.dataset_script.hf_fmnist import CITATION, CLASS_NAMES, DESCRIPTION, HOMEPAGE, LICENSE
 
 

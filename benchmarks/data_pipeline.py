@@ -2,7 +2,7 @@
 
 Reference (as ``run_image_classification_no_trainer.py`` feeds a model): the ``Image`` column decoded per sample
 by ``datasets``, per-sample transforms (RGB, pad-and-crop, horizontal flip, to tensor, normalise) applied through
-``set_transform``, batched by a ``DataLoader`` with 0 and 2 workers. Ours: :class:`hf_fmnist.loader.DeviceLoader`
+``set_transform``, batched by a ``DataLoader`` with 0 and 2 workers. Ours: :class:`hf_fmnist.core.loader.DeviceLoader`
 over the uint8 tensor view, the same augmentations applied in bulk. Both produce normalised 3×28×28 float batches of
 256 images; nothing is trained, so this measures the input pipeline alone.
 
@@ -59,7 +59,7 @@ def time_reference(dataset, workers: int, images: int) -> float:
 
 
 def time_ours(images_u8: torch.Tensor, labels: torch.Tensor, epoch: int) -> float:
-    from hf_fmnist.loader import DeviceLoader, Preprocess
+    from hf_fmnist.core.loader import DeviceLoader, Preprocess
 
     pre = Preprocess(channels=3, size=(28, 28), crop=None, mean=(MEAN,) * 3, std=(STD,) * 3)
     loader = DeviceLoader(

@@ -4,7 +4,7 @@ Three ways to classify the 10,000 test images with the same model folder:
 
 - ``pipeline``: ``transformers.pipeline("image-classification")`` on PIL images (what a model card's Usage shows):
   per-image preprocessing by the image processor, batched forward passes;
-- ``pytorch``: the model's forward on tensors already preprocessed (``hf_fmnist.loader.Preprocess``), batches of
+- ``pytorch``: the model's forward on tensors already preprocessed (``hf_fmnist.core.loader.Preprocess``), batches of
   ``--batch-size``: the model alone;
 - ``onnxruntime``: ``onnx/model.onnx`` (``hf-fmnist export``) through onnxruntime's CPU provider, the same tensors.
 
@@ -62,8 +62,8 @@ def main() -> None:
     from transformers import AutoModelForImageClassification, pipeline
 
     import hf_fmnist
-    from hf_fmnist.loader import Preprocess
-    from hf_fmnist.models import load_image_processor
+    from hf_fmnist.core.loader import Preprocess
+    from hf_fmnist.core.models import load_image_processor
 
     onnx_file = Path(args.model) / "onnx" / "model.onnx"
     if not onnx_file.is_file():

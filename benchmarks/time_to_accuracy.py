@@ -58,7 +58,7 @@ def recipe_settings(name: str) -> dict | None:
     """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from hf_fmnist import recipes
+    from hf_fmnist.core import recipes
 
     if name not in recipes.RECIPES:
         return None
@@ -135,7 +135,7 @@ def score_with_pipeline(folder: Path) -> float:
     """Accuracy of the saved folder through stock ``pipeline("image-classification")`` on the 10,000 PIL images."""
     code = (
         "import sys, transformers\n"
-        "from hf_fmnist.data import open_dataset\n"
+        "from hf_fmnist.data.tensors import open_dataset\n"
         "test = open_dataset('fashion_mnist')['test']\n"
         "clf = transformers.pipeline('image-classification', model=sys.argv[1], trust_remote_code=False,\n"
         "                            device='cpu')\n"

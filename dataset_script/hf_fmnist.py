@@ -4,12 +4,12 @@ datasets >= 4 no longer runs loading scripts, so use the class directly::
 
     from hf_fmnist.dataset_script.hf_fmnist import FashionMnist
 
-    builder = FashionMnist(data_dir="/usr/share/datasets/fashion-mnist")  # data_dir optional: see hf_fmnist.raw
+    builder = FashionMnist(data_dir="/usr/share/datasets/fashion-mnist")  # data_dir optional: see hf_fmnist.data.raw
     builder.download_and_prepare()
     ds = builder.as_dataset()          # DatasetDict with "train" (60,000) and "test" (10,000)
 
 It is an ``ArrowBasedBuilder``: each yielded table holds thousands of rows whose PNG bytes were encoded in bulk
-(:mod:`hf_fmnist.png`), instead of 70,000 per-example dicts each encoded through PIL.
+(:mod:`hf_fmnist.data.png`), instead of 70,000 per-example dicts each encoded through PIL.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import datasets
 import pyarrow as pa
 
 import hf_fmnist
-from hf_fmnist import prepare, raw
+from hf_fmnist.data import prepare, raw
 
 CLASS_NAMES = list(hf_fmnist.CLASS_NAMES)
 TABLE_ROWS = 10_000  # rows per yielded Arrow table

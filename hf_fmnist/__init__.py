@@ -25,9 +25,9 @@ CLASS_NAMES = (
 )
 
 _LAZY = {
-    "load_dataset": "hf_fmnist.builder",
-    "export": "hf_fmnist.dataset_export",
-    "load_tensors": "hf_fmnist.data",
+    "load_dataset": "hf_fmnist.data.builder",
+    "export": "hf_fmnist.data.export",
+    "load_tensors": "hf_fmnist.data.tensors",
     "HfFmnistError": "hf_fmnist.errors",
 }
 

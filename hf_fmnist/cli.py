@@ -15,7 +15,7 @@ DEFAULT_SPACE_NAME = "fashion-mnist-demo"  # push-space without --repo-id: <your
 def _build(args: argparse.Namespace) -> None:
     import time
 
-    from .dataset_export import export
+    from .data.export import export
 
     start = time.perf_counter()
     folder = export(args.output_dir, data_dir=args.data_dir, verify=not args.no_verify)
@@ -28,15 +28,15 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _summary(args: argparse.Namespace) -> None:
-    from .data import local_root, open_dataset
-    from .summary import print_summary
+    from .data.summary import print_summary
+    from .data.tensors import local_root, open_dataset
 
     dataset = open_dataset(args.dataset, data_dir=args.data_dir, verify=not args.no_verify)
     print_summary(dataset, grid=args.grid, root=local_root(args.dataset))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from .evaluation import evaluate_model, format_report
+    from .inference.evaluate import evaluate_model, format_report
 
     results = evaluate_model(
         args.model,
@@ -58,7 +58,7 @@ def _predict(args: argparse.Namespace) -> int:
     import json
     import textwrap
 
-    from .predict import format_result, iter_predict
+    from .inference.predict import format_result, iter_predict
 
     total = failed = 0
     for result in iter_predict(args.model, args.paths, top_k=args.top_k):
@@ -79,12 +79,12 @@ def _predict(args: argparse.Namespace) -> int:
 def _push_dataset(args: argparse.Namespace) -> None:
     import tempfile
 
-    from .hub import push_dataset
+    from .hub.push import push_dataset
 
     if args.dataset_dir:
         url = push_dataset(args.repo_id, args.dataset_dir, **_push_kwargs(args))
     else:
-        from .dataset_export import export
+        from .data.export import export
 
         with tempfile.TemporaryDirectory() as tmp:
             folder = export(f"{tmp}/dataset", data_dir=args.data_dir)
@@ -93,7 +93,7 @@ def _push_dataset(args: argparse.Namespace) -> None:
 
 
 def _push_model(args: argparse.Namespace) -> None:
-    from .hub import push_model
+    from .hub.push import push_model
 
     url = push_model(args.repo_id, args.model_dir, **_push_kwargs(args))
     print(f"{'Pull request' if '/discussions/' in url else 'Model'} at {url}")
@@ -103,8 +103,8 @@ def _demo(args: argparse.Namespace) -> None:
     import tempfile
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
-    from .demo import Classifier, build_app, launch, write_examples
     from .extras import require
+    from .inference.demo import Classifier, build_app, launch, write_examples
 
     require("gradio", extra="demo", command="demo")  # before loading the model: fail fast
     classifier = Classifier(args.model)
@@ -124,7 +124,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _push_space(args: argparse.Namespace) -> None:
-    from .space import push_space
+    from .hub.space import push_space
 
     result = push_space(
         args.repo_id, args.model, data_dir=args.data_dir, default_name=DEFAULT_SPACE_NAME, **_push_kwargs(args)
@@ -133,7 +133,7 @@ def _push_space(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .onnx_export import export_onnx, format_report
+    from .inference.onnx import export_onnx, format_report
 
     print(format_report(export_onnx(args.model, args.output, data_dir=args.data_dir)))
 
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:  # the training config owns its flags: same parser as train.py
-        from .train import main as train_main
+        from .training.loop import main as train_main
 
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)

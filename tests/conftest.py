@@ -36,7 +36,7 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_FMNIST_DATA_DIR"):
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from hf_fmnist import idx, raw  # noqa: E402
+from hf_fmnist.data import idx, raw  # noqa: E402
 
 # Tests of the CI rule below point REAL_DIR at an empty folder to play a machine without the package.
 REAL_DIR = Path(os.environ.get("HF_FMNIST_TEST_REAL_DIR", raw.DEBIAN_DIR))
@@ -134,7 +134,7 @@ class Synthetic:
 
 def synthetic_export(folder: Path, sizes=(40, 20)) -> Path:
     """A :class:`Synthetic` raw folder under ``folder/raw``, exported to ``folder/export`` (the form training reads)."""
-    from hf_fmnist.dataset_export import export
+    from hf_fmnist.data.export import export
 
     return export(folder / "export", data_dir=Synthetic(folder / "raw", sizes=sizes).folder, verify=False)
 
@@ -168,7 +168,7 @@ def synthetic(tmp_path) -> Synthetic:
 def real_export(tmp_path_factory) -> Path:
     """The real dataset exported once per session (about 4 s)."""
     require_real_data()
-    from hf_fmnist.dataset_export import export
+    from hf_fmnist.data.export import export
 
     return export(tmp_path_factory.mktemp("real") / "fashion_mnist")
 

@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from hf_fmnist import loader, train
+from hf_fmnist.core import loader
+from hf_fmnist.training import loop as train
 
 record: dict = {"train_batches": [], "weights_sha256": None}
 _apply, _evaluate_logits = loader.DeviceLoader._apply, train.evaluate_logits

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hf_fmnist import idx
+from hf_fmnist.data import idx
 
 from conftest import idx_images, idx_labels
 
 
 def learnable_export(folder: Path, sizes: tuple[int, int], seed: int = 0) -> str:
     """Raw IDX files in ``folder/raw``, exported as `hf-fmnist build` writes it; returns the export folder."""
-    from hf_fmnist.dataset_export import export
+    from hf_fmnist.data.export import export
 
     rng = np.random.default_rng(seed)
     raw = folder / "raw"

@@ -3,7 +3,7 @@
 import importlib.util
 from pathlib import Path
 
-from hf_fmnist import recipes
+from hf_fmnist.core import recipes
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.py"
 

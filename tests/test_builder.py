@@ -9,10 +9,12 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCard
 
-from hf_fmnist import CLASS_NAMES, builder, dataset_export
-from hf_fmnist.data import decode
+from hf_fmnist import CLASS_NAMES
+from hf_fmnist.data import builder
+from hf_fmnist.data import export as dataset_export
+from hf_fmnist.data.idx import IdxError
+from hf_fmnist.data.tensors import decode
 from hf_fmnist.dataset_script.hf_fmnist import FashionMnist
-from hf_fmnist.idx import IdxError
 
 
 def test_builder_class_works_programmatically(synthetic, tmp_path):

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hf_fmnist import CLASS_NAMES, cards, idx, outputs, plots
-from hf_fmnist.config import TrainConfig
+from hf_fmnist import CLASS_NAMES, plots
+from hf_fmnist.core import card as cards
+from hf_fmnist.core.config import TrainConfig
+from hf_fmnist.data import card as dataset_cards
+from hf_fmnist.data import idx
+from hf_fmnist.training import outputs
 
 from conftest import REAL_DIR, Synthetic, idx_images, idx_labels, real_data
 from hub_server import validate_card
@@ -49,7 +53,7 @@ def model_folder(root: Path, *, results: dict | None = None, examples: bool = Tr
     """A folder holding what training leaves for the card: results, config, model config, processor, examples."""
     from transformers import RegNetConfig
 
-    from hf_fmnist.models import label_maps, preset_image_processor
+    from hf_fmnist.core.models import label_maps, preset_image_processor
 
     folder = root / "model"
     folder.mkdir(parents=True)
@@ -214,7 +218,7 @@ def test_no_local_path_in_the_card_or_training_config(tmp_path):
 
 
 def test_public_config_keeps_presets_hub_ids_and_secrets_out():
-    from hf_fmnist.models import PRESETS
+    from hf_fmnist.core.models import PRESETS
 
     config = TrainConfig(
         output_dir="/home/me/out/model", model_name_or_path="vit", dataset="someone/fm", hub_token="hf_secret0123456789"
@@ -249,23 +253,25 @@ def test_the_demo_block_of_the_remote_card_is_kept_after_usage(tmp_path):
 
 def test_dataset_card_snippet_is_rendered_for_the_repo(tmp_path):
     """Bug: the pushed dataset card said load_dataset("NAMESPACE/fashion_mnist")."""
-    from hf_fmnist.dataset_export import export
+    from hf_fmnist.data.export import export
 
     folder = export(tmp_path / "export", data_dir=Synthetic(tmp_path / "raw").folder, verify=False)
     local = (folder / "README.md").read_text()
     assert 'ds = load_dataset(".")' in local and "NAMESPACE/fashion_mnist" not in local
     assert _metadata(local)["language"] == ["en"]
-    first = cards.dataset_card_for_repo(local, "me/hf_fmnist")
+    first = dataset_cards.dataset_card_for_repo(local, "me/hf_fmnist")
     assert 'ds = load_dataset("me/hf_fmnist")\n' in first and 'load_dataset(".")' not in first
-    assert cards.dataset_card_for_repo(first, "you/fm") == cards.dataset_card_for_repo(local, "you/fm")
-    assert first.replace("me/hf_fmnist", "X") == cards.dataset_card_for_repo(local, "X")  # nothing else changes
+    assert dataset_cards.dataset_card_for_repo(first, "you/fm") == dataset_cards.dataset_card_for_repo(local, "you/fm")
+    assert first.replace("me/hf_fmnist", "X") == dataset_cards.dataset_card_for_repo(local, "X")  # nothing else changes
 
 
 def test_cards_pass_the_strict_validator(tmp_path):
-    from hf_fmnist.dataset_export import export
+    from hf_fmnist.data.export import export
 
     folder = export(tmp_path / "export", data_dir=Synthetic(tmp_path / "raw").folder, verify=False)
-    assert validate_card("dataset", cards.dataset_card_for_repo((folder / "README.md").read_text(), "me/d")) == []
+    assert (
+        validate_card("dataset", dataset_cards.dataset_card_for_repo((folder / "README.md").read_text(), "me/d")) == []
+    )
     for name, results in (("verified", _results()), ("not", _results(eval_dataset_verified=False))):
         model = model_folder(tmp_path / name, results=results)
         assert validate_card("model", cards.render_model_card(model, repo_id="me/fm", endpoint=ENDPOINT)) == []
@@ -364,12 +370,12 @@ def test_the_dataset_card_counts_each_class_by_its_own_label():
     ds = _unbalanced()
     info = DatasetInfo(features=ds["train"].features, splits=SplitDict())
     info.splits.add(SplitInfo(name="train", num_bytes=0, num_examples=4))
-    text = str(cards.dataset_card(ds, info, verified=False))
+    text = str(dataset_cards.dataset_card(ds, info, verified=False))
     assert "| 0 | T-shirt/top | 3 |" in text and "| 9 | Ankle boot | 1 |" in text and "| 1 | Trouser | 0 |" in text
 
 
 def test_the_summary_counts_each_class_by_its_own_label():
-    from hf_fmnist.summary import format_summary
+    from hf_fmnist.data.summary import format_summary
 
     rows = {}
     for line in format_summary(_unbalanced()).splitlines():

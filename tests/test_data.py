@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from hf_fmnist import HfFmnistError, builder, data
+from hf_fmnist import HfFmnistError
+from hf_fmnist.data import builder
+from hf_fmnist.data import tensors as data
 
 
 def test_load_tensors_shapes_and_cache(synthetic):

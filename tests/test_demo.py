@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hf_fmnist.demo import enlarge, photo_to_fmnist
+from hf_fmnist.inference.demo import enlarge, photo_to_fmnist
 
 from conftest import real_data
 
@@ -33,7 +33,7 @@ def tiny_model(folder: Path, preset: str = "cnn") -> Path:
     """A freshly initialised preset, saved as train.py saves one (no training: the tests compare, not score)."""
     import torch
 
-    from hf_fmnist.models import create_model, preset_image_processor
+    from hf_fmnist.core.models import create_model, preset_image_processor
 
     torch.manual_seed(0)
     create_model(preset).save_pretrained(folder)
@@ -95,7 +95,7 @@ def examples(tmp_path_factory) -> list[Path]:
     from conftest import require_real_data
 
     require_real_data()  # skips, or fails under CI=true
-    from hf_fmnist.demo import write_examples
+    from hf_fmnist.inference.demo import write_examples
 
     return write_examples(tmp_path_factory.mktemp("examples"))
 
@@ -114,7 +114,7 @@ def demo_url(model_dir, tmp_path_factory):
 
 
 def expected(model_dir: Path, path: Path) -> dict[str, float]:
-    from hf_fmnist.predict import predict
+    from hf_fmnist.inference.predict import predict
 
     [result] = predict(str(model_dir), [str(path)], top_k=5)
     return {p["label"]: p["score"] for p in result["predictions"]}

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_fmnist.config import TrainConfig
-from hf_fmnist.loader import DeviceLoader, Preprocess
-from hf_fmnist.train import train
+from hf_fmnist.core.config import TrainConfig
+from hf_fmnist.core.loader import DeviceLoader, Preprocess
+from hf_fmnist.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 PRE = Preprocess(channels=3, size=(28, 28), crop=None, mean=(0.286,) * 3, std=(0.353,) * 3)
@@ -69,7 +69,7 @@ BATCHNORM_WORKER = """
 import sys
 import torch
 import torch.distributed as dist
-from hf_fmnist.batchnorm import synchronise
+from hf_fmnist.training.batchnorm import synchronise
 
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
@@ -164,7 +164,7 @@ def _initial_weights(preset: str, folder: Path) -> dict[str, torch.Tensor]:
     """The weights every run starts from (train.py seeds, then creates the model), named as saved files name them."""
     from accelerate.utils import set_seed
 
-    from hf_fmnist.models import create_model
+    from hf_fmnist.core.models import create_model
 
     set_seed(42)
     create_model(preset).save_pretrained(folder)

@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hf_fmnist import checkpoint, cli, data, idx
+from hf_fmnist import cli
+from hf_fmnist.data import idx
+from hf_fmnist.data import tensors as data
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.train import find_checkpoints
-from hf_fmnist.train import main as train_main
+from hf_fmnist.training import checkpoint
+from hf_fmnist.training.loop import find_checkpoints
+from hf_fmnist.training.loop import main as train_main
 
 from conftest import Synthetic, idx_images, idx_labels, one_error_line, synthetic_export, tiny_train_args
 
@@ -221,7 +224,7 @@ def test_an_idx_split_of_no_images_is_one_line(tmp_path, capsys):
 
 @pytest.fixture
 def model_dir(tmp_path) -> Path:
-    from hf_fmnist import models
+    from hf_fmnist.core import models
 
     folder = tmp_path / "stranger_model"
     models.create_model("cnn").save_pretrained(folder)
@@ -232,7 +235,7 @@ def model_dir(tmp_path) -> Path:
 @pytest.fixture
 def verified(monkeypatch):
     """Verification passes without the real test split: only where the export writes matters here."""
-    from hf_fmnist import onnx_export
+    from hf_fmnist.inference import onnx as onnx_export
 
     monkeypatch.setattr(onnx_export, "verify", lambda *a, **k: {"images": 1, "agreement": 1.0, "max_abs_diff": 0.0})
 
@@ -244,7 +247,7 @@ def _listing(folder: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("link", ["onnx", "onnx/model.onnx"])
 def test_export_never_writes_through_a_link_in_the_model_folder(model_dir, tmp_path, verified, link):
     """Before: `onnx -> users_folder` got model.onnx (and a temp folder) written into the user's folder."""
-    from hf_fmnist import onnx_export
+    from hf_fmnist.inference import onnx as onnx_export
 
     users = tmp_path / "users_folder"
     users.mkdir()
@@ -260,7 +263,7 @@ def test_export_never_writes_through_a_link_in_the_model_folder(model_dir, tmp_p
 
 def test_export_never_writes_through_a_dangling_sidecar_link(model_dir, tmp_path, verified):
     """Before: --output DIR holding `config.json -> (missing file)` had config.json written where the link pointed."""
-    from hf_fmnist import onnx_export
+    from hf_fmnist.inference import onnx as onnx_export
 
     out = tmp_path / "out"
     out.mkdir()
@@ -271,7 +274,7 @@ def test_export_never_writes_through_a_dangling_sidecar_link(model_dir, tmp_path
 
 
 def test_export_into_a_plain_folder_still_works(model_dir, verified):
-    from hf_fmnist import onnx_export
+    from hf_fmnist.inference import onnx as onnx_export
 
     report = onnx_export.export_onnx(model_dir, max_samples=10, log=lambda message: None)
     assert Path(report["path"]) == model_dir / "onnx" / "model.onnx" and not (model_dir / "onnx").is_symlink()

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hf_fmnist import png
+from hf_fmnist.core.models import create_model, load_image_processor, load_model, preset_image_processor
+from hf_fmnist.data import png
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.models import create_model, load_image_processor, load_model, preset_image_processor
-from hf_fmnist.predict import ImageFileError, load_image, predict
+from hf_fmnist.inference.predict import ImageFileError, load_image, predict
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n(hello from the file author) print\nshowpage\n"
 
@@ -65,8 +65,8 @@ def test_eps_dataset_cell_is_refused_without_running_ghostscript(fake_ghostscrip
 
 
 def test_demo_restricts_pil_formats_for_gradio_uploads(monkeypatch):
-    from hf_fmnist.demo import restrict_pil_formats
     from hf_fmnist.image_limits import IMAGE_FORMATS
+    from hf_fmnist.inference.demo import restrict_pil_formats
 
     Image.init()  # so the copies below hold every plugin, and the real registry is whole again afterwards
     monkeypatch.setattr(Image, "ID", list(Image.ID))
@@ -217,7 +217,7 @@ def test_summary_escapes_class_and_split_names():
     from datasets import ClassLabel, Dataset, DatasetDict, Features
     from datasets import Image as ImageFeature
 
-    from hf_fmnist.summary import format_summary
+    from hf_fmnist.data.summary import format_summary
 
     names = ["Dress\x1b]0;owned\x07\x1b[2J\x1b[31mFAKE LINE\nerror: your token leaked", "Coat"]
     features = Features({"image": ImageFeature(), "label": ClassLabel(names=names)})

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from hf_fmnist import cli
-from hf_fmnist import hub as publish
-from hf_fmnist.cards import dataset_card_for_repo
-from hf_fmnist.config import TrainConfig
-from hf_fmnist.dataset_export import export
-from hf_fmnist.train import train
+from hf_fmnist.core.config import TrainConfig
+from hf_fmnist.data.card import dataset_card_for_repo
+from hf_fmnist.data.export import export
+from hf_fmnist.hub import push as publish
+from hf_fmnist.training.loop import train
 
 from conftest import HUB_TOKEN, HUB_USER, Synthetic, synthetic_export, unique_repo
 from hub_server import Fault
@@ -149,7 +149,7 @@ def test_private_repo_needs_the_token(model_dir, hub, tmp_path):
 def test_fine_tune_from_a_hub_checkpoint(dataset_dir, tmp_path):
     from transformers import RegNetConfig, RegNetForImageClassification
 
-    from hf_fmnist.models import preset_image_processor
+    from hf_fmnist.core.models import preset_image_processor
 
     ckpt = tmp_path / "ckpt"
     RegNetForImageClassification(
@@ -319,7 +319,7 @@ def test_train_push_to_hub_without_id_publishes_no_local_path(dataset_dir, hub, 
     card ("fine-tuned from /tmp/...") published paths of the training machine."""
     from transformers import RegNetConfig, RegNetForImageClassification
 
-    from hf_fmnist.models import preset_image_processor
+    from hf_fmnist.core.models import preset_image_processor
 
     ckpt = tmp_path / "base-ckpt"
     RegNetForImageClassification(
@@ -369,7 +369,7 @@ def test_training_records_whether_it_evaluated_the_whole_verified_test_split(
     evaluated."""
     from huggingface_hub import ModelCard
 
-    from hf_fmnist import idx
+    from hf_fmnist.data import idx
 
     synthetic = Synthetic(tmp_path / "raw", sizes=(64, 40))
     for name, digest in synthetic.checksums.items():
@@ -468,7 +468,7 @@ def test_a_folder_trained_before_paths_were_hidden_is_pushed_without_them(model_
 def test_a_later_model_push_keeps_the_demo_block_of_the_remote_card(model_dir, hub):
     from huggingface_hub import HfApi
 
-    from hf_fmnist.cards import DEMO_END, DEMO_START
+    from hf_fmnist.core.card import DEMO_END, DEMO_START
 
     repo_id = unique_repo("demo")
     publish.push_model(repo_id, model_dir, log=_quiet)

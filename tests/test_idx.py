@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from hf_fmnist import idx
-from hf_fmnist.idx import IdxError
+from hf_fmnist.data import idx
+from hf_fmnist.data.idx import IdxError
 
 from conftest import REAL_DIR, idx_images, idx_labels, real_data
 

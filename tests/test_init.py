@@ -4,12 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_fmnist import recipes
-from hf_fmnist.config import TrainConfig
+from hf_fmnist.core import recipes
+from hf_fmnist.core.config import TrainConfig
+from hf_fmnist.core.loader import Preprocess
+from hf_fmnist.core.models import create_model, pca_init_stem, preset_image_processor, zero_init_residual
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.loader import Preprocess
-from hf_fmnist.models import create_model, pca_init_stem, preset_image_processor, zero_init_residual
-from hf_fmnist.train import Data, initialise, resolve
+from hf_fmnist.training.loop import Data, initialise, resolve
 
 
 def _images(n: int = 2000) -> torch.Tensor:
@@ -95,7 +95,7 @@ def test_initialisation_applies_to_presets_only_and_an_explicit_flag_on_a_checkp
 
 
 def test_the_pca_stem_is_fitted_on_training_images_never_on_test_images(monkeypatch):
-    from hf_fmnist import models
+    from hf_fmnist.core import models
 
     seen = []
     monkeypatch.setattr(models, "pca_init_stem", lambda model, x: seen.append(x) or True)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hf_fmnist import metrics
+from hf_fmnist.core import metrics
 
 NAMES5 = ["a", "b", "c", "d", "e"]
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from test_demo import tiny_model
 
-from hf_fmnist import onnx_export
 from hf_fmnist.errors import HfFmnistError
+from hf_fmnist.inference import onnx as onnx_export
 
 from conftest import real_data
 
@@ -42,9 +42,9 @@ def pytorch_and_inputs(folder: Path, count: int | None = None):
     import torch
     from transformers import AutoModelForImageClassification
 
-    from hf_fmnist.data import load_tensors
-    from hf_fmnist.loader import Preprocess
-    from hf_fmnist.models import load_image_processor
+    from hf_fmnist.core.loader import Preprocess
+    from hf_fmnist.core.models import load_image_processor
+    from hf_fmnist.data.tensors import load_tensors
 
     model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=False).eval()
     preprocess = Preprocess.from_processor(load_image_processor(str(folder)), model.config.num_channels)
@@ -140,7 +140,7 @@ def test_a_model_onnx_we_did_not_write_is_not_replaced(tmp_path):
 def test_push_model_selects_the_onnx_folder(exported):
     """Catches push-model's file selection (MODEL_IGNORE, MODEL_FILES) dropping onnx/model.onnx, or publishing the
     exporter's temp folders. (push_model itself needs a trained folder to render its card.)"""
-    from hf_fmnist.hub import MODEL_FILES, MODEL_IGNORE, local_files
+    from hf_fmnist.hub.push import MODEL_FILES, MODEL_IGNORE, local_files
 
     exported, _ = exported
     (exported / "onnx" / ".export-0000").mkdir()

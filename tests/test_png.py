@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hf_fmnist import png
+from hf_fmnist.data import png
 
 
 def _pil_png(array: np.ndarray, mode: str | None = None, **save) -> bytes:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from hf_fmnist.config import TrainConfig
+from hf_fmnist.core.config import TrainConfig
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.train import train
+from hf_fmnist.training.loop import train
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device")
@@ -76,9 +76,9 @@ def test_evaluation_runs_the_fp32_model_even_under_autocast():
     """The printed and published accuracy is the saved fp32 model's: Accelerate's autocast wrapper is bypassed."""
     from accelerate import Accelerator
 
-    from hf_fmnist.loader import DeviceLoader, Preprocess
-    from hf_fmnist.models import create_model
-    from hf_fmnist.train import evaluate_logits, make_accelerator
+    from hf_fmnist.core.loader import DeviceLoader, Preprocess
+    from hf_fmnist.core.models import create_model
+    from hf_fmnist.training.loop import evaluate_logits, make_accelerator
 
     accelerator = make_accelerator(TrainConfig(output_dir="unused"), mixed_precision="bf16")
     assert isinstance(accelerator, Accelerator) and accelerator.mixed_precision == "bf16"

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from hf_fmnist import cli
-from hf_fmnist.config import TrainConfig
-from hf_fmnist.predict import load_image, predict
-from hf_fmnist.train import train
+from hf_fmnist.core.config import TrainConfig
+from hf_fmnist.inference.predict import load_image, predict
+from hf_fmnist.training.loop import train
 
 
 @pytest.fixture(scope="module")

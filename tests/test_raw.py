@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from hf_fmnist import idx, raw
-from hf_fmnist.raw import DownloadError
+from hf_fmnist.data import idx, raw
+from hf_fmnist.data.raw import DownloadError
 
 
 class Mirror:

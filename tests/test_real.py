@@ -3,8 +3,8 @@
 import datasets
 import numpy as np
 
-from hf_fmnist import idx
-from hf_fmnist.data import decode, load_arrays
+from hf_fmnist.data import idx
+from hf_fmnist.data.tensors import decode, load_arrays
 
 from conftest import REAL_DIR, real_data
 

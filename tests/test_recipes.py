@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from hf_fmnist import recipes
-from hf_fmnist.config import TrainConfig
+from hf_fmnist.core import recipes
+from hf_fmnist.core.config import TrainConfig
+from hf_fmnist.core.models import create_model
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.models import create_model
-from hf_fmnist.train import resolve
+from hf_fmnist.training.loop import resolve
 
 
 @pytest.mark.parametrize("name", [n for n, r in recipes.RECIPES.items() if r.model])
@@ -78,7 +78,7 @@ def test_every_unset_flag_takes_the_recipes_value(name):
 
 
 def test_onecycle_warms_up_over_a_quarter_of_all_steps():
-    from hf_fmnist.train import schedule
+    from hf_fmnist.training.loop import schedule
 
     config = TrainConfig(output_dir="o")
     assert schedule(config, 4, 10) == {

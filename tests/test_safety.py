@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hf_fmnist import cli, idx
-from hf_fmnist import hub as publish
+from hf_fmnist import cli
+from hf_fmnist.data import idx
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.train import find_checkpoints
-from hf_fmnist.train import main as train_main
+from hf_fmnist.hub import push as publish
+from hf_fmnist.training.loop import find_checkpoints
+from hf_fmnist.training.loop import main as train_main
 
 from conftest import one_error_line, synthetic_export, tiny_train_args
 
@@ -46,7 +47,7 @@ def checkpointed_run(tmp_path_factory, tiny_dataset) -> Path:
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory) -> Path:
     """A randomly initialised preset model saved as a model folder (enough for loading and predicting)."""
-    from hf_fmnist import models
+    from hf_fmnist.core import models
 
     folder = tmp_path_factory.mktemp("model") / "model"
     models.create_model("cnn").save_pretrained(folder)
@@ -137,7 +138,7 @@ def test_checkpoint_round_trip_restores_the_optimizer_exactly(checkpointed_run):
     """The pickle-free optimizer format loses nothing: every tensor and hyper-parameter comes back equal."""
     import torch
 
-    from hf_fmnist import checkpoint
+    from hf_fmnist.training import checkpoint
 
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW([{"params": [model.weight], "weight_decay": 0.1}, {"params": [model.bias]}], lr=0.01)
@@ -169,7 +170,7 @@ def test_a_checkpoint_restores_the_random_generators(tmp_path):
     """Resuming must continue the same random stream (dropout, any augmentation drawn from torch's generator)."""
     import torch
 
-    from hf_fmnist import checkpoint
+    from hf_fmnist.training import checkpoint
 
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.AdamW(model.parameters())
@@ -182,7 +183,7 @@ def test_a_checkpoint_restores_the_random_generators(tmp_path):
 
 def test_the_newest_checkpoint_is_the_highest_step_not_the_last_name(tmp_path):
     """step_10 sorts before step_9 by name; resuming "latest" from step_9 would silently redo a step."""
-    from hf_fmnist.checkpoint import FORMAT, STATE_FILE, VERSION, find_checkpoints
+    from hf_fmnist.training.checkpoint import FORMAT, STATE_FILE, VERSION, find_checkpoints
 
     for step in (9, 10, 100):
         (tmp_path / f"step_{step}").mkdir()
@@ -368,7 +369,7 @@ def test_evaluate_writes_nothing_through_links_in_a_strangers_model_folder(
 
 
 def test_evaluate_report_prints_names_from_files_escaped():
-    from hf_fmnist.evaluation import format_report
+    from hf_fmnist.inference.evaluate import format_report
 
     hostile = "Shirt\x1b]0;owned\x07\x1b[2J\nerror: your token leaked"
     report = format_report(
@@ -393,8 +394,8 @@ def test_evaluate_report_prints_names_from_files_escaped():
 def test_a_folder_of_ours_of_another_kind_is_not_a_training_output(tmp_path):
     """The marker's kind counts: a dataset export (ours, but not a run) must not be trained into."""
     from hf_fmnist import ownership
-    from hf_fmnist.config import TrainConfig
-    from hf_fmnist.train import check_output_dir
+    from hf_fmnist.core.config import TrainConfig
+    from hf_fmnist.training.loop import check_output_dir
 
     ownership.mark(tmp_path, ownership.EXPORT)
     (tmp_path / "README.md").write_text("the dataset card")
@@ -406,7 +407,8 @@ def test_a_folder_of_ours_of_another_kind_is_not_a_training_output(tmp_path):
 
 def test_evaluate_refuses_a_model_whose_classes_come_in_another_order(tiny_dataset, tmp_path, capsys):
     """Same names, other order: every prediction would be scored against the wrong class."""
-    from hf_fmnist import CLASS_NAMES, models
+    from hf_fmnist import CLASS_NAMES
+    from hf_fmnist.core import models
 
     folder = tmp_path / "reversed"
     models.create_model("cnn", names=list(reversed(CLASS_NAMES))).save_pretrained(folder)
@@ -511,7 +513,7 @@ def test_a_known_model_type_with_a_planted_processor_runs_no_code(model_folder, 
     import io
     import shutil
 
-    from hf_fmnist.models import load_image_processor
+    from hf_fmnist.core.models import load_image_processor
 
     proof = tmp_path / "code-ran"
     folder = tmp_path / "m"
@@ -579,7 +581,7 @@ def test_a_fifo_in_the_data_folder_is_refused_not_read(synthetic):
 
 
 def test_a_download_larger_than_any_original_is_cut_off(tmp_path, monkeypatch):
-    from hf_fmnist import raw
+    from hf_fmnist.data import raw
 
     class Endless(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -610,7 +612,7 @@ def test_a_download_larger_than_any_original_is_cut_off(tmp_path, monkeypatch):
 
 def test_a_huge_image_is_refused_before_it_is_decoded(model_folder, tmp_path):
     """Before: a 79 KB 9000x9000 PNG was decoded at full size (0.83 GB) and classified."""
-    from hf_fmnist.predict import predict
+    from hf_fmnist.inference.predict import predict
 
     Image.new("L", (9000, 9000)).save(tmp_path / "huge.png")
     Image.new("L", (1200, 900), 200).save(tmp_path / "photo.png")  # large but fine: shrunk on load
@@ -626,7 +628,7 @@ def test_predict_memory_stays_bounded_on_a_folder_of_large_images(model_folder, 
     for i in range(12):
         Image.new("L", (2800, 2800), i * 20).save(folder / f"{i}.png")  # 7.8 MP each, just under the cap
     code = (
-        f"from hf_fmnist.predict import predict\n"
+        f"from hf_fmnist.inference.predict import predict\n"
         f"r = predict({str(model_folder)!r}, [{str(folder)!r}])\nprint('OK', sum('predictions' in x for x in r))"
     )
     peak, out = _peak_rss_mib(code)
@@ -635,7 +637,7 @@ def test_predict_memory_stays_bounded_on_a_folder_of_large_images(model_folder, 
 
 
 def test_results_are_streamed_batch_by_batch(model_folder, tmp_path, monkeypatch):
-    from hf_fmnist import predict as predict_module
+    from hf_fmnist.inference import predict as predict_module
 
     for i in range(5):
         Image.new("L", (28, 28), i * 50).save(tmp_path / f"{i}.png")
@@ -660,7 +662,7 @@ def _path_only_dataset(cells: list[dict]):
 
 def test_image_cells_pointing_outside_the_dataset_folder_are_refused(tmp_path):
     """Before: {"bytes": null, "path": "/dev/zero"} was read until 3 GB; any readable file was read."""
-    from hf_fmnist.data import decode
+    from hf_fmnist.data.tensors import decode
 
     folder = tmp_path / "dataset"
     (folder / "images").mkdir(parents=True)
@@ -707,7 +709,7 @@ def test_streamed_json_is_exactly_json_dumps(model_folder, tmp_path, capsys):
     for i in range(3):
         Image.new("L", (28, 28), i).save(tmp_path / f"{i}.png")
     (tmp_path / "bad.png").write_text("not an image")
-    from hf_fmnist.predict import predict
+    from hf_fmnist.inference.predict import predict
 
     expected = json.dumps(predict(str(model_folder), [str(tmp_path)], top_k=3), indent=2) + "\n"
     assert cli.main(["predict", "--json", "--model", str(model_folder), str(tmp_path)]) == 1
@@ -719,7 +721,7 @@ def test_streamed_json_is_exactly_json_dumps(model_folder, tmp_path, capsys):
 
 def test_a_fifo_given_to_predict_is_named_not_read(model_folder, tmp_path):
     """Before: 'empty file (0 bytes)' (the FIFO's size); opening it for reading would block."""
-    from hf_fmnist.predict import predict
+    from hf_fmnist.inference.predict import predict
 
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)

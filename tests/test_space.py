@@ -10,9 +10,8 @@ import pytest
 import yaml
 from test_demo import confidences, expected, serve, stop, tiny_model
 
-from hf_fmnist import hub as publish
-from hf_fmnist.demo import SPACE_MODULES
-from hf_fmnist.space import DEMO_END, DEMO_START, push_space, with_demo_block
+from hf_fmnist.hub import push as publish
+from hf_fmnist.hub.space import DEMO_END, DEMO_START, package_files, push_space, with_demo_block
 
 from conftest import HUB_USER, real_data, unique_repo
 
@@ -83,10 +82,14 @@ def test_push_space_holds_exactly_the_app_and_links_the_model(hub, model_dir, tm
         "requirements.txt",
         "README.md",
         *examples,
-        *(f"hf_fmnist/{m}.py" for m in SPACE_MODULES),
+        *package_files(),
     }
-    for module in SPACE_MODULES:  # the same code as `hf-fmnist demo`, byte for byte
-        assert files[f"hf_fmnist/{module}.py"] == (PACKAGE / f"{module}.py").read_bytes()
+    assert {"hf_fmnist/inference/demo.py", "hf_fmnist/core/models.py", "hf_fmnist/errors.py"} <= set(files)
+    assert not any(
+        path.startswith(("hf_fmnist/training/", "hf_fmnist/hub/")) or path == "hf_fmnist/cli.py" for path in files
+    )
+    for path, source in package_files().items():  # the same code as `hf-fmnist demo`, byte for byte
+        assert files[path] == source.read_bytes()
     assert f"main_space({model_id!r})" in files["app.py"].decode()
     meta = yaml.safe_load(files["README.md"].decode().split("---")[1])
     assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio.__version__ and meta["app_file"] == "app.py"
@@ -111,7 +114,7 @@ def test_push_space_holds_exactly_the_app_and_links_the_model(hub, model_dir, tm
 def test_generated_space_app_runs_on_its_own(hub, model_dir, tmp_path):
     """Download the Space and run its app.py in a clean folder against the test Hub: it must load the model from the
     Hub and classify like `hf-fmnist predict` with only the files the Space holds (catches a module missing from
-    SPACE_MODULES, an app.py that does not start, examples that do not load)."""
+    the parts it copies, an app.py that does not start, examples that do not load)."""
     from gradio_client import Client, handle_file
     from huggingface_hub import snapshot_download
 
@@ -119,12 +122,14 @@ def test_generated_space_app_runs_on_its_own(hub, model_dir, tmp_path):
     push_card(model_id, model_dir)
     push_space(space_id, model_id, log=_quiet)
     space = Path(snapshot_download(space_id, repo_type="space", local_dir=tmp_path / "space"))
-    probe = "import hf_fmnist.demo as d; print(d.__file__); import hf_fmnist.train"
+    probe = "import hf_fmnist.inference.demo as d; print(d.__file__); import hf_fmnist.training.loop"
     where = subprocess.run(
         [sys.executable, "-c", ISOLATED + probe], cwd=space, capture_output=True, text=True, timeout=120
     )
-    assert Path(where.stdout.split()[0]).resolve() == (space / "hf_fmnist" / "demo.py").resolve()  # the copy
-    assert "No module named 'hf_fmnist.train'" in where.stderr  # and nothing from this checkout
+    assert (
+        Path(where.stdout.split()[0]).resolve() == (space / "hf_fmnist" / "inference" / "demo.py").resolve()
+    )  # the copy
+    assert "No module named 'hf_fmnist.training.loop'" in where.stderr  # and nothing from this checkout
 
     url, process = serve(
         [sys.executable, "-c", ISOLATED + "runpy.run_path('app.py', run_name='__main__')"], space, tmp_path / "app.log"

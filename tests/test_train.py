@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from hf_fmnist import models
-from hf_fmnist.config import TrainConfig
+from hf_fmnist.core import models
+from hf_fmnist.core.config import TrainConfig
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.train import train
+from hf_fmnist.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -276,7 +276,7 @@ def test_preprocess_resize_and_centre_crop_match_the_processor_on_pil_images(tmp
     from PIL import Image
     from transformers import AutoImageProcessor
 
-    from hf_fmnist.loader import Preprocess
+    from hf_fmnist.core.loader import Preprocess
 
     _crop_processor().save_pretrained(tmp_path)
     processor = AutoImageProcessor.from_pretrained(tmp_path, trust_remote_code=False)  # as training loads it
@@ -390,7 +390,7 @@ def test_two_processes_shard_training_keep_weights_equal_and_evaluate_every_imag
     (plain `--cpu --num_processes 2` starts one): disjoint training shards, identical weights on both ranks, and an
     uneven evaluation (99 images, batches of 16, so one rank pads) equal to a one-process evaluation of the saved
     model. (torchrun is the launcher of tests/test_distributed.py.)"""
-    from hf_fmnist.evaluation import evaluate_model
+    from hf_fmnist.inference.evaluate import evaluate_model
 
     probe, out = tmp_path / "probe", tmp_path / "ddp"
     probe.mkdir()
@@ -442,7 +442,7 @@ def test_loader_augmentation_matches_a_per_image_reference():
     """The one-gather flip + pad-and-crop and the lookup-table normalisation equal the obvious per-image code."""
     import torch.nn.functional as F
 
-    from hf_fmnist.loader import DeviceLoader, Preprocess
+    from hf_fmnist.core.loader import DeviceLoader, Preprocess
 
     images = torch.randint(0, 256, (300, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     pre = Preprocess(channels=3, size=(28, 28), crop=None, mean=(0.2, 0.3, 0.4), std=(0.5, 0.6, 0.7))
@@ -474,7 +474,7 @@ def _numbered(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _identity():
-    from hf_fmnist.loader import Preprocess
+    from hf_fmnist.core.loader import Preprocess
 
     return Preprocess(channels=1, size=(28, 28), crop=None, mean=(0.0,), std=(1.0,))
 
@@ -486,7 +486,7 @@ def _index_of(x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("n, batch, world", [(23, 4, 2), (999, 64, 2), (10, 4, 3), (5, 8, 2), (9, 4, 2)])
 def test_eval_batches_cover_every_index_once_in_any_process_count(n, batch, world):
-    from hf_fmnist.loader import DeviceLoader
+    from hf_fmnist.core.loader import DeviceLoader
 
     images, labels = _numbered(n)
     seen, counts = [], set()
@@ -524,7 +524,7 @@ def test_the_loss_uses_the_resolved_label_smoothing(tiny_dataset, tmp_path, monk
 
 def test_random_erasing_reaches_the_last_row_and_column():
     """A box drawn at the far corner covers row 27 and column 27 (an off-by-one in the box bounds stops one short)."""
-    from hf_fmnist.loader import DeviceLoader
+    from hf_fmnist.core.loader import DeviceLoader
 
     images = torch.full((1, 28, 28), 200, dtype=torch.uint8)
     loader = DeviceLoader(
@@ -542,7 +542,7 @@ def test_random_erasing_reaches_the_last_row_and_column():
 
 
 def test_the_seed_sets_the_data_order():
-    from hf_fmnist.loader import DeviceLoader
+    from hf_fmnist.core.loader import DeviceLoader
 
     images, _ = _numbered(64)
     orders = [
@@ -556,7 +556,7 @@ def test_the_seed_sets_the_data_order():
 
 
 def test_train_shards_are_disjoint_aligned_and_resumable():
-    from hf_fmnist.loader import DeviceLoader
+    from hf_fmnist.core.loader import DeviceLoader
 
     images, labels = _numbered(50)
 
@@ -593,8 +593,8 @@ class _TwoRanksInOne:
 def test_evaluate_logits_with_two_ranks_returns_each_image_once_in_order():
     from types import SimpleNamespace
 
-    from hf_fmnist.loader import DeviceLoader
-    from hf_fmnist.train import evaluate_logits
+    from hf_fmnist.core.loader import DeviceLoader
+    from hf_fmnist.training.loop import evaluate_logits
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(28 * 28, 10)

@@ -6,7 +6,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from hf_fmnist.metrics import classification_report
+from hf_fmnist.core.metrics import classification_report
 
 _DESCRIPTION = "Accuracy, top-5 accuracy, macro-F1, per-class accuracy and the confusion matrix, from logits."
 _KWARGS = """

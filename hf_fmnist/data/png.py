@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .image_limits import IMAGE_FORMATS, MAX_PIXELS
+from ..image_limits import IMAGE_FORMATS, MAX_PIXELS
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"

@@ -1,9 +1,9 @@
-"""Dataset and model cards, rendered from the Jinja templates in ``model_card/`` through huggingface_hub.
+"""The model card, rendered from ``model_card/model_card.md`` through huggingface_hub's ``ModelCard``.
 
 A card is rendered for the repo it goes to: usage snippets, title, model-index ``name`` and widget URLs quote the
-real repo id. Folders hold a card for local use (its snippets load the folder itself, ``"."``); a push renders
-the card for its repo into what is uploaded (:func:`dataset_card_for_repo`, :func:`render_model_card`), leaving the
-folder as it is. Rendering is deterministic, so re-pushing the same folder to the same repo uploads the same bytes.
+real repo id. A model folder holds a card for local use (its snippets load the folder itself); a push renders
+the card for its repo into what is uploaded (:func:`render_model_card`), leaving the folder as it is. Rendering
+is deterministic, so re-pushing the same folder to the same repo uploads the same bytes.
 
 The model-index claims a result on the Fashion-MNIST ``test`` split only when training recorded that all 10,000
 evaluated images and labels are the original release's, byte for byte (``eval_dataset_verified`` in
@@ -14,98 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
-from importlib import resources
 from pathlib import Path
 
-TEMPLATES = "hf_fmnist.model_card"
+from ..data.card import LOCAL, template_path
+
 FASHION_MNIST = "zalando-datasets/fashion_mnist"  # the canonical Hub copy, which model-index results point to
-LOCAL = "."  # what a card's snippets load before a push: the folder holding the card
 DEMO_START, DEMO_END = "<!-- hf_fmnist:demo -->", "<!-- /hf_fmnist:demo -->"
 RESULTS_FILE = "all_results.json"  # the model folder's metrics, which its card shows
 EXAMPLES_DIR = "examples"  # test images published with the model for the Hub's widget
 MAX_README_BYTES = 1 << 20  # a remote card larger than this is not searched for a demo block
-
-
-def template_path(name: str) -> str:
-    """Filesystem path of a card template shipped with the package."""
-    return str(resources.files(TEMPLATES).joinpath(name))
-
-
-def dataset_card(dataset, info, *, repo_id: str = LOCAL, verified: bool = True):
-    """The ``README.md`` of an exported Fashion-MNIST folder: YAML as push_to_hub writes it, plus a full body.
-
-    ``dataset`` is the ``DatasetDict``; ``info`` a ``DatasetInfo`` whose splits and sizes describe the written
-    Parquet files. Class counts are computed from the labels, not assumed. ``repo_id``: the Hub dataset repo the
-    card's snippet loads; default ``"."`` (the folder itself), replaced by :func:`dataset_card_for_repo` on push.
-    """
-    from datasets.info import DatasetInfosDict
-    from datasets.utils.metadata import MetadataConfigs
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    from . import idx
-    from .data import class_counts
-    from .dataset_script.hf_fmnist import CITATION, DESCRIPTION, HOMEPAGE
-
-    names = dataset[next(iter(dataset))].features["label"].names
-    counts = class_counts(dataset)
-    num_rows = sum(len(ds) for ds in dataset.values())
-    card_data = DatasetCardData(
-        pretty_name="Fashion-MNIST",
-        license="mit",
-        language=["en"],
-        task_categories=["image-classification"],
-        task_ids=["multi-class-image-classification"],
-        size_categories=[_size_category(num_rows)],
-        language_creators=["found"],
-        annotations_creators=["expert-generated"],
-        source_datasets=["original"],
-        paperswithcode_id="fashion-mnist",
-    )
-    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
-    data_files = [{"split": split, "path": f"data/{split}-*"} for split in dataset]
-    MetadataConfigs({"default": {"data_files": data_files}}).to_dataset_card_data(card_data)
-    return DatasetCard.from_template(
-        card_data,
-        template_path=template_path("dataset_card.md"),
-        pretty_name="Fashion-MNIST",
-        description=DESCRIPTION.strip(),
-        usage=_dataset_usage(repo_id),
-        first_label_name=names[int(dataset[next(iter(dataset))].data.column("label")[0].as_py())],
-        splits=list(info.splits.values()),
-        class_rows=[
-            {"id": i, "name": name, "counts": [int(c[i]) for c in counts.values()]} for i, name in enumerate(names)
-        ],
-        homepage=HOMEPAGE,
-        checksums=idx.SHA256 if verified else {},
-        license_text="MIT, as the original release (Copyright (c) 2017 Zalando SE).",
-        citation=CITATION.strip(),
-    )
-
-
-def _dataset_usage(repo_id: str) -> str:
-    """The line of the dataset card that loads the data: from the folder itself, or from its Hub repo."""
-    if repo_id == LOCAL:
-        return 'ds = load_dataset(".")   # run in this folder; `hf-fmnist push-dataset` puts the repo id here'
-    return f'ds = load_dataset("{repo_id}")'
-
-
-def dataset_card_for_repo(text: str, repo_id: str) -> str:
-    """The dataset card ``text`` (a folder's README.md) with its snippet loading ``repo_id``.
-
-    Only the line :func:`dataset_card` wrote for local use is replaced; a card without it (edited by hand) is
-    returned unchanged. A card already rendered for another repo is re-rendered for this one.
-    """
-    local = _dataset_usage(LOCAL)
-    if local in text:
-        return text.replace(local, _dataset_usage(repo_id))
-    return re.sub(r'^ds = load_dataset\("[^"\n]*"\)$', lambda m: _dataset_usage(repo_id), text, count=1, flags=re.M)
-
-
-def _size_category(n: int) -> str:
-    """The Hub's size_categories bucket for ``n`` rows."""
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
-    return next((label for bound, label in bounds if n < bound), "1M<n<10M")
 
 
 def render_model_card(
@@ -127,8 +44,8 @@ def render_model_card(
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    from ..dataset_script.hf_fmnist import CITATION
     from .config import CONFIG_FILE, TrainConfig
-    from .dataset_script.hf_fmnist import CITATION
     from .loader import Preprocess
     from .models import load_image_processor
 
@@ -320,7 +237,7 @@ def _folder_name(folder: Path) -> str:
 
 
 def _read_json(path: Path) -> dict:
-    from .errors import HfFmnistError
+    from ..errors import HfFmnistError
 
     try:
         return json.loads(path.read_text())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .data import class_counts, decode, find_columns
-from .errors import printable
+from ..errors import printable
+from .tensors import class_counts, decode, find_columns
 
 
 def format_summary(dataset) -> str:
@@ -31,12 +31,12 @@ def print_summary(
 ) -> None:
     """Print :func:`format_summary`; with ``grid``, save 4 sample images per class, titled with class names.
 
-    ``root``: the local folder the dataset came from (see :func:`hf_fmnist.data.decode`).
+    ``root``: the local folder the dataset came from (see :func:`hf_fmnist.data.tensors.decode`).
     """
     print(format_summary(dataset))
     if grid is None:
         return
-    from .plots import class_samples, image_grid
+    from ..plots import class_samples, image_grid
 
     split = split or next(iter(dataset))
     ds = dataset[split]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HfFmnistError
+from ..errors import HfFmnistError
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension

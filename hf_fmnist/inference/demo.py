@@ -1,10 +1,10 @@
 """``hf-fmnist demo``: a Gradio app that classifies uploaded or drawn images with a Fashion-MNIST model.
 
-The same module is the app of the Hub Space: ``hf-fmnist push-space`` copies it, with the few package modules it
-imports (:data:`SPACE_MODULES`), next to a generated ``app.py``, so the local demo and the Space cannot drift apart.
-Images go through the package's own loading (:func:`hf_fmnist.predict.load_image`: modes, transparency, 16-bit,
-decompression bombs) and the model's own preprocessing (:class:`hf_fmnist.loader.Preprocess`), so the demo shows
-exactly what ``hf-fmnist predict`` says.
+The same module is the app of the Hub Space: ``hf-fmnist push-space`` copies it, with the parts of the package it
+stands on (:data:`hf_fmnist.hub.space.SPACE_PARTS`), next to a generated ``app.py``, so the local demo and the Space
+cannot drift apart. Images go through the package's own loading (:func:`hf_fmnist.inference.predict.load_image`:
+modes, transparency, 16-bit, decompression bombs) and the model's own preprocessing
+(:class:`hf_fmnist.core.loader.Preprocess`), so the demo shows exactly what ``hf-fmnist predict`` says.
 
 >>> app = build_app("out/model", examples_dir="examples")   # doctest: +SKIP
 >>> app.launch(server_name="127.0.0.1", server_port=7860)     # doctest: +SKIP
@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import CLASS_NAMES
+from .. import CLASS_NAMES
 
 # The package modules the app runs on, copied into the Space (tests/test_space.py runs the copy on its own).
-SPACE_MODULES = ("__init__", "errors", "extras", "image_limits", "predict", "evaluation", "models", "loader", "demo")
 MAX_UPLOAD = "10mb"  # Gradio refuses bigger files before they reach us
 MAX_SIDE = 1024  # pixels: larger images are shrunk before the photo preprocessing (the model sees 28x28 anyway)
 VIEW_SIZE = 224  # the model's input is shown enlarged to this, without smoothing
@@ -37,8 +36,8 @@ class Classifier:
     """A loaded model and its preprocessing: gray image in, top classes and the model's view out."""
 
     def __init__(self, model_ref: str):
-        from .evaluation import load_for_inference
-        from .loader import Preprocess
+        from ..core.loader import Preprocess
+        from .evaluate import load_for_inference
 
         self.model_ref = model_ref
         self.model, processor, self.names = load_for_inference(model_ref)
@@ -105,7 +104,7 @@ def restrict_pil_formats() -> None:
     """
     from PIL import Image
 
-    from .image_limits import IMAGE_FORMATS
+    from ..image_limits import IMAGE_FORMATS
 
     Image.init()  # register every plugin now: a later Image.open would otherwise register them again
     for name in [name for name in Image.ID if name not in IMAGE_FORMATS]:
@@ -125,7 +124,7 @@ def write_examples(folder: str | os.PathLike, *, data_dir: str | None = None) ->
     Reads only the raw test split (no ``datasets``), and writes the same bytes every time, so re-publishing a Space
     changes nothing. Not used inside the Space, which ships the PNGs.
     """
-    from . import idx, png, raw
+    from ..data import idx, png, raw
 
     test = idx.read_split(raw.locate(data_dir), "test")
     folder = Path(folder)
@@ -152,7 +151,7 @@ def example_files(folder: str | os.PathLike | None) -> list[tuple[str, str]]:
 
 def build_app(model_ref: str, *, examples_dir: str | os.PathLike | None = None, classifier: Classifier | None = None):
     """The Gradio ``Blocks`` app. API endpoints: ``/classify`` (image file, photo flag), ``/classify_drawing``."""
-    from .extras import require
+    from ..extras import require
 
     gr = require("gradio", extra="demo", command="demo")
     from PIL import Image
@@ -269,9 +268,9 @@ def launch(
 def main_space(model_ref: str) -> None:
     """What a Space's ``app.py`` runs: Spaces set the host and port through ``GRADIO_SERVER_NAME``/``_PORT``."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    folder = Path(__file__).resolve().parents[1] / "examples"
+    folder = Path(__file__).resolve().parents[2] / "examples"  # the Space repo: app.py, examples/, hf_fmnist/
     app = build_app(model_ref, examples_dir=folder)
     app.launch(max_file_size=MAX_UPLOAD, allowed_paths=[str(folder)], show_error=True, css=CSS)
 
 
-__all__ = ["Classifier", "build_app", "launch", "main_space", "photo_to_fmnist", "write_examples", "SPACE_MODULES"]
+__all__ = ["Classifier", "build_app", "launch", "main_space", "photo_to_fmnist", "write_examples"]

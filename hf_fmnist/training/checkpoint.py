@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import HfFmnistError
+from ..errors import HfFmnistError
 
 FORMAT = "hf_fmnist-checkpoint"
 VERSION = 1

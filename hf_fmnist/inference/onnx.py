@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HfFmnistError, printable
+from ..errors import HfFmnistError, printable
 
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
@@ -47,7 +47,7 @@ def export_onnx(
     log=print,
 ) -> dict:
     """Export, verify and keep ``OUTPUT/onnx/model.onnx``; returns the verification numbers and the path."""
-    from .extras import require
+    from ..extras import require
 
     for module in ("onnx", "onnxruntime"):
         require(module, extra="onnx", command="export")
@@ -93,7 +93,7 @@ def export_onnx(
 def _load(model_dir: Path):
     import torch
 
-    from .evaluation import load_for_inference
+    from .evaluate import load_for_inference
 
     model, processor, names = load_for_inference(str(model_dir))
     # Exported on the CPU in float32 and the default memory layout: the graph must not depend on where we ran.
@@ -102,7 +102,7 @@ def _load(model_dir: Path):
 
 
 def _input_size(processor, channels: int) -> tuple[int, int]:
-    from .loader import Preprocess
+    from ..core.loader import Preprocess
 
     pre = Preprocess.from_processor(processor, channels)
     return pre.crop or pre.size
@@ -148,7 +148,7 @@ def _mark(path: Path) -> None:
     """Record in the file that hf_fmnist wrote it (so a later export may replace it, and nothing else's)."""
     import onnx
 
-    from . import __version__
+    from .. import __version__
 
     graph = onnx.load(str(path))
     onnx.helper.set_model_props(graph, {MARK: __version__})
@@ -202,8 +202,8 @@ def verify(model, processor, onnx_path: Path, *, data_dir: str | None = None, ma
     import onnxruntime as ort
     import torch
 
-    from .data import load_tensors
-    from .loader import Preprocess
+    from ..core.loader import Preprocess
+    from ..data.tensors import load_tensors
 
     images, _ = load_tensors("test", data_dir=data_dir)
     images = images[:max_samples]

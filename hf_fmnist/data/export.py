@@ -16,9 +16,9 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from . import ownership
+from .. import ownership
+from ..errors import HfFmnistError
 from .builder import load_dataset
-from .errors import HfFmnistError
 
 MAX_SHARD_BYTES = 500 << 20  # datasets' default max_shard_size for push_to_hub ("500MB")
 EXPORT_FILES = ("README.md", "data")  # everything an export folder may hold, besides our marker
@@ -65,7 +65,7 @@ def write_export(dataset, folder: Path, *, max_shard_bytes: int = MAX_SHARD_BYTE
     """Write the Parquet shards and the dataset card of ``dataset`` (a ``DatasetDict``) into ``folder``."""
     from datasets import DatasetInfo, SplitDict, SplitInfo
 
-    from . import cards
+    from . import card
 
     (folder / "data").mkdir()
     info = DatasetInfo(
@@ -87,7 +87,7 @@ def write_export(dataset, folder: Path, *, max_shard_bytes: int = MAX_SHARD_BYTE
         info.splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=len(ds)))
         info.dataset_size += nbytes
     info.size_in_bytes = info.download_size + info.dataset_size
-    cards.dataset_card(dataset, info, verified=verified).save(folder / "README.md")
+    card.dataset_card(dataset, info, verified=verified).save(folder / "README.md")
 
 
 def check_replaceable(output_dir: Path) -> None:

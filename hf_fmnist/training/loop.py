@@ -1,8 +1,8 @@
 """Training with Accelerate, in the shape of accelerate's ``cv_example.py``.
 
 ``prepare`` → ``accumulate`` → ``sync_gradients`` → ``gather_for_metrics``; data prepared on the main process first;
-``unwrap_model`` before saving. The data never leaves the device (:mod:`hf_fmnist.loader`); checkpoints are
-pickle-free folders (:mod:`hf_fmnist.checkpoint`) written under a temp name and renamed, so
+``unwrap_model`` before saving. The data never leaves the device (:mod:`hf_fmnist.core.loader`); checkpoints are
+pickle-free folders (:mod:`hf_fmnist.training.checkpoint`) written under a temp name and renamed, so
 ``--resume_from_checkpoint latest`` after a crash continues from the newest complete one with the same data order
 and random state.
 
@@ -22,17 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, metrics, ownership, recipes
+from .. import ownership
+from ..core import metrics, recipes
+from ..core.config import TrainConfig
+from ..core.loader import DeviceLoader, Preprocess
+from ..core.models import PRESETS, load_model
+from ..errors import HfFmnistError, printable
+from ..inference.evaluate import evaluate_logits
+from . import checkpoint
 from .batchnorm import synchronise
 from .checkpoint import TrainState, find_checkpoints
-from .config import TrainConfig
-from .errors import HfFmnistError, printable
-from .loader import DeviceLoader, Preprocess
-from .models import PRESETS, load_model
 
 if TYPE_CHECKING:  # accelerate is imported lazily (start-up time): its types are for the checker only
     from accelerate import Accelerator
@@ -169,7 +171,7 @@ class Data:
 
 def load_data(config: TrainConfig, accelerator) -> Data:
     """Both splits as uint8/int64 tensors on ``accelerator.device``; built/downloaded once, by the main process."""
-    from .data import eval_split_of, find_columns, load_arrays, local_root, open_dataset
+    from ..data.tensors import eval_split_of, find_columns, load_arrays, local_root, open_dataset
 
     with accelerator.main_process_first():
         dataset = open_dataset(config.dataset, data_dir=config.data_dir)
@@ -264,7 +266,7 @@ PCA_IMAGES = 10_000  # training images whose patches set the PCA stem: the first
 
 def initialise(model, resolved: dict, preprocess: Preprocess, data: Data) -> None:
     """The resolved initialisation tricks; :func:`resolve` turns them off for a checkpoint being fine-tuned."""
-    from .models import pca_init_stem, zero_init_residual
+    from ..core.models import pca_init_stem, zero_init_residual
 
     if resolved["zero_init_residual"]:
         zero_init_residual(model)
@@ -308,32 +310,6 @@ def make_scheduler(kind: str, optimizer, warmup: int, total: int):
     from transformers import get_scheduler
 
     return get_scheduler(kind, optimizer=optimizer, num_warmup_steps=warmup, num_training_steps=total)
-
-
-def evaluate_logits(model, loader: DeviceLoader, accelerator=None) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of every evaluation image exactly once, in dataset order, whatever the process count.
-
-    Always in float32 and eager: under mixed precision Accelerate wraps the model's forward in autocast, but the
-    accuracy we print and publish must be the saved fp32 model's, which is what ``pipeline`` computes.
-    """
-    model.eval()
-    forward = model
-    if accelerator is not None:
-        plain = accelerator.unwrap_model(model, keep_torch_compile=False)
-        forward = getattr(plain, "_original_forward", plain)  # Accelerate keeps the forward without autocast here
-    all_logits, all_labels, all_index = [], [], []
-    with torch.inference_mode():
-        for x, y, index in loader.epoch(0):
-            logits = forward(pixel_values=x).logits.float()
-            if accelerator is not None:
-                logits, y, index = accelerator.gather_for_metrics((logits, y, index))
-            all_logits.append(logits.cpu())
-            all_labels.append(y.cpu())
-            all_index.append(index.cpu())
-    index = torch.cat(all_index)
-    keep = index >= 0  # drop the padding that kept processes in step
-    order = torch.argsort(index[keep])
-    return torch.cat(all_logits)[keep][order].numpy(), torch.cat(all_labels)[keep][order].numpy()
 
 
 def resolve_checkpoint(config: TrainConfig) -> Path | None:
@@ -755,7 +731,7 @@ def finish(
         )
     accelerator.wait_for_everyone()
     if config.push_to_hub and accelerator.is_main_process:
-        from .hub import push_model
+        from ..hub.push import push_model
 
         url = push_model(config.hub_model_id, config.output_dir, token=config.hub_token, private=config.hub_private)
         accelerator.print(f"Pushed to {url}")

@@ -10,10 +10,14 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import HfFmnistError, one_line, printable
+from ..errors import HfFmnistError, one_line, printable
+
+if TYPE_CHECKING:
+    from ..core.loader import DeviceLoader
 
 RESULTS_FILE = "eval_results.json"
 OUTPUT_FILES = (RESULTS_FILE, "confusion_matrix.png", "predictions.png")  # everything evaluate writes
@@ -24,7 +28,7 @@ def load_for_inference(model_ref: str, token: str | None = None):
     import torch
     from transformers import AutoModelForImageClassification
 
-    from .models import check_model_folder, load_image_processor
+    from ..core.models import check_model_folder, load_image_processor
 
     check_model_folder(model_ref)  # before transformers reads anything, wherever a link in the folder points
     try:
@@ -55,10 +59,10 @@ def evaluate_model(
     import torch
 
     # atomic and ownership are imported here, not at the top: a generated Space copies this module without them
-    from . import atomic, metrics, ownership, plots
-    from .data import eval_split_of, find_columns, load_arrays, local_root, open_dataset
-    from .loader import DeviceLoader, Preprocess
-    from .train import evaluate_logits
+    from .. import atomic, ownership, plots
+    from ..core import metrics
+    from ..core.loader import DeviceLoader, Preprocess
+    from ..data.tensors import eval_split_of, find_columns, load_arrays, local_root, open_dataset
 
     model, processor, model_names = load_for_inference(model_ref)
     ds = open_dataset(dataset, data_dir=data_dir)
@@ -100,13 +104,45 @@ def evaluate_model(
     return results
 
 
+def evaluate_logits(model, loader: DeviceLoader, accelerator=None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of every evaluation image exactly once, in dataset order, whatever the process count.
+
+    Always in float32 and eager: under mixed precision Accelerate wraps the model's forward in autocast, but the
+    accuracy we print and publish must be the saved fp32 model's, which is what ``pipeline`` computes.
+    """
+    import torch
+
+    model.eval()
+    plain = model if accelerator is None else accelerator.unwrap_model(model, keep_torch_compile=False)
+
+    # Under mixed precision Accelerate replaces the instance's ``forward`` with an autocast wrapper; the class's
+    # own ``forward`` is the plain float32 one (and ``unwrap_model(keep_fp32_wrapper=False)`` would strip the
+    # wrapper for good, ending mixed precision for the rest of training).
+    def forward(**inputs):
+        return type(plain).forward(plain, **inputs)
+
+    all_logits, all_labels, all_index = [], [], []
+    with torch.inference_mode():
+        for x, y, index in loader.epoch(0):
+            logits = forward(pixel_values=x).logits.float()
+            if accelerator is not None:
+                logits, y, index = accelerator.gather_for_metrics((logits, y, index))
+            all_logits.append(logits.cpu())
+            all_labels.append(y.cpu())
+            all_index.append(index.cpu())
+    index = torch.cat(all_index)
+    keep = index >= 0  # drop the padding that kept processes in step
+    order = torch.argsort(index[keep])
+    return torch.cat(all_logits)[keep][order].numpy(), torch.cat(all_labels)[keep][order].numpy()
+
+
 def check_output_dir(out: Path, *, given: bool) -> None:
     """Write only into a new or empty folder, or one an earlier ``evaluate`` wrote: never over a user's files.
 
     The default folder lies inside the model folder, which may be a stranger's: there it must be a real folder,
     not a link leading elsewhere (a folder the user names with ``--output-dir`` may be a link: their choice).
     """
-    from . import ownership
+    from .. import ownership
 
     flag = "--output-dir" if given else "the default output folder"
     if not given and out.is_symlink():

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import HfFmnistError
+from ..errors import HfFmnistError
 
 MAX_ATTEMPTS = 5
 BACKOFF_S = 1.0  # first wait; doubles each retry
@@ -311,7 +311,7 @@ def _remote_text(api, repo_id: str, repo_type: str, revision: str, path: str) ->
 
     from huggingface_hub.hf_api import RepoFile
 
-    from .cards import MAX_README_BYTES
+    from ..core.card import MAX_README_BYTES
 
     entries = api.get_paths_info(repo_id, [path], repo_type=repo_type, revision=revision)
     entry = next((e for e in entries if isinstance(e, RepoFile) and e.path == path), None)
@@ -347,7 +347,7 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
     a demo block a Space push added to the remote card is kept. ``repo_id`` None: ``<your namespace>/<folder
     name>``. Returns the repo's URL, or the pull request's with ``create_pr=True``.
     """
-    from .cards import demo_block, render_model_card
+    from ..core.card import demo_block, render_model_card
 
     folder = Path(model_dir)
     for required in ("config.json", "model.safetensors", "README.md", "all_results.json", "training_config.json"):
@@ -375,7 +375,7 @@ def _public_training_config(folder: Path) -> dict[str, bytes]:
     """``training_config.json`` without local paths, for folders trained before it was saved that way (else {})."""
     import json
 
-    from .config import CONFIG_FILE, TrainConfig
+    from ..core.config import CONFIG_FILE, TrainConfig
 
     saved = json.loads((folder / CONFIG_FILE).read_text())
     config = TrainConfig.load(folder)
@@ -392,7 +392,7 @@ def push_dataset(repo_id: str | None, dataset_dir: str | os.PathLike, **kwargs) 
     The card's snippet is rendered for ``repo_id``; ``repo_id`` None: ``<your namespace>/hf_fmnist``. Returns the
     repo's URL, or the pull request's with ``create_pr=True``.
     """
-    from .cards import dataset_card_for_repo
+    from ..data.card import dataset_card_for_repo
 
     folder = Path(dataset_dir)
     if not (folder / "README.md").is_file() or not list((folder / "data").glob("*.parquet")):

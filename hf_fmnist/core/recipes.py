@@ -20,7 +20,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass, field
 
-from .errors import HfFmnistError
+from ..errors import HfFmnistError
 
 PRECISIONS = ("no", "fp16", "bf16")
 NOT_MEASURED = "not measured"

@@ -20,8 +20,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from . import CLASS_NAMES
-from .errors import HfFmnistError, one_line, printable
+from .. import CLASS_NAMES
+from ..errors import HfFmnistError, one_line, printable
 
 MEAN, STD = 0.2860, 0.3530  # of Fashion-MNIST train pixels scaled to [0, 1]
 IMAGE_SIZE = 28

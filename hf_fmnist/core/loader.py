@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import HfFmnistError, printable
+from ..errors import HfFmnistError, printable
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import HfFmnistError, printable
 from . import png
-from .errors import HfFmnistError, printable
 
 BUILTIN = "fashion_mnist"
 CACHE_PREFIX = "hf_fmnist-tensors"

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cards, idx, ownership, plots
-from .cards import EXAMPLES_DIR, RESULTS_FILE
-from .errors import printable
+from .. import ownership, plots
+from ..core import card as cards
+from ..core.card import EXAMPLES_DIR, RESULTS_FILE
+from ..data import idx
+from ..errors import printable
 
 __all__ = ["RESULTS_FILE", "write_model_folder", "is_original_split", "write_examples"]
 NUM_EXAMPLES = 6  # widget images: one per class, of the first classes met in the test split
@@ -109,7 +111,7 @@ def write_examples(images: np.ndarray, labels: np.ndarray, names, folder: Path, 
     Real evaluation images, so the Hub's widget shows what the model was made for (its default photos are out of
     distribution). The PNG encoder is deterministic: the same images give the same bytes, so re-pushes change nothing.
     """
-    from . import png
+    from ..data import png
 
     folder.mkdir(parents=True, exist_ok=True)
     picks: list[int] = []

@@ -18,8 +18,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import HfFmnistError
 from . import idx
-from .errors import HfFmnistError
 
 ENV_DATA_DIR = "HF_FMNIST_DATA_DIR"
 ENV_CACHE_DIR = "HF_FMNIST_CACHE"

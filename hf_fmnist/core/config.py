@@ -5,7 +5,7 @@ exist); the field's ``help`` metadata, with units, becomes the flag's help, and 
 parsed config is validated once in ``__post_init__`` and never mutated; it is saved as ``training_config.json`` next
 to the model and in every checkpoint.
 
-Settings left at ``None`` are filled by the recipe (``--recipe``, :mod:`hf_fmnist.recipes`) when training starts;
+Settings left at ``None`` are filled by the recipe (``--recipe``, :mod:`hf_fmnist.core.recipes`) when training starts;
 ``training_config.json`` records both the flags as given and the resolved values.
 
 >>> cfg = TrainConfig.from_args(["--output_dir", "out", "--num_train_epochs", "3"])
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import HfFmnistError
 from . import recipes
-from .errors import HfFmnistError
 
 CONFIG_FILE = "training_config.json"
 SCHEDULERS = ("onecycle", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -210,7 +210,7 @@ class TrainConfig:
 
     def sources(self) -> dict:
         """Where the model and the data came from: ``preset``/``builtin``, ``local`` (a folder) or ``hub`` (an id)."""
-        from .data import BUILTIN
+        from ..data.tensors import BUILTIN
         from .models import PRESETS
 
         model = self.model_name_or_path  # None: the recipe's preset

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HfFmnistError, printable
-from .image_limits import IMAGE_FORMATS, MAX_PIXELS
+from ..errors import HfFmnistError, printable
+from ..image_limits import IMAGE_FORMATS, MAX_PIXELS
 
 MAX_FILE_BYTES = 64 << 20
 JPEG_DRAFT_SIZE = (512, 512)  # JPEGs decode at 1/2-1/8 scale when that still leaves this many pixels
@@ -176,8 +176,8 @@ def iter_predict(
     import torch
     from tqdm.auto import tqdm
 
-    from .evaluation import load_for_inference
-    from .loader import Preprocess
+    from ..core.loader import Preprocess
+    from .evaluate import load_for_inference
 
     files = collect_paths(paths)
     if not files:
