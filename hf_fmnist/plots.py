@@ -71,16 +71,21 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
 
 
 def learning_curves(history: Sequence[dict], path: str | os.PathLike) -> Path:
-    """Test accuracy and training loss per epoch."""
+    """Training loss of every epoch, and test accuracy of the epochs that were evaluated, on whole-number epochs."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
-    epochs = [h["epoch"] for h in history]
+    evaluated = [h for h in history if "eval_accuracy" in h]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax1.plot(epochs, [100 * h["eval_accuracy"] for h in history], marker="o")
+    ax1.plot([h["epoch"] for h in evaluated], [100 * h["eval_accuracy"] for h in evaluated], marker="o")
     ax1.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy")
-    ax1.grid(alpha=0.3)
-    ax2.plot(epochs, [h["train_loss"] for h in history], marker="o", color="tab:orange")
+    ax2.plot([h["epoch"] for h in history], [h["train_loss"] for h in history], marker="o", color="tab:orange")
     ax2.set(xlabel="epoch", ylabel="mean loss over the epoch", title="Training loss")
-    ax2.grid(alpha=0.3)
+    last = max((h["epoch"] for h in history), default=1)
+    for ax in (ax1, ax2):
+        ax.set_xlim(0.5, last + 0.5)  # every epoch of the run, also where only the last ones were evaluated
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -110,17 +110,11 @@ def test_a_forged_history_is_refused_at_load(run_with_checkpoint, tiny_dataset, 
 
 
 def test_a_genuine_history_loads():
-    entry = {
-        "epoch": 1,
-        "step": 2,
-        "train_loss": float("nan"),
-        "eval_accuracy": 0.5,
-        "eval_top5_accuracy": 1.0,
-        "elapsed_s": 3.2,
-        "since_first_step_s": 1.5,
-    }
-    saved = {"step": 2, "images_seen": 64, "train_seconds": 1.0, "history": [entry]}
-    assert checkpoint.TrainState.from_json(saved, "ckpt", max_steps=4).history == [entry]
+    """Every epoch records its loss; accuracy only where the epoch was evaluated (--eval_last_epochs)."""
+    unevaluated = {"epoch": 1, "step": 2, "train_loss": 2.1}
+    entry = {"epoch": 2, "step": 4, "train_loss": float("nan"), "eval_accuracy": 0.5, "eval_top5_accuracy": 1.0}
+    saved = {"step": 4, "images_seen": 64, "train_seconds": 1.0, "history": [unevaluated, entry]}
+    assert checkpoint.TrainState.from_json(saved, "ckpt", max_steps=4).history == [unevaluated, entry]
 
 
 # 3. An optimizer state the optimizer cannot use -----------------------------------------------------------------------

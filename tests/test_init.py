@@ -1,5 +1,7 @@
 """Initialisation tricks of the CPU recipes: exact properties, and never applied to weights being fine-tuned."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,8 @@ from hf_fmnist.core.config import TrainConfig
 from hf_fmnist.core.loader import Preprocess
 from hf_fmnist.core.models import create_model, pca_init_stem, preset_image_processor, zero_init_residual
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.training.loop import Data, initialise, resolve
+from hf_fmnist.training.loop import Data, initialise
+from hf_fmnist.training.settings import resolve
 
 
 def _images(n: int = 2000) -> torch.Tensor:
@@ -81,9 +84,9 @@ def test_initialisation_applies_to_presets_only_and_an_explicit_flag_on_a_checkp
     recipe = recipes.get("cpu-5min")
     assert recipe.zero_init_residual and recipe.pca_stem
     preset = resolve(TrainConfig(output_dir="o", recipe="cpu-5min"), recipe)
-    assert preset["zero_init_residual"] is True and preset["pca_stem"] is True
+    assert preset.zero_init_residual is True and preset.pca_stem is True
     tuned = resolve(TrainConfig(output_dir="o", recipe="cpu-5min", model_name_or_path="someone/fashion-cnn"), recipe)
-    assert tuned["zero_init_residual"] is False and tuned["pca_stem"] is False
+    assert tuned.zero_init_residual is False and tuned.pca_stem is False
     with pytest.raises(HfFmnistError, match="--pca_stem initialises a new model, but 'someone/fashion-cnn' is a"):
         resolve(TrainConfig(output_dir="o", model_name_or_path="someone/fashion-cnn", pca_stem=True), recipe)
     images = _images(64)
@@ -102,5 +105,5 @@ def test_the_pca_stem_is_fitted_on_training_images_never_on_test_images(monkeypa
     train_images, test_images = _images(8), 255 - _images(8)
     labels = torch.zeros(8, dtype=torch.long)
     data = Data(["x"] * 10, train_images, labels, test_images, labels, "test")
-    initialise(create_model("cnn"), {"zero_init_residual": False, "pca_stem": True}, PRE, data)
+    initialise(create_model("cnn"), SimpleNamespace(zero_init_residual=False, pca_stem=True), PRE, data)
     assert len(seen) == 1 and torch.equal(seen[0], PRE(train_images))

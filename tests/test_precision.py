@@ -78,7 +78,8 @@ def test_evaluation_runs_the_fp32_model_even_under_autocast():
 
     from hf_fmnist.core.loader import DeviceLoader, Preprocess
     from hf_fmnist.core.models import create_model
-    from hf_fmnist.training.loop import evaluate_logits, make_accelerator
+    from hf_fmnist.inference.evaluate import evaluate_logits
+    from hf_fmnist.training.accelerator import make_accelerator
 
     accelerator = make_accelerator(TrainConfig(output_dir="unused"), mixed_precision="bf16")
     assert isinstance(accelerator, Accelerator) and accelerator.mixed_precision == "bf16"

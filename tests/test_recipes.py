@@ -7,7 +7,7 @@ from hf_fmnist.core import recipes
 from hf_fmnist.core.config import TrainConfig
 from hf_fmnist.core.models import create_model
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.training.loop import resolve
+from hf_fmnist.training.settings import resolve
 
 
 @pytest.mark.parametrize("name", [n for n, r in recipes.RECIPES.items() if r.model])
@@ -32,15 +32,15 @@ def test_flags_given_win_and_the_rest_comes_from_the_recipe():
     resolved = resolve(
         TrainConfig(output_dir="o", recipe="cpu-5min", learning_rate=0.01, hflip=False), recipes.get("cpu-5min")
     )
-    assert resolved["learning_rate"] == 0.01 and resolved["hflip"] is False  # given
+    assert resolved.learning_rate == 0.01 and resolved.hflip is False  # given
     recipe = recipes.get("cpu-5min")
-    assert resolved["num_train_epochs"] == recipe.num_train_epochs and resolved["recipe"] == "cpu-5min"
-    assert resolved["pad_crop"] == 0 and resolved["pca_stem"] is True and resolved["eval_last_epochs"] == 2
-    assert resolved["model_name_or_path"] == "cnn" and resolved["model_config"] == {}
+    assert resolved.num_train_epochs == recipe.num_train_epochs and resolved.recipe == "cpu-5min"
+    assert resolved.pad_crop == 0 and resolved.pca_stem is True and resolved.eval_last_epochs == 2
+    assert resolved.model_name_or_path == "cnn" and resolved.model_config == {}
     wide = resolve(TrainConfig(output_dir="o", recipe="h200-10s"), recipes.get("h200-10s"))
-    assert wide["model_config"]["hidden_sizes"] == [64, 128, 256] and wide["mixed_precision"] == "bf16"
+    assert wide.model_config["hidden_sizes"] == [64, 128, 256] and wide.mixed_precision == "bf16"
     other = resolve(TrainConfig(output_dir="o", recipe="h200-10s", model_name_or_path="vit"), recipes.get("h200-10s"))
-    assert other["model_config"] == {}  # the recipe's shape belongs to its own preset
+    assert other.model_config == {}  # the recipe's shape belongs to its own preset
 
 
 def test_the_recipe_batch_is_global_and_divides_among_processes_and_micro_steps():
@@ -48,9 +48,9 @@ def test_the_recipe_batch_is_global_and_divides_among_processes_and_micro_steps(
     for processes, accumulation, per_device in ((1, 1, 512), (2, 1, 256), (2, 2, 128), (4, 1, 128)):
         config = TrainConfig(output_dir="o", recipe="cpu-5min", gradient_accumulation_steps=accumulation)
         resolved = resolve(config, recipe, processes)
-        assert resolved["per_device_train_batch_size"] == per_device and resolved["train_batch_size"] == 512
+        assert resolved.per_device_train_batch_size == per_device and resolved.train_batch_size == 512
     explicit = resolve(TrainConfig(output_dir="o", per_device_train_batch_size=100), recipe, 2)
-    assert explicit["train_batch_size"] == 200  # an explicit per-device batch keeps its per-process meaning
+    assert explicit.train_batch_size == 200  # an explicit per-device batch keeps its per-process meaning
     with pytest.raises(HfFmnistError, match="global batch of 512 images does not divide into 3 process"):
         resolve(TrainConfig(output_dir="o"), recipe, 3)
 
@@ -71,14 +71,14 @@ def test_every_unset_flag_takes_the_recipes_value(name):
     import dataclasses
 
     recipe = recipes.RECIPES[name]
-    resolved = resolve(TrainConfig(output_dir="o"), recipe)
+    resolved = resolve(TrainConfig(output_dir="o"), recipe).to_dict()
     settings = [f.name for f in dataclasses.fields(recipe) if f.name in resolved and f.name != "model_config"]
     assert len(settings) >= 14  # every setting a recipe fills, not a lucky few
     assert {f: resolved[f] for f in settings} == {f: getattr(recipe, f) for f in settings}
 
 
 def test_onecycle_warms_up_over_a_quarter_of_all_steps():
-    from hf_fmnist.training.loop import schedule
+    from hf_fmnist.training.settings import schedule
 
     config = TrainConfig(output_dir="o")
     assert schedule(config, 4, 10) == {

@@ -594,7 +594,7 @@ def test_evaluate_logits_with_two_ranks_returns_each_image_once_in_order():
     from types import SimpleNamespace
 
     from hf_fmnist.core.loader import DeviceLoader
-    from hf_fmnist.training.loop import evaluate_logits
+    from hf_fmnist.inference.evaluate import evaluate_logits
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(28 * 28, 10)

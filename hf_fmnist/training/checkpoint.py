@@ -106,7 +106,7 @@ class TrainState:
         )
 
 
-# What train.end_epoch records per evaluation; the plots and the model card read them once training has ended, so a
+# What the loop's end_epoch records per epoch; the plots and the model card read them once training has ended, so a
 # forged entry must be refused at load (a KeyError then would lose the whole run). Value: may it be NaN, its range.
 HISTORY_KEYS: dict[str, tuple[bool, float, float]] = {
     "epoch": (False, 1, math.inf),
@@ -114,10 +114,8 @@ HISTORY_KEYS: dict[str, tuple[bool, float, float]] = {
     "train_loss": (True, 0, math.inf),  # NaN when an epoch ran no step
     "eval_accuracy": (False, 0, 1),
     "eval_top5_accuracy": (False, 0, 1),
-    "elapsed_s": (False, 0, math.inf),
-    "since_first_step_s": (False, 0, math.inf),
 }
-HISTORY_REQUIRED = ("epoch", "step", "train_loss", "eval_accuracy")  # what the learning curves plot
+HISTORY_REQUIRED = ("epoch", "step", "train_loss")  # what every epoch records; accuracy only where it was evaluated
 
 
 def _history_problem(entry, step: int) -> str | None:

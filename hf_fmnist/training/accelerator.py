@@ -1,0 +1,87 @@
+"""The ``Accelerator`` of a run: one process or N, on GPUs or on a machine without any.
+
+Accelerate keeps precision and compile settings process-wide from the first ``Accelerator``; a second training in
+the same process (notebooks, tests) resets them first, so it never inherits the previous run's.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..core.config import TrainConfig
+from ..errors import HfFmnistError
+
+
+def gpu_available() -> bool:
+    """A CUDA, XPU or MPS device, so the run uses it and the recipes for GPUs apply."""
+    xpu = getattr(torch, "xpu", None)
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(xpu and xpu.is_available()) or bool(mps and mps.is_available())
+
+
+def make_accelerator(config: TrainConfig, *, mixed_precision: str = "no", torch_compile: bool = False):
+    """An ``Accelerator`` that also works as N real processes on a machine without GPUs.
+
+    Without ``cpu=True`` on such a machine, each process started by torchrun believes it is alone. With it, Accelerate
+    reads torchrun's environment and joins a gloo process group. ``torch_compile`` compiles the model in ``prepare``
+    (inductor), after the DDP wrapper; left False, `accelerate launch --dynamo_backend` still applies.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import ProjectConfiguration
+
+    # No public API resets the process-wide state (tests/test_precision.py pins that a second run does not inherit
+    # the first one's precision); the process group (PartialState) stays.
+    AcceleratorState._reset_state()
+    use_cpu = not gpu_available()
+    if mixed_precision == "fp16" and use_cpu:
+        raise HfFmnistError(
+            "--mixed_precision fp16 needs a GPU (its gradient scaler is for CUDA and XPU devices); "
+            "use bf16 on a CPU, or no."
+        )
+    tracking = {}
+    if config.with_tracking:
+        tracking = {
+            "log_with": config.report_to,
+            "project_config": ProjectConfiguration(
+                project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "runs")
+            ),
+        }
+    expected = int(os.environ.get("WORLD_SIZE", "1"))
+    launch_hint = (
+        f"On CPU-only machines launch with `torchrun --standalone --nproc_per_node {expected} train.py ...` or "
+        f"`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes {expected} train.py ...`."
+    )
+    try:
+        accelerator = Accelerator(
+            cpu=use_cpu,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            mixed_precision=mixed_precision,
+            **({"dynamo_backend": "inductor"} if torch_compile else {}),
+            **tracking,
+        )
+    except (ValueError, RuntimeError) as e:
+        if expected > 1:  # half-set distributed environment (e.g. WORLD_SIZE without MASTER_ADDR)
+            raise HfFmnistError(
+                f"WORLD_SIZE is {expected} but the processes could not join ({e}). {launch_hint}"
+            ) from None
+        raise
+    if expected > 1 and accelerator.num_processes != expected:
+        raise HfFmnistError(
+            f"WORLD_SIZE is {expected} but Accelerate runs {accelerator.num_processes} process(es): each process "
+            f"would train alone on the whole data. {launch_hint}"
+        )
+    if accelerator.device.type == "cpu":
+        set_cpu_threads(config.cpu_threads)
+    return accelerator
+
+
+def set_cpu_threads(threads: int | None) -> int:
+    """Use the cores: ``accelerate launch`` without an accelerate config exports OMP_NUM_THREADS=1."""
+    if threads is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    torch.set_num_threads(threads)
+    return threads
