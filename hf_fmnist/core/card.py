@@ -110,11 +110,11 @@ def render_model_card(
             "weight_decay",
             "num_warmup_steps",
             "pad_crop",
+            "optimizer",  # described by the code that builds it (training/optim.py)
         )
         if k in resolved
     }
     recipe.update(
-        optimizer="AdamW (betas 0.9, 0.99)",
         lr_scheduler_type=config.lr_scheduler_type,
         label_smoothing=config.label_smoothing,
         hflip=config.hflip,
