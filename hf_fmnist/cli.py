@@ -177,9 +177,9 @@ def _add_source_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hf-fmnist", description="Fashion-MNIST as a first-class Hugging Face package."
-    )
+    from .core.config import FlagParser  # --output-dir and --output_dir alike, on every command
+
+    parser = FlagParser(prog="hf-fmnist", description="Fashion-MNIST as a first-class Hugging Face package.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -57,3 +57,34 @@ def test_build_does_not_import_torch(synthetic, tmp_path):
 def test_summary_of_missing_folder(tmp_path, capsys):
     assert cli.main(["summary", "--dataset", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_every_multiword_flag_takes_dashes_and_underscores_on_every_command():
+    """As transformers' HfArgumentParser: --output-dir and --output_dir are one flag, on hf-fmnist's commands and on
+    train.py; --help keeps the spelling each command declares."""
+    import argparse
+
+    from hf_fmnist.core.config import TrainConfig
+
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    parsers = {**commands, "train.py": TrainConfig.parser()}
+    checked = 0
+    for name, sub in parsers.items():
+        for flag in sub._option_string_actions:
+            if not flag.startswith("--") or not any(c in flag[2:] for c in "-_"):
+                continue
+            other = "--" + flag[2:].translate(str.maketrans("-_", "_-"))
+            assert sub._declared(other) == flag, (name, flag)
+            assert sub._declared(f"{other}=1") == f"{flag}=1", (name, flag)
+            checked += 1
+    assert checked >= 40
+    assert (
+        parser.parse_args(["evaluate", "--model", "m", "--output_dir", "o", "--max_eval_samples=5"]).output_dir == "o"
+    )
+    config = TrainConfig.from_args(["--output-dir", "o", "--num-train-epochs", "2", "--no-hflip", "--", "x"][:-2])
+    assert (config.output_dir, config.num_train_epochs, config.hflip) == ("o", 2, False)
+    assert "--output-dir OUTPUT_DIR" in commands["build"].format_help() and "--output_dir" not in (
+        commands["build"].format_help()
+    )
+    assert "--output_dir OUTPUT_DIR" in TrainConfig.parser().format_help()

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,25 @@ processes, batch and learning rate:
   floating-point reduction order: data order and augmentation are drawn per global batch, and BatchNorm
   statistics are computed over all processes (synchronised). With gradient accumulation BatchNorm sees each
   micro-batch on its own, so only models without BatchNorm (vit) match the large batch exactly."""
+
+
+class FlagParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that takes every multiword flag with dashes or with underscores, as transformers'
+    ``HfArgumentParser`` does: ``--output-dir`` and ``--output_dir`` are one flag. ``--help`` shows the spelling the
+    command declares. Subcommand parsers (``add_subparsers``) are of this class too."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        args = list(sys.argv[1:] if args is None else args)
+        end = args.index("--") if "--" in args else len(args)  # after "--" everything is a value
+        return super().parse_known_args([self._declared(a) for a in args[:end]] + args[end:], namespace)
+
+    def _declared(self, arg: str) -> str:
+        """``arg`` with its flag spelled as declared, when it differs only in dashes and underscores."""
+        flag, eq, value = arg.partition("=")
+        if not flag.startswith("--") or flag in self._option_string_actions:
+            return arg
+        declared = {f.replace("-", "_"): f for f in self._option_string_actions if f.startswith("--")}
+        return declared.get(flag.replace("-", "_"), flag) + eq + value
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -256,7 +276,7 @@ class TrainConfig:
     @classmethod
     def parser(cls, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
         """An argparse parser with one flag per field."""
-        parser = parser or argparse.ArgumentParser(
+        parser = parser or FlagParser(
             prog="train.py",
             description="Train or fine-tune an image classifier on Fashion-MNIST with Accelerate.",
             epilog=f"{recipes.help_text()}\n\n{PROCESSES_HELP}",
