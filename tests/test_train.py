@@ -113,13 +113,16 @@ def test_transformer_presets_train_and_save_a_loadable_model(tmp_path, tiny_data
 
 def test_eval_last_epochs_evaluates_only_the_last_epochs_and_prints_every_epoch(tmp_path, tiny_dataset, capsys):
     """A recipe may skip the test split early on: the skipped epochs still print a line (without an accuracy, so no
-    time-to-accuracy reader mistakes it), the history holds only real evaluations, and the final results are whole."""
+    time-to-accuracy reader mistakes it), the history holds every epoch's loss but accuracy only where it was measured,
+    and the final results are whole."""
     results = train(_config(tmp_path, tiny_dataset, num_train_epochs=3, eval_last_epochs=1))
     out = capsys.readouterr().out
     assert len(re.findall(r"epoch \d/3 .*test split evaluated after the last 1 epochs only", out)) == 2
     assert len(re.findall(r"epoch 3/3 .*test accuracy [\d.]+% \(100 images\)", out)) == 1
     assert "epoch 1/3" in out and out.count("test accuracy") == 1
-    assert [h["epoch"] for h in results["history"]] == [3] and results["eval_samples"] == 100
+    history = results["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3] and all(h["train_loss"] > 0 for h in history)
+    assert [h["epoch"] for h in history if "eval_accuracy" in h] == [3] and results["eval_samples"] == 100
     assert (tmp_path / "out" / "learning_curves.png").is_file()
 
 
@@ -615,3 +618,24 @@ def test_evaluate_logits_with_two_ranks_returns_each_image_once_in_order():
     logits, got_labels = evaluate_logits(model, loaders[0], _TwoRanksInOne(other))
     assert got_labels.tolist() == labels.tolist()
     np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_learning_curves_show_every_epochs_loss_and_accuracy_where_measured(tmp_path, monkeypatch):
+    """A cpu-5min run (accuracy after epochs 8 and 9 only) plotted two points on an axis ticked 8.2, 8.4, ... and
+    left out the loss of all nine epochs."""
+    import matplotlib.pyplot as plt
+
+    from hf_fmnist import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or path)
+    history = [{"epoch": e, "step": 8 * e, "train_loss": 2 / e} for e in range(1, 8)]
+    history += [{"epoch": e, "step": 8 * e, "train_loss": 2 / e, "eval_accuracy": 0.8 + e / 100} for e in (8, 9)]
+    plots.learning_curves(history, tmp_path / "curves.png")
+    accuracy, loss = figures[0].axes
+    assert list(loss.lines[0].get_xdata()) == list(range(1, 10))
+    assert list(accuracy.lines[0].get_xdata()) == [8, 9]
+    for ax in (accuracy, loss):
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks) and ax.get_xlim()[0] < 1
+    plt.close(figures[0])
