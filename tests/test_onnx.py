@@ -137,16 +137,16 @@ def test_a_model_onnx_we_did_not_write_is_not_replaced(tmp_path):
     assert (model_dir / "onnx" / "model.onnx").read_bytes() == b"someone else's model"
 
 
-def test_push_model_selects_the_onnx_folder(exported):
+def test_push_model_selects_the_onnx_folder(exported, tmp_path):
     """Catches push-model's file selection (MODEL_IGNORE, MODEL_FILES) dropping onnx/model.onnx, or publishing the
     exporter's temp folders. (push_model itself needs a trained folder to render its card.)"""
-    from hf_fmnist.hub.push import MODEL_FILES, MODEL_IGNORE, local_files
+    from hf_fmnist.hub.files import MODEL_FILES, MODEL_IGNORE, gather
 
     exported, _ = exported
     (exported / "onnx" / ".export-0000").mkdir()
     (exported / "onnx" / ".export-0000" / "model.onnx").write_bytes(b"half-written")
     try:
-        selected = local_files(exported, MODEL_IGNORE, include=MODEL_FILES)
+        selected = gather(exported, tmp_path / "snapshot", ignore=MODEL_IGNORE, include=MODEL_FILES)
     finally:
         (exported / "onnx" / ".export-0000" / "model.onnx").unlink()
         (exported / "onnx" / ".export-0000").rmdir()

@@ -129,7 +129,7 @@ def test_generated_space_app_runs_on_its_own(hub, model_dir, tmp_path):
     assert (
         Path(where.stdout.split()[0]).resolve() == (space / "hf_fmnist" / "inference" / "demo.py").resolve()
     )  # the copy
-    assert "No module named 'hf_fmnist.training.loop'" in where.stderr  # and nothing from this checkout
+    assert "No module named 'hf_fmnist.training'" in where.stderr  # and nothing from this checkout
 
     url, process = serve(
         [sys.executable, "-c", ISOLATED + "runpy.run_path('app.py', run_name='__main__')"], space, tmp_path / "app.log"

@@ -18,65 +18,29 @@ anything is uploaded, and never appear in messages, cards or uploaded files.
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
+import functools
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import HfFmnistError
+from ..errors import HfFmnistError, printable
+from .files import DATASET_FILES, DATASET_IGNORE, MODEL_FILES, MODEL_IGNORE, LocalFile, gather
+
+__all__ = ["MODEL_FILES", "MODEL_IGNORE", "DATASET_FILES", "DATASET_IGNORE", "push_folder", "push_model"]
 
 MAX_ATTEMPTS = 5
 BACKOFF_S = 1.0  # first wait; doubles each retry
-REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-# What a training output folder publishes: the model, its card and what the card shows, the results and config,
-# and TensorBoard logs (the Hub shows them). Checkpoints and temp files stay local.
-MODEL_IGNORE = ("step_*", "epoch_*", ".*", "*/.*", "evaluation/*", "**/__pycache__/*")
-# ...and of what is left, only what training, `hf-fmnist export` and TensorBoard write: a folder trained into with
-# --overwrite_output_dir may hold the user's own notes, which are theirs, not the Hub's.
-MODEL_FILES = (
-    "README.md",
-    "config.json",
-    "preprocessor_config.json",
-    "model.safetensors",
-    "model-*.safetensors",
-    "model.safetensors.index.json",
-    "all_results.json",
-    "training_config.json",
-    "*.png",
-    "examples/*.png",
-    "runs/*",
-    "runs/*/*",
-    "runs/*/*/*",
-    "runs/*/*/*/*",
-    "onnx/*",
-)
-DATASET_IGNORE = (".*", "*/.*")
 KEEP_REMOTE = (".gitattributes",)
 DEFAULT_DATASET_NAME = "hf_fmnist"  # push-dataset without --repo-id: <your namespace>/hf_fmnist
 
 
 class HubError(HfFmnistError):
     """A push could not be completed; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    path_in_repo: str
-    local_path: Path
-    size: int
-    git_sha1: str  # git blob id, what the Hub reports for regular files
-    sha256: str  # LFS oid, what the Hub reports for LFS files
-    content: bytes | None = None  # uploaded instead of local_path's bytes (a card rendered for the repo)
-
-    @classmethod
-    def rendered(cls, path_in_repo: str, local_path: Path, content: bytes) -> LocalFile:
-        sha1 = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
-        return cls(path_in_repo, local_path, len(content), sha1, hashlib.sha256(content).hexdigest(), content)
 
 
 def resolve_token(token: str | None = None) -> str:
@@ -92,68 +56,22 @@ def resolve_token(token: str | None = None) -> str:
 
 
 def check_repo_id(repo_id) -> str:
+    """``repo_id`` if it is ``NAMESPACE/NAME`` as huggingface_hub validates it (a namespace is required here)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     if not isinstance(repo_id, str):
         raise HubError(f"Repo id must be a string, not {type(repo_id).__name__}: '{repo_id}'.")
-    if not REPO_ID.match(repo_id) or ".." in repo_id or repo_id.endswith((".git", "-", ".")):
-        raise HubError(f"Repo id must look like NAMESPACE/NAME (letters, digits, '-', '_', '.'), not '{repo_id}'.")
-    return repo_id
-
-
-def local_files(
-    folder: Path, ignore: Sequence[str], log: Callable[[str], None] | None = None, include: Sequence[str] | None = None
-) -> dict[str, LocalFile]:
-    """Every regular file under ``folder`` not matching ``ignore`` (glob patterns on the POSIX relative path) and,
-    if ``include`` is given, matching one of its patterns (the others are listed in the log).
-
-    Links are never followed out of ``folder``: a ``notes.txt -> ~/.cache/huggingface/token`` planted in a folder
-    would otherwise publish the token. A link whose target stays inside the folder is published as that file;
-    anything else (links out, links to folders, FIFOs, devices) is left out, and ``log`` says which.
-    """
-    root = folder.resolve()
-    files, refused = {}, []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        base = Path(dirpath)
-        for name in sorted(dirnames):
-            if (base / name).is_symlink():
-                refused.append(f"{(base / name).relative_to(folder).as_posix()} (a link to a folder)")
-        for name in sorted(filenames):
-            path = base / name
-            rel = path.relative_to(folder).as_posix()
-            if any(fnmatch.fnmatch(rel, pattern) for pattern in ignore):
-                continue
-            if include is not None and not any(_matches(rel, pattern) for pattern in include):
-                refused.append(f"{rel} (not a file hf_fmnist writes)")
-                continue
-            target = path.resolve()
-            if not target.is_relative_to(root):
-                refused.append(f"{rel} (a link to {target}, outside the folder)")
-            elif not target.is_file():
-                refused.append(f"{rel} (not a regular file)")
-            else:
-                files[rel] = _describe_file(rel, target)
-    if refused and log is not None:
-        log(
-            f"Not publishing {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} of {folder}: "
-            + "; ".join(refused)
+    try:
+        validate_repo_id(repo_id)
+        valid = repo_id.count("/") == 1
+    except HFValidationError:
+        valid = False
+    if not valid:
+        raise HubError(
+            f"Repo id must look like NAMESPACE/NAME (letters, digits, '-', '_', '.'), not '{printable(repo_id)[:200]}'."
         )
-    return dict(sorted(files.items()))
-
-
-def _matches(rel: str, pattern: str) -> bool:
-    """``pattern`` matches the whole of ``rel``, ``*`` staying within one folder level (unlike fnmatch's)."""
-    parts, wanted = rel.split("/"), pattern.split("/")
-    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, wanted))
-
-
-def _describe_file(rel: str, path: Path) -> LocalFile:
-    """Size and digests of one file, read in chunks (model weights can be large)."""
-    size = path.stat().st_size
-    sha1, sha256 = hashlib.sha1(b"blob %d\0" % size), hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha1.update(chunk)
-            sha256.update(chunk)
-    return LocalFile(rel, path, size, sha1.hexdigest(), sha256.hexdigest())
+    return repo_id
 
 
 def _same(local: LocalFile, remote) -> bool:
@@ -192,110 +110,152 @@ def push_folder(
     *,
     repo_type: str,
     ignore: Sequence[str] = (),
-    token: str | None = None,
-    private: bool = False,
-    revision: str | None = None,
-    commit_message: str | None = None,
-    create_pr: bool = False,
-    log: Callable[[str], None] | None = None,
-    default_name: str | None = None,
-    render: Callable[[str, str | None], dict[str, bytes]] | None = None,
     include: Sequence[str] | None = None,
+    render: Callable[[Path, str, str | None], dict[str, bytes]] | None = None,
+    default_name: str | None = None,
     space_sdk: str | None = None,
+    log: Callable[[str], None] | None = None,
+    **choices,
 ) -> dict:
-    """Make ``revision`` of the repo hold exactly the files of ``folder``; returns what happened.
+    """Make a revision of the repo hold exactly the publishable files of ``folder``; returns what happened.
 
     ``{"url", "repo_id", "commit": sha or None, "changed": bool, "files": n, "pr_url": url or None}``; ``commit`` is
-    None when nothing changed. ``repo_id`` None: ``<the token's namespace>/<default_name>``, as the transformers
-    Trainer does. ``render(repo_id, remote README.md text or None)`` returns files (path → bytes) uploaded instead of
-    the folder's own, such as the card rendered for this repo; the folder is not modified. With ``create_pr``, an
-    open pull request of ours that already holds exactly this content is reused, never opened twice.
-    ``space_sdk`` ("gradio", ...) is required by the Hub when ``repo_type="space"`` creates the repo.
+    None when nothing changed. Files pass the publishing gate (:func:`hf_fmnist.hub.files.gather`: ``include`` is
+    the repo type's list, ``ignore`` what stays local silently) and are uploaded from the private snapshot it
+    writes. ``render(snapshot, repo_id, remote README.md text or None)`` returns files (path → bytes) uploaded
+    instead, such as the card rendered for this repo from the snapshot's files. ``repo_id`` None: ``<the token's
+    namespace>/<default_name>``, as the transformers Trainer does. ``choices``: the user's :class:`PushChoices`
+    (token, private, revision, commit_message, create_pr). ``space_sdk`` is required by the Hub when
+    ``repo_type="space"`` creates the repo.
     """
-    from huggingface_hub import HfApi
-
     log = log or (lambda message: print(message, file=sys.stderr))
+    choices = PushChoices(**choices)
     if repo_id is not None:
         repo_id = check_repo_id(repo_id)
     folder = Path(folder)
     if not folder.is_dir():
         raise HubError(f"{folder} is not a folder; pass the folder to publish.")
-    files = local_files(folder, ignore, log, include)
-    if not files:
-        raise HubError(f"{folder} holds no files to publish.")
-    token = resolve_token(token)
-    api = HfApi(token=token, library_name="hf_fmnist")
-    _check_token(api)
-    user = None
-    if repo_id is None or create_pr:
-        user = _call(lambda: api.whoami()["name"], "read the token's user name", log)
-    if repo_id is None:
-        repo_id = check_repo_id(f"{user}/{repo_name(default_name or folder.resolve().name)}")
-        log(f"No repo id given: pushing to {repo_id}.")
-    url = _call(
-        lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk),
-        "create the repo",
-        log,
-    )
-    branch = revision or "main"
-    if branch != "main" and not create_pr:
-        _call(
-            lambda: api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True),
-            f"create branch {branch}",
-            log,
-        )
-    if render is not None:
-        remote_card = _call(
-            lambda: _remote_text(api, repo_id, repo_type, branch, "README.md"), "read the remote card", log
-        )
-        for path, content in render(repo_id, remote_card).items():
-            files[path] = LocalFile.rendered(path, folder / path, content)
-    message = commit_message or f"Upload {folder.name} with hf_fmnist"
-    where = f"{repo_id}@{branch}"
-    done = {"url": str(url), "repo_id": repo_id, "files": len(files), "pr_url": None}
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        head, additions, deletions = _call(
-            lambda: plan(api, repo_id, repo_type, branch, files), "read the remote state", log
-        )
-        if not additions and not deletions:
-            if attempt == 1:
-                log(f"{where} already holds this content: no commit made.")
-            return {**done, "commit": None if attempt == 1 else head, "changed": attempt > 1}
-        if create_pr:  # a PR of ours holding this content, from an earlier run or a lost answer: don't open another
-            assert user is not None  # read above for every create_pr push
-            pr = _call(
-                lambda: _open_pull_request_holding(api, repo_id, repo_type, user, files),
-                "list the open pull requests",
-                log,
+    with tempfile.TemporaryDirectory(prefix="hf_fmnist-push-") as snapshot:
+        files = gather(folder, Path(snapshot), include=include, ignore=ignore, log=log)
+        if not files:
+            raise HubError(f"{folder} holds no files to publish.")
+        session = _Session.open(choices, log)
+        repo_id = repo_id or session.default_repo(default_name or folder.resolve().name)
+        target = session.target(repo_id, repo_type, space_sdk)
+        if render is not None:
+            remote_card = session.call(lambda: _remote_text(session.api, *target, "README.md"), "read the remote card")
+            for path, content in render(Path(snapshot), repo_id, remote_card).items():
+                files[path] = LocalFile.rendered(path, Path(snapshot) / path, content)
+        message = choices.commit_message or f"Upload {folder.name} with hf_fmnist"
+        return session.commit_until_done(target, files, message)
+
+
+@dataclass(frozen=True)
+class PushChoices:
+    """What the user chose for a push, beyond the repo id and the folder."""
+
+    token: str | None = None
+    private: bool = False
+    revision: str | None = None
+    commit_message: str | None = None
+    create_pr: bool = False
+
+    @property
+    def branch(self) -> str:
+        return self.revision or "main"
+
+
+@dataclass
+class _Session:
+    """A checked token's API client, and the steps of a push that talk to the Hub."""
+
+    api: object
+    choices: PushChoices
+    log: Callable[[str], None]
+    url: str = ""
+
+    @classmethod
+    def open(cls, choices: PushChoices, log) -> _Session:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=resolve_token(choices.token), library_name="hf_fmnist")
+        _check_token(api)
+        return cls(api, choices, log)
+
+    def call(self, fn, what: str):
+        return _call(fn, what, self.log)
+
+    @functools.cached_property
+    def user(self) -> str:
+        return self.call(lambda: self.api.whoami()["name"], "read the token's user name")
+
+    def default_repo(self, name: str) -> str:
+        repo_id = check_repo_id(f"{self.user}/{repo_name(name)}")
+        self.log(f"No repo id given: pushing to {repo_id}.")
+        return repo_id
+
+    def target(self, repo_id: str, repo_type: str, space_sdk: str | None) -> tuple[str, str, str]:
+        """Create the repo (and branch) if needed; ``(repo_id, repo_type, branch)``."""
+        private, branch = self.choices.private, self.choices.branch
+        self.url = str(
+            self.call(
+                lambda: self.api.create_repo(
+                    repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk
+                ),
+                "create the repo",
             )
-            if pr is not None:
-                log(f"Pull request {pr.url} already holds this content: no new pull request opened.")
-                return {
-                    **done,
-                    "commit": None if attempt == 1 else pr.git_reference,
-                    "changed": attempt > 1,
-                    "pr_url": pr.url,
-                }
-        try:
-            info = api.create_commit(
-                repo_id,
-                additions + deletions,
-                commit_message=message,
-                repo_type=repo_type,
-                revision=branch,
-                parent_commit=head,
-                create_pr=create_pr,
+        )
+        if branch != "main" and not self.choices.create_pr:
+            self.call(
+                lambda: self.api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True),
+                f"create branch {branch}",
             )
-            changes = f"{len(additions)} added/changed and {len(deletions)} deleted file(s)"
-            if create_pr:
-                log(f"Opened pull request {info.pr_url} against {where} with {changes}.")
-            else:
-                log(f"Committed {changes} to {where}.")
-            return {**done, "commit": info.oid, "changed": True, "pr_url": info.pr_url if create_pr else None}
-        except Exception as e:  # retried only if a re-read and a new try can help (the commit may even have landed)
-            failure = _retryable_commit_failure(e, repo_id)
-        _back_off(attempt, f"Commit to {repo_id} failed ({failure})", "re-reading the remote state and ", log)
-    raise HubError(f"Could not push to {repo_id} after {MAX_ATTEMPTS} attempts; run the same command again later.")
+        return repo_id, repo_type, branch
+
+    def commit_until_done(self, target: tuple[str, str, str], files: dict[str, LocalFile], message: str) -> dict:
+        """Commit the difference, re-reading the remote state after each failure: one commit, or none if equal."""
+        repo_id = target[0]
+        done = {"url": self.url, "repo_id": repo_id, "files": len(files), "pr_url": None}
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            head, additions, deletions = self.call(lambda: plan(self.api, *target, files), "read the remote state")
+            if not additions and not deletions:
+                if attempt == 1:
+                    self.log(f"{repo_id}@{target[2]} already holds this content: no commit made.")
+                return {**done, "commit": None if attempt == 1 else head, "changed": attempt > 1}
+            if self.choices.create_pr:  # a PR of ours holding this content (an earlier run, a lost answer): reuse it
+                pr = self.call(
+                    lambda: _open_pull_request_holding(self.api, *target[:2], self.user, files),
+                    "list the open pull requests",
+                )
+                if pr is not None:
+                    self.log(f"Pull request {pr.url} already holds this content: no new pull request opened.")
+                    commit = None if attempt == 1 else pr.git_reference
+                    return {**done, "commit": commit, "changed": attempt > 1, "pr_url": pr.url}
+            try:
+                return {**done, **self._commit(target, head, additions, deletions, message)}
+            except Exception as e:  # retried only if a re-read and a new try can help (the commit may have landed)
+                failure = _retryable_commit_failure(e, repo_id)
+            _back_off(attempt, f"Commit to {repo_id} failed ({failure})", "re-reading the remote state and ", self.log)
+        raise HubError(f"Could not push to {repo_id} after {MAX_ATTEMPTS} attempts; run the same command again later.")
+
+    def _commit(self, target, head: str, additions: list, deletions: list, message: str) -> dict:
+        repo_id, repo_type, branch = target
+        create_pr = self.choices.create_pr
+        info = self.api.create_commit(
+            repo_id,
+            additions + deletions,
+            commit_message=message,
+            repo_type=repo_type,
+            revision=branch,
+            parent_commit=head,
+            create_pr=create_pr,
+        )
+        changes = f"{len(additions)} added/changed and {len(deletions)} deleted file(s)"
+        if create_pr:
+            self.log(f"Opened pull request {info.pr_url} against {repo_id}@{branch} with {changes}.")
+        else:
+            self.log(f"Committed {changes} to {repo_id}@{branch}.")
+        return {"commit": info.oid, "changed": True, "pr_url": info.pr_url if create_pr else None}
 
 
 def repo_name(name: str) -> str:
@@ -350,13 +310,14 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
     from ..core.card import demo_block, render_model_card
 
     folder = Path(model_dir)
-    for required in ("config.json", "model.safetensors", "README.md", "all_results.json", "training_config.json"):
+    for required in MODEL_REQUIRED:
         if not (folder / required).is_file():
             raise HubError(f"{folder} has no {required}: pass a folder written by `train.py` (training finished).")
 
-    def render(repo: str, remote_card: str | None) -> dict[str, bytes]:
-        card = render_model_card(folder, repo_id=repo, endpoint=_endpoint(), demo=demo_block(remote_card))
-        return {"README.md": card.encode(), **_public_training_config(folder)}
+    def render(snapshot: Path, repo: str, remote_card: str | None) -> dict[str, bytes]:
+        _require(folder, snapshot, MODEL_REQUIRED)  # the card is rendered from what passed the gate, read once
+        card = render_model_card(snapshot, repo_id=repo, endpoint=_endpoint(), demo=demo_block(remote_card))
+        return {"README.md": card.encode(), **_public_training_config(snapshot)}
 
     result = push_folder(
         repo_id,
@@ -369,6 +330,19 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
         **kwargs,
     )
     return result["pr_url"] or result["url"]
+
+
+MODEL_REQUIRED = ("config.json", "model.safetensors", "README.md", "all_results.json", "training_config.json")
+
+
+def _require(folder: Path, snapshot: Path, names: Sequence[str]) -> None:
+    """Refuse a push whose required files did not pass the publishing gate (the log above said why)."""
+    missing = [name for name in names if not (snapshot / name).is_file()]
+    if missing:
+        raise HubError(
+            f"{folder}: {', '.join(missing)} cannot be published (a link, a hard link or not a regular file; see the "
+            f"line above); replace it with a plain copy to publish the folder."
+        )
 
 
 def _public_training_config(folder: Path) -> dict[str, bytes]:
@@ -401,14 +375,17 @@ def push_dataset(repo_id: str | None, dataset_dir: str | os.PathLike, **kwargs) 
     if scripts:
         raise HubError(f"{folder} holds loading scripts ({', '.join(scripts)}); datasets >= 4 refuses such repos.")
 
-    def render(repo: str, remote_card: str | None) -> dict[str, bytes]:
-        return {"README.md": dataset_card_for_repo((folder / "README.md").read_text(), repo).encode()}
+    def render(snapshot: Path, repo: str, remote_card: str | None) -> dict[str, bytes]:
+        _require(folder, snapshot, ("README.md",))  # the card published is the one read once through the gate
+        card = (snapshot / "README.md").read_bytes().decode("utf-8", "replace")
+        return {"README.md": dataset_card_for_repo(card, repo).encode()}
 
     result = push_folder(
         repo_id,
         folder,
         repo_type="dataset",
         ignore=DATASET_IGNORE,
+        include=DATASET_FILES,
         render=render,
         default_name=DEFAULT_DATASET_NAME,
         **kwargs,

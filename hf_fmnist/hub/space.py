@@ -30,6 +30,15 @@ REQUIREMENTS = ("torch", "transformers", "numpy", "pillow")  # what the copied p
 SPACE_PARTS = ("data", "core", "inference")
 LEFT_OUT = ("cli.py",)  # the one top-level module that imports the parts above
 SPACE_IGNORE = (".*", "*/.*", "**/__pycache__/*")
+# Exactly what build_space writes: the app, its requirements and card, the example images and the package's modules.
+SPACE_FILES = (
+    "app.py",
+    "requirements.txt",
+    "README.md",
+    "examples/*.png",
+    "hf_fmnist/*.py",
+    *(f"hf_fmnist/{part}/*.py" for part in SPACE_PARTS),
+)
 
 
 def build_space(folder: str | os.PathLike, model_id: str, *, data_dir: str | None = None) -> list[str]:
@@ -145,6 +154,7 @@ def push_space(
             repo_type="space",
             space_sdk="gradio",
             ignore=SPACE_IGNORE,
+            include=SPACE_FILES,
             token=token,
             private=private,
             revision=revision,
