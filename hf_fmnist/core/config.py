@@ -309,10 +309,39 @@ class TrainConfig:
             path = path / CONFIG_FILE
         try:
             saved = json.loads(path.read_text())["config"]
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise HfFmnistError(f"{path}: not a training config written by hf_fmnist ({e}).") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in saved.items() if k in known})
+        return cls(**check_saved(saved, path))
+
+
+def check_saved(saved, path: Path) -> dict:
+    """The ``config`` object of a saved ``training_config.json``, the fields :class:`TrainConfig` knows, each of its
+    type (a later field extends the dataclass, and so this check); else one line naming the file and the field."""
+    if not isinstance(saved, dict):
+        raise HfFmnistError(f"{path}: field 'config' must be an object, not a JSON {type(saved).__name__}.")
+    hints, out = typing.get_type_hints(TrainConfig), {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in saved:
+            continue
+        value, allowed = saved[f.name], typing.get_args(hints[f.name]) or (hints[f.name],)
+        fits = any(_fits(value, kind) for kind in allowed)
+        if not fits:
+            wanted = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
+            raise HfFmnistError(
+                f"{path}: field {f.name!r} must be {wanted}, not {json.dumps(value)[:60]}; not a training config "
+                f"hf_fmnist wrote."
+            )
+        out[f.name] = value
+    return out
+
+
+def _fits(value, kind) -> bool:
+    """``value`` (from JSON) is a ``kind``: bools are not numbers, whole numbers are floats."""
+    if kind is type(None):
+        return value is None
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, (int, float) if kind is float else kind)
 
 
 def _public_path(value) -> str:

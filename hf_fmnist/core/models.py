@@ -322,6 +322,26 @@ def check_model_folder(name_or_path: str) -> None:
             )
 
 
+def check_output_apart(output_dir, flag: str, *, model: str | None = None, dataset: str | None = None) -> None:
+    """Refuse an output folder that is, contains or lies inside the local model folder or dataset folder a command
+    reads: writing there replaces what is being read (``train --output_dir m --model_name_or_path m`` overwrote the
+    source model's weights), or plants files in a folder later published or read as data."""
+    from ..data.tensors import local_root
+
+    out = Path(os.path.expanduser(str(output_dir))).resolve()
+    model_folder = Path(os.path.expanduser(model)) if model and model not in PRESETS else None
+    for what, folder in (("model", model_folder), ("dataset folder", local_root(dataset))):
+        if folder is None or not folder.is_dir():  # a preset, a Hub id, the built-in dataset
+            continue
+        source = folder.resolve()
+        relation = "is" if out == source else "lies inside" if out.is_relative_to(source) else "contains"
+        if relation != "contains" or source.is_relative_to(out):
+            raise HfFmnistError(
+                f"{flag} {printable(str(output_dir))} {relation} the {what} it reads ({printable(str(folder))}); "
+                f"choose an output folder apart from it."
+            )
+
+
 def _resolves_inside(link: Path, root: Path) -> bool:
     try:
         return link.resolve().is_relative_to(root)

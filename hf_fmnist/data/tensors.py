@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HfFmnistError, printable
+from ..errors import HfFmnistError, one_line, printable
 from . import png
 
 BUILTIN = "fashion_mnist"
@@ -160,7 +160,8 @@ def class_counts(dataset) -> dict[str, np.ndarray]:
     counts = {}
     for split, ds in dataset.items():
         _, label = find_columns(ds.features)
-        labels = np.asarray(ds.with_format("arrow")[:].column(label).to_numpy(zero_copy_only=False))
+        labels = np.asarray(ds.with_format("arrow")[:].column(label).to_numpy(zero_copy_only=False), dtype=np.int64)
+        check_labels(labels, ds, split)  # -1 made bincount raise; 10 added a class the table does not show
         counts[split] = np.bincount(labels, minlength=ds.features[label].num_classes)
     return counts
 
@@ -216,14 +217,83 @@ def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify
                 f"Dataset folder {folder} does not exist; pass a folder written by `hf-fmnist build`, a Hub dataset "
                 f"id (namespace/name), or omit --dataset for the built-in Fashion-MNIST."
             )
+        check_reads_inside(folder)
         try:
             return datasets.load_dataset(str(folder))
         except Exception as e:  # datasets raises many types for unreadable folders
-            raise HfFmnistError(f"Cannot load dataset folder {folder}: {e}") from None
+            raise HfFmnistError(f"Cannot load dataset folder {folder}: {one_line(e)}") from None
     try:
         return datasets.load_dataset(spec)
     except Exception as e:
         raise HfFmnistError(
-            f"Cannot load dataset {spec!r} from the Hub ({type(e).__name__}: {e}); check the id and your network, "
-            f"or pass a local folder written by `hf-fmnist build`."
+            f"Cannot load dataset {spec!r} from the Hub ({type(e).__name__}: {one_line(e)}); check the id and your "
+            f"network, or pass a local folder written by `hf-fmnist build`."
         ) from None
+
+
+MAX_CARD_BYTES = 1 << 20  # a dataset card's README.md; ours is about 5 KB
+
+
+def check_reads_inside(folder: Path) -> None:
+    """The folder-reading gate for a local dataset folder: everything ``datasets.load_dataset`` reads lies inside it.
+
+    A card's ``configs`` → ``data_files`` may name any path (``/abs/other.parquet``, ``../other/*``, a URL), and a
+    link below the folder may lead anywhere; either would make ``summary``, ``train`` and ``evaluate`` read files the
+    user never named. Each is refused with one short line naming it.
+    """
+    root = folder.resolve()
+    for pattern in _card_data_files(folder / "README.md"):
+        if not _stays_inside(pattern):
+            raise HfFmnistError(
+                f"Dataset folder {folder}: its card (README.md) names data_files {printable(pattern)[:100]!r}, "
+                f"outside the folder; refused (a local dataset is read only inside its folder)."
+            )
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink() and not _resolves_within(path, root):
+                raise HfFmnistError(
+                    f"Dataset folder {folder}: {printable(path.relative_to(folder).as_posix())[:100]} is a link "
+                    f"leading out of the folder; refused (copy the file itself in, if you trust it)."
+                )
+
+
+def _card_data_files(card: Path) -> list[str]:
+    """Every path pattern of the card's ``configs`` → ``data_files`` (none without a card or configs)."""
+    import yaml
+
+    try:
+        if not card.is_file():
+            return []
+        if card.stat().st_size > MAX_CARD_BYTES:
+            raise HfFmnistError(f"{card} is {card.stat().st_size:,} bytes, more than a dataset card; refused.")
+        text = card.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise HfFmnistError(f"{card}: cannot read it ({e.strerror}).") from None
+    if not text.startswith("---"):
+        return []
+    try:
+        metadata = yaml.safe_load(text.split("---", 2)[1]) if text.count("---") >= 2 else None
+    except yaml.YAMLError as e:
+        raise HfFmnistError(f"{card}: its YAML metadata cannot be read ({one_line(e, 150)}).") from None
+    configs = metadata.get("configs") if isinstance(metadata, dict) else None
+    patterns: list = []
+    for config in configs if isinstance(configs, list) else [configs]:
+        files = config.get("data_files") if isinstance(config, dict) else None
+        for entry in files.values() if isinstance(files, dict) else files if isinstance(files, list) else [files]:
+            paths = entry.get("path") if isinstance(entry, dict) else entry
+            patterns += paths if isinstance(paths, list) else [paths]
+    return [str(p) for p in patterns if p is not None]
+
+
+def _stays_inside(pattern: str) -> bool:
+    """A relative pattern without ``..``, ``~``, a drive or a URL scheme (``hf://``, ``https://``, ``zip::``)."""
+    parts = pattern.replace("\\", "/").split("/")
+    return not (pattern.startswith(("/", "~", "\\")) or ":" in pattern or ".." in parts or "" == pattern.strip())
+
+
+def _resolves_within(link: Path, root: Path) -> bool:
+    try:
+        return link.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a loop of links
+        return False

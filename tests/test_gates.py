@@ -1,0 +1,217 @@
+"""Issue 19: one gate per kind of thing hf_fmnist touches (publishing, reading a folder, allocating, reading back).
+
+Each test replays a case of the outside review (or one of its kind) and says what happened before the gate.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hf_fmnist import cli
+from hf_fmnist.hub import files as gate
+from hf_fmnist.hub import push as publish
+
+from conftest import one_error_line, synthetic_export, unique_repo
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory) -> Path:
+    return synthetic_export(tmp_path_factory.mktemp("gates"), sizes=(40, 20))
+
+
+@pytest.fixture
+def dataset_copy(export_dir, tmp_path) -> Path:
+    folder = tmp_path / "ds"
+    shutil.copytree(export_dir, folder)
+    return folder
+
+
+def _secret(tmp_path: Path) -> Path:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("---\nlicense: mit\n---\nhf_secretsecretsecretsecret0000\n")
+    return secret
+
+
+# Publishing ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_card_linking_out_of_the_folder_is_not_published(dataset_copy, tmp_path, hub, capsys):
+    """Before: "Not publishing README.md (a link ... outside the folder)", then the linked file went up as README.md
+    (the card was read again, through the link, to be rendered for the repo)."""
+    (dataset_copy / "README.md").unlink()
+    (dataset_copy / "README.md").symlink_to(_secret(tmp_path))
+    repo_id = unique_repo("cardlink")
+    assert cli.main(["push-dataset", "--repo-id", repo_id, "--dataset-dir", str(dataset_copy)]) == 2
+    assert "README.md" in one_error_line(capsys)
+    remote = hub.state.files("dataset", repo_id) if ("dataset", repo_id) in hub.state.repos else {}
+    assert not any(b"secretsecret" in data for data in remote.values())
+
+
+def test_hard_links_and_files_we_do_not_write_stay_local(dataset_copy, tmp_path, hub):
+    """Before: a hard link data/extra.txt to an outside file, and a model trained into ds/model, were published by
+    push-dataset without a word (dataset pushes had no list of files)."""
+    os.link(_secret(tmp_path), dataset_copy / "data" / "extra.txt")
+    shard = next((dataset_copy / "data").glob("test-*.parquet"))
+    os.link(shard, tmp_path / "second-name.parquet")  # a shard with two names: its bytes could be anyone's
+    (dataset_copy / "model").mkdir()
+    (dataset_copy / "model" / "config.json").write_text("{}")
+    logged = []
+    repo_id = unique_repo("onlyours")
+    publish.push_dataset(repo_id, dataset_copy, log=logged.append)
+    remote = set(hub.state.files("dataset", repo_id))
+    assert remote == {
+        ".gitattributes",
+        "README.md",
+        *(f"data/{p.name}" for p in (dataset_copy / "data").glob("train-*")),
+    }
+    line = " ".join(logged)
+    assert "data/extra.txt (not a file hf_fmnist writes)" in line and "model/config.json (not a file" in line
+    assert f"data/{shard.name} (2 hard links to one file: copy it to publish it)" in line
+
+
+def test_the_gate_refuses_links_anywhere_in_the_path(tmp_path):
+    """A link in any component below the folder, even one that stays inside, is not followed (it could be swapped)."""
+    folder = tmp_path / "f"
+    (folder / "real").mkdir(parents=True)
+    (folder / "real" / "a.png").write_bytes(b"png")
+    (folder / "examples").symlink_to(folder / "real", target_is_directory=True)
+    (folder / "b.png").symlink_to(folder / "real" / "a.png")
+    os.mkfifo(folder / "c.png")
+    with pytest.raises(gate.Refused, match="a link in its path"):
+        gate.open_plain(folder, "examples/a.png")
+    logged = []
+    files = gate.gather(folder, tmp_path / "snap", include=("*.png", "*/*.png"), log=logged.append)
+    assert list(files) == ["real/a.png"]
+    assert "b.png (a link)" in logged[0] and "c.png (not a regular file)" in logged[0]
+    assert "examples (a link to a folder)" in logged[0]
+
+
+# Reading a folder ---------------------------------------------------------------------------------------------------
+
+
+def _point_test_split_at(folder: Path, path: str) -> None:
+    card = (folder / "README.md").read_text()
+    assert "path: data/test-*" in card
+    (folder / "README.md").write_text(card.replace("path: data/test-*", f"path: {path}"))
+
+
+@pytest.mark.parametrize("where", ["absolute", "parent", "parent-glob", "url"])
+def test_a_card_naming_data_files_outside_the_folder_is_one_short_line(dataset_copy, tmp_path, capsys, where):
+    """Before: summary, train and evaluate read /abs/other.parquet or ../other/*.parquet silently (training_config.json
+    said ./ds), and ../../../etc/* was an "error" of about 6,000 characters."""
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(next((dataset_copy / "data").glob("test-*")), other / "other.parquet")
+    path = {
+        "absolute": str(other / "other.parquet"),
+        "parent": "../other/other.parquet",
+        "parent-glob": "../../../../../../../../etc/*",
+        "url": "hf://datasets/someone/else/data/*.parquet",
+    }[where]
+    _point_test_split_at(dataset_copy, path)
+    assert cli.main(["summary", "--dataset", str(dataset_copy)]) == 2
+    line = one_error_line(capsys)
+    assert "outside the folder" in line and len(line) < 400, line
+
+
+def test_a_data_link_leading_out_of_the_dataset_folder_is_refused(dataset_copy, tmp_path, capsys):
+    shard = next((dataset_copy / "data").glob("test-*"))
+    outside = tmp_path / "outside.parquet"
+    shard.rename(outside)
+    shard.symlink_to(outside)
+    assert cli.main(["summary", "--dataset", str(dataset_copy)]) == 2
+    assert "is a link leading out of the folder" in one_error_line(capsys)
+
+
+# Reading our own files back -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", [-1, 10])
+def test_summary_of_a_split_with_a_label_outside_the_classes_is_one_line(export_dir, tmp_path, capsys, label):
+    """Before: label -1 was an np.bincount traceback; label 10 exited 0 with class counts that did not add up."""
+    import datasets
+
+    test = datasets.load_dataset(str(export_dir))["test"]
+    bad = test.cast_column("label", datasets.Value("int64")).map(
+        lambda row, i: {"label": label if i == 3 else row["label"]}, with_indices=True
+    )
+    bad = bad.cast_column("label", test.features["label"])
+    (tmp_path / "bad" / "data").mkdir(parents=True)
+    bad.to_parquet(tmp_path / "bad" / "data" / "test-00000-of-00001.parquet")
+    assert cli.main(["summary", "--dataset", str(tmp_path / "bad")]) == 2
+    line = one_error_line(capsys)
+    assert "1 label(s)" in line and f": {label};" in line, line
+
+
+@pytest.fixture(scope="module")
+def trained(export_dir, tmp_path_factory) -> Path:
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args
+
+    out = tmp_path_factory.mktemp("trained") / "m"
+    assert train_main(tiny_train_args(out, str(export_dir), "--max_train_steps", "1")) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "file, edit, field",
+    [
+        ("all_results.json", lambda saved: [], "an object of results"),
+        ("all_results.json", lambda saved: {**saved, "eval_accuracy": "NaN%"}, "'eval_accuracy'"),
+        ("all_results.json", lambda saved: {**saved, "eval_samples": None}, "'eval_samples'"),
+        (
+            "training_config.json",
+            lambda saved: {**saved, "config": {**saved["config"], "learning_rate": "fast"}},
+            "'learning_rate'",
+        ),
+        ("training_config.json", lambda saved: {**saved, "config": []}, "'config'"),
+    ],
+)
+def test_push_model_of_results_or_config_of_the_wrong_type_is_one_line(trained, tmp_path, capsys, file, edit, field):
+    """Before: TypeError tracebacks from the card (all_results.json [] or "NaN%") and the config ("fast")."""
+    import json
+
+    folder = tmp_path / "m"
+    shutil.copytree(trained, folder)
+    (folder / file).write_text(json.dumps(edit(json.loads((folder / file).read_text()))))
+    assert cli.main(["push-model", "--repo-id", unique_repo("schema"), "--model-dir", str(folder)]) == 2
+    line = one_error_line(capsys)
+    assert file in line and field in line, line
+
+
+# Writing apart from what is read ------------------------------------------------------------------------------------
+
+
+def test_training_into_the_model_it_starts_from_is_refused(trained, export_dir, tmp_path, capsys):
+    """Before: train.py --output_dir m --model_name_or_path m replaced the source model's weights without a word."""
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args
+
+    model = tmp_path / "m"
+    shutil.copytree(trained, model)
+    weights = (model / "model.safetensors").read_bytes()
+    dataset = str(export_dir)
+    for out in (model, model / "again", tmp_path):
+        args = tiny_train_args(out, dataset, "--model_name_or_path", str(model), "--overwrite_output_dir")
+        assert train_main(args) == 2
+        assert "the model it reads" in one_error_line(capsys)
+    assert (model / "model.safetensors").read_bytes() == weights
+
+
+def test_outputs_inside_the_dataset_folder_are_refused(trained, dataset_copy, capsys):
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args
+
+    assert train_main(tiny_train_args(dataset_copy / "model", str(dataset_copy))) == 2
+    assert "lies inside the dataset folder it reads" in one_error_line(capsys)
+    out = dataset_copy / "eval"
+    assert (
+        cli.main(["evaluate", "--model", str(trained), "--dataset", str(dataset_copy), "--output-dir", str(out)]) == 2
+    )
+    assert "lies inside the dataset folder it reads" in one_error_line(capsys)
+    assert not (dataset_copy / "model").exists() and not out.exists()
