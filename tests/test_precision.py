@@ -164,3 +164,20 @@ def test_gpu_compile_bf16_checkpoints_resume_and_save_stock_weights(tmp_path, ti
     assert resumed["train_steps"] == 8 and [h["epoch"] for h in resumed["history"]] == [1, 2]
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=0.05, atol=0.05), k
+
+
+def test_a_second_run_in_the_same_process_does_not_inherit_the_first_ones_precision():
+    """Pins why make_accelerator calls Accelerate's private AcceleratorState._reset_state (no public API resets it):
+    without it Accelerate refuses a second Accelerator with another precision ("already been initialized"), so a
+    notebook or test that trains twice would fail or, with a matching request, silently keep the first settings."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from hf_fmnist.training.accelerator import make_accelerator
+
+    assert make_accelerator(TrainConfig(output_dir="unused"), mixed_precision="bf16").mixed_precision == "bf16"
+    second = make_accelerator(TrainConfig(output_dir="unused"), mixed_precision="no")
+    assert second.mixed_precision == "no" and AcceleratorState().mixed_precision == "no"
+    with pytest.raises(ValueError, match="already been initialized"):  # process-wide: without a reset, refused
+        Accelerator(cpu=True, mixed_precision="bf16")
+    AcceleratorState._reset_state()
