@@ -338,8 +338,7 @@ def test_evaluate_writes_nothing_through_links_in_a_strangers_model_folder(
     (model / "evaluation").symlink_to(victim)
     assert _evaluate(model, tiny_dataset) == 2
     assert "link" in one_error_line(capsys)
-    # the default folder as an earlier version left it (our three files, no marker) is evaluate's to replace; one
-    # holding anything else is not
+    # the default folder holding files evaluate did not write (no marker) is not evaluate's to replace
     (model / "evaluation").unlink()
     (model / "evaluation").mkdir()
     for name in ("eval_results.json", "confusion_matrix.png", "predictions.png"):
@@ -347,7 +346,7 @@ def test_evaluate_writes_nothing_through_links_in_a_strangers_model_folder(
     (model / "evaluation" / "my_notes.txt").write_text("mine")
     assert _evaluate(model, tiny_dataset) == 2
     assert "my_notes.txt" in one_error_line(capsys)
-    (model / "evaluation" / "my_notes.txt").unlink()
+    shutil.rmtree(model / "evaluation")
     assert _evaluate(model, tiny_dataset) == 0
     # a real folder dressed as ours, holding links named like every file evaluate writes (and its old temp file)
     shutil.rmtree(model / "evaluation")

@@ -64,6 +64,7 @@ def evaluate_model(
     from ..core import metrics
     from ..core.loader import DeviceLoader, Preprocess
     from ..data.tensors import eval_split_of, find_columns, load_arrays, local_root, open_dataset
+    from ..image_limits import fit_batch
 
     from ..core.models import check_output_apart
     model, processor, model_names = load_for_inference(model_ref)
@@ -79,15 +80,16 @@ def evaluate_model(
             f"The model's classes ({', '.join(model_names)}) differ from the dataset's ({', '.join(names)}); "
             f"evaluate on the dataset it was trained for."
         )
-    images, labels = load_arrays(split, ds, root=local_root(dataset))
-    images, labels = images[:max_eval_samples], labels[:max_eval_samples]
+    rows = ds[split] if max_eval_samples is None else ds[split].select(range(min(max_eval_samples, len(ds[split]))))
+    images, labels = load_arrays(split, rows, root=local_root(dataset))  # only the rows evaluated are decoded
     device = next(model.parameters()).device
+    preprocess = Preprocess.from_processor(processor, model.config.num_channels)
     loader = DeviceLoader(
         torch.tensor(images, device=device),
         torch.tensor(labels, device=device),
-        batch_size=batch_size,
+        batch_size=fit_batch(batch_size, preprocess.channels, preprocess.size),  # within the memory budget
         train=False,
-        preprocess=Preprocess.from_processor(processor, model.config.num_channels),
+        preprocess=preprocess,
     )
     logits, got_labels = evaluate_logits(model, loader)
     report = metrics.compute(logits, got_labels, names)
