@@ -266,12 +266,10 @@ class TrainConfig:
     def save(self, folder: str | os.PathLike, **resolved) -> Path:
         """Write ``training_config.json`` atomically: the flags as given (:meth:`public_dict`), where the model and
         data came from (:meth:`sources`), and ``resolved`` (the values used)."""
-        path = Path(folder) / CONFIG_FILE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        from ..atomic import write_text
+
         saved = {"config": self.public_dict(), "sources": self.sources(), "resolved": self.public_resolved(resolved)}
-        tmp.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_text(Path(folder) / CONFIG_FILE, json.dumps(saved, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def parser(cls, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
