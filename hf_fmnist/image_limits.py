@@ -1,11 +1,76 @@
-"""What hf_fmnist accepts in an image from a stranger: which formats Pillow may open, and how many pixels.
+"""What hf_fmnist accepts from a stranger: which formats Pillow may open, how many pixels, and how much memory.
 
-Shared by ``predict`` (image files), ``png`` (dataset cells) and the demo (Gradio uploads); it imports nothing, so
-every one of them, and a generated Space, can use it.
+Shared by ``predict`` (image files), ``png`` (dataset cells), the demo (Gradio uploads), evaluation, export and
+training; it imports only :mod:`hf_fmnist.errors`, so every one of them, and a generated Space, can use it.
 """
+
+import os
+
+from .errors import HfFmnistError
 
 MAX_PIXELS = 1 << 23  # 8.4 MP (4K UHD fits); PIL's own bomb limit is 89 MP, far more than a 28x28 model needs
 # The PIL formats opened for images from strangers. PIL otherwise tries every plugin it has, whatever the file's name:
 # EPS runs Ghostscript (an external interpreter of the file's PostScript), and rarer plugins are less hardened. These
 # are PIL's own decoders, and cover every suffix ``hf-fmnist predict`` looks for (PPM also reads PGM and PBM).
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+
+# The memory budget: data a command may hold beyond the process at rest (the model's inputs, decoded images, a
+# config's tables). One budget for every command, raised by the user who needs more.
+MEMORY_ENV = "HF_FMNIST_MEMORY_MB"
+DEFAULT_MEMORY_MB = 1024
+# A batch's float32 inputs are counted this many times: the normalised copy, the first layers' activations and the
+# allocator's slack are of the same order (28x28 presets use a few MB per 1,000 images either way).
+INPUT_OVERHEAD = 4
+
+
+def memory_budget() -> int:
+    """The budget in bytes: ``$HF_FMNIST_MEMORY_MB`` megabytes, or 1 GB."""
+    value = os.environ.get(MEMORY_ENV, "").strip()
+    if not value:
+        return DEFAULT_MEMORY_MB << 20
+    if not value.isdigit() or int(value) < 1:
+        raise HfFmnistError(f"{MEMORY_ENV}={value[:40]!r}: give the memory budget as a whole number of megabytes.")
+    return int(value) << 20
+
+
+def _budget_text() -> str:
+    return f"the memory budget ({memory_budget() >> 20:,} MB; set {MEMORY_ENV} to raise it)"
+
+
+def per_image_bytes(channels: int, size: tuple[int, int]) -> int:
+    """What one image of a batch costs: ``channels × height × width`` float32 values, :data:`INPUT_OVERHEAD` times."""
+    return channels * size[0] * size[1] * 4 * INPUT_OVERHEAD
+
+
+def fit_batch(batch: int, channels: int, size: tuple[int, int]) -> int:
+    """``batch``, or the largest smaller batch whose inputs fit the budget (evaluation, prediction, export); one line
+    if not even one image fits."""
+    each = per_image_bytes(channels, size)
+    fits = memory_budget() // each
+    if fits < 1:
+        raise HfFmnistError(
+            f"One {channels}×{size[0]}×{size[1]} input needs {each / 2**20:,.0f} MB, more than {_budget_text()}."
+        )
+    return max(1, min(batch, fits))
+
+
+def check_batch(batch: int, channels: int, size: tuple[int, int], flag: str) -> None:
+    """Refuse a batch whose inputs exceed the budget (training: the recipe fixes the batch, it is not changed)."""
+    need = batch * per_image_bytes(channels, size)
+    if need > memory_budget():
+        raise HfFmnistError(
+            f"{flag} {batch} of {channels}×{size[0]}×{size[1]} inputs needs about {need / 2**30:,.1f} GB, more than "
+            f"{_budget_text()}; lower {flag}, or use a model with smaller inputs."
+        )
+
+
+def check_table(count: int, what: str, bytes_each: int = 64) -> None:
+    """Refuse ``count`` entries of ``bytes_each`` (a config's label table, a layer's weights) beyond the budget."""
+    if count * bytes_each > memory_budget():
+        raise HfFmnistError(f"{what} asks for about {count * bytes_each / 2**30:,.1f} GB, more than {_budget_text()}.")
+
+
+def check_batches(channels: int, size: tuple[int, int], **batches: int) -> None:
+    """:func:`check_batch` for each ``flag_name=batch`` (training's train and evaluation batches)."""
+    for name, batch in batches.items():
+        check_batch(batch, channels, size, f"--{name}")

@@ -215,3 +215,97 @@ def test_outputs_inside_the_dataset_folder_are_refused(trained, dataset_copy, ca
     )
     assert "lies inside the dataset folder it reads" in one_error_line(capsys)
     assert not (dataset_copy / "model").exists() and not out.exists()
+
+
+# Allocating ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    from hf_fmnist.core import models
+
+    folder = tmp_path_factory.mktemp("model") / "model"
+    models.create_model("cnn").save_pretrained(folder)
+    models.preset_image_processor().save_pretrained(folder)
+    return folder
+
+
+def _edited_model(model_folder: Path, tmp_path: Path, name: str, **fields) -> Path:
+    import json
+
+    folder = tmp_path / "edited"
+    shutil.copytree(model_folder, folder)
+    saved = json.loads((folder / name).read_text())
+    (folder / name).write_text(json.dumps({**saved, **fields}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "fields, named",
+    [
+        ({"num_labels": 1_000_000_000}, "'num_labels'"),
+        ({"id2label": {str(i): "x" for i in range(100_001)}}, "'id2label'"),
+        ({"hidden_sizes": [32, 1_000_000_000, 128]}, "'hidden_sizes'"),
+        ({"num_labels": "ten"}, "'num_labels'"),
+        ({"image_size": 60_000}, "'image_size'"),
+    ],
+)
+def test_config_sizes_are_checked_before_transformers_reads_them(model_folder, tmp_path, capsys, fields, named):
+    """Before: num_labels 10⁹ made transformers build a 10⁹-entry id2label inside AutoConfig.from_pretrained (predict,
+    evaluate, train); hidden_sizes of 10⁹ under --ignore_mismatched_sizes asked the kernel for 128 GB."""
+    folder = _edited_model(model_folder, tmp_path, "config.json", **fields)
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(image)
+    assert cli.main(["predict", "--model", str(folder), str(image)]) == 2
+    line = one_error_line(capsys)
+    assert "config.json" in line and named in line, line
+
+
+def test_batches_shrink_to_the_memory_budget_and_training_refuses(
+    model_folder, export_dir, tmp_path, monkeypatch, capsys
+):
+    """Before: a preprocessor_config.json of 1024×1024 (exactly the cap) made evaluate allocate 12.6 GB of input for
+    its batch of 1000, and training and export passed 3.5 GB."""
+    from hf_fmnist import image_limits
+    from hf_fmnist.inference import evaluate
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args
+
+    assert image_limits.fit_batch(1000, 3, (1024, 1024)) * image_limits.per_image_bytes(3, (1024, 1024)) <= 1 << 30
+    assert image_limits.fit_batch(1000, 3, (28, 28)) == 1000
+    folder = _edited_model(model_folder, tmp_path, "preprocessor_config.json", size={"height": 1024, "width": 1024})
+    seen = []
+
+    def stop(model, loader, accelerator=None):
+        seen.append(loader.batch_size)
+        raise KeyboardInterrupt  # the batch is all this test needs: no 1024×1024 forward pass
+
+    monkeypatch.setattr(evaluate, "evaluate_logits", stop)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate_model(str(folder), str(export_dir), output_dir=tmp_path / "eval", batch_size=1000)
+    assert seen and seen[0] * image_limits.per_image_bytes(3, (1024, 1024)) <= 1 << 30
+    args = tiny_train_args(tmp_path / "out", str(export_dir), "--model_name_or_path", str(folder))
+    assert train_main(args) == 2
+    line = one_error_line(capsys)
+    assert "--per_device_train_batch_size 32" in line and "HF_FMNIST_MEMORY_MB" in line, line
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(tmp_path / "a.png")
+    monkeypatch.setenv("HF_FMNIST_MEMORY_MB", "lots")
+    assert cli.main(["predict", "--model", str(folder), str(tmp_path / "a.png")]) == 2
+    assert "HF_FMNIST_MEMORY_MB" in one_error_line(capsys)
+
+
+def test_evaluate_decodes_only_the_rows_it_evaluates(trained, export_dir, tmp_path, monkeypatch):
+    """Before: --max-eval-samples 10 decoded the whole split first (10,000 640×640 PNGs: 4.1 GB), then sliced it."""
+    from hf_fmnist.data import tensors
+    from hf_fmnist.inference.evaluate import evaluate_model
+
+    decoded = []
+    real = tensors.decode_cached
+    monkeypatch.setattr(tensors, "decode_cached", lambda ds, root=None: decoded.append(len(ds)) or real(ds, root))
+    results = evaluate_model(str(trained), str(export_dir), output_dir=tmp_path / "eval", max_eval_samples=3)
+    assert decoded == [3] and results["eval_samples"] == 3

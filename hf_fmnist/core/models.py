@@ -314,12 +314,72 @@ def check_model_folder(name_or_path: str) -> None:
                 f"Model folder {folder}: {name} is {path.stat().st_size:,} bytes, more than any model's configuration "
                 f"({MAX_CONFIG_BYTES:,}); refused. Is it the folder you meant?"
             )
+    check_config_sizes(folder / "config.json")
     for entry in sorted(folder.iterdir()):
         if entry.is_symlink() and not any(_resolves_inside(entry, root) for root in roots):
             raise HfFmnistError(
                 f"Model folder {folder}: {printable(entry.name)} is a link leading out of the folder; refused. Copy "
                 f"the file itself into the folder (cp -L) if you trust it."
             )
+
+
+MAX_LABELS = 100_000  # ImageNet-22k has 21,843 classes
+WIDTHS = ("hidden_size", "hidden_sizes", "embedding_size", "intermediate_size", "embed_dim", "d_model", "hidden_dim")
+
+
+def check_config_sizes(path: Path) -> None:
+    """The allocation gate for a model's ``config.json``, read as plain JSON before transformers sees it.
+
+    transformers builds ``num_labels`` entries of ``id2label`` inside ``AutoConfig.from_pretrained`` (10⁹ of them
+    for a 60-byte file), and allocates every layer the config describes (``hidden_sizes`` of 10⁹ ask for 128 GB
+    under ``--ignore_mismatched_sizes``): each is checked against the memory budget first, one line naming the field.
+    """
+    import json
+
+    from ..image_limits import check_table
+    from .loader import MAX_SIDE
+
+    if not path.is_file():
+        return
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise HfFmnistError(f"{path}: not readable JSON ({one_line(e, 120)}).") from None
+    if not isinstance(config, dict):
+        raise HfFmnistError(f"{path}: holds a JSON {type(config).__name__}, not a model configuration.")
+
+    def bad(field: str, wanted: str):
+        return HfFmnistError(f"{path}: field {field!r} must be {wanted}, not {json.dumps(config[field])[:60]}.")
+
+    labels = config.get("num_labels")
+    if labels is not None and not (_whole(labels) and labels >= 1):
+        raise bad("num_labels", "a whole number of at least 1")
+    for field in ("id2label", "label2id"):
+        if field in config and not isinstance(config[field], dict):
+            raise bad(field, "an object")
+    for field, count in (
+        ("num_labels", labels or 0),
+        *((f, len(config.get(f) or {})) for f in ("id2label", "label2id")),
+    ):
+        if count > MAX_LABELS:
+            raise HfFmnistError(f"{path}: field {field!r} asks for {count:,} classes, more than {MAX_LABELS:,}.")
+    for field in WIDTHS:
+        values = config.get(field)
+        values = values if isinstance(values, list) else [values]
+        if any(v is not None and not (_whole(v) and v >= 1) for v in values):
+            raise bad(field, "a whole number (or a list of them) of at least 1")
+        widest = max((v for v in values if v is not None), default=0)
+        check_table(widest * widest, f"{path}: field {field!r} ({widest:,} wide layers)", bytes_each=4)
+    size = config.get("image_size")
+    sides = size if isinstance(size, list) else [size]
+    if size is not None and not all(
+        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in sides
+    ):
+        raise bad("image_size", f"a number of pixels from 1 to {MAX_SIDE:,}")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_output_apart(output_dir, flag: str, *, model: str | None = None, dataset: str | None = None) -> None:

@@ -63,14 +63,14 @@ def evaluate_model(
     from .. import atomic, ownership, plots
     from ..core import metrics
     from ..core.loader import DeviceLoader, Preprocess
+    from ..core.models import check_output_apart
     from ..data.tensors import eval_split_of, find_columns, load_arrays, local_root, open_dataset
     from ..image_limits import fit_batch
 
-    from ..core.models import check_output_apart
-    model, processor, model_names = load_for_inference(model_ref)
-    ds = open_dataset(dataset, data_dir=data_dir)
     if output_dir is not None:  # the default folder (evaluation/ in a training output) is the model's own
         check_output_apart(output_dir, "--output-dir", model=model_ref, dataset=dataset)
+    model, processor, model_names = load_for_inference(model_ref)
+    ds = open_dataset(dataset, data_dir=data_dir)
     split = split or eval_split_of(ds)
     if split is None or split not in ds:
         raise HfFmnistError(f"Split {split!r} not found; this dataset has {', '.join(ds)}.")

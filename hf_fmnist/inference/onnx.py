@@ -204,14 +204,16 @@ def verify(model, processor, onnx_path: Path, *, data_dir: str | None = None, ma
 
     from ..core.loader import Preprocess
     from ..data.tensors import load_tensors
+    from ..image_limits import fit_batch
 
     images, _ = load_tensors("test", data_dir=data_dir)
     images = images[:max_samples]
     preprocess = Preprocess.from_processor(processor, model.config.num_channels)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     agree, max_diff = 0, 0.0
-    for start in range(0, len(images), BATCH):
-        pixels = preprocess(images[start : start + BATCH]).contiguous()
+    batch = fit_batch(BATCH, preprocess.channels, preprocess.size)  # the memory budget: smaller batches
+    for start in range(0, len(images), batch):
+        pixels = preprocess(images[start : start + batch]).contiguous()
         with torch.inference_mode():
             expected = model(pixel_values=pixels).logits.float().numpy()
         got = session.run(["logits"], {"pixel_values": pixels.numpy()})[0]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HfFmnistError, printable
-from ..image_limits import IMAGE_FORMATS, MAX_PIXELS
+from ..image_limits import IMAGE_FORMATS, MAX_PIXELS, fit_batch
 
 MAX_FILE_BYTES = 64 << 20
 JPEG_DRAFT_SIZE = (512, 512)  # JPEGs decode at 1/2-1/8 scale when that still leaves this many pixels
@@ -184,6 +184,7 @@ def iter_predict(
         raise HfFmnistError(f"No image files found in {', '.join(paths)}.")
     model, processor, names = load_for_inference(model_ref)
     preprocess = Preprocess.from_processor(processor, model.config.num_channels)
+    batch_size = fit_batch(batch_size, preprocess.channels, preprocess.size)  # the memory budget: smaller batches
     top_k = max(1, min(top_k, len(names)))
     device = next(model.parameters()).device
     pending: list[dict] = []  # results in input order, the batch's entries among them

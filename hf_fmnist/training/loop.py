@@ -30,6 +30,7 @@ from ..core.config import TrainConfig
 from ..core.loader import DeviceLoader, Preprocess
 from ..core.models import check_output_apart, load_model
 from ..errors import HfFmnistError, printable
+from ..image_limits import check_batches
 from ..inference.evaluate import evaluate_logits
 from . import checkpoint
 from .accelerator import make_accelerator
@@ -116,6 +117,12 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
             token=config.hub_token,
         )
     preprocess = Preprocess.from_processor(processor, model.config.num_channels)
+    check_batches(
+        preprocess.channels,
+        preprocess.size,
+        per_device_train_batch_size=settings.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+    )
     initialise(model, settings, preprocess, data)
     if accelerator.num_processes > 1:  # BatchNorm over the global batch, as one process would see it
         synchronise(model)
