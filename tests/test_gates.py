@@ -309,3 +309,27 @@ def test_evaluate_decodes_only_the_rows_it_evaluates(trained, export_dir, tmp_pa
     monkeypatch.setattr(tensors, "decode_cached", lambda ds, root=None: decoded.append(len(ds)) or real(ds, root))
     results = evaluate_model(str(trained), str(export_dir), output_dir=tmp_path / "eval", max_eval_samples=3)
     assert decoded == [3] and results["eval_samples"] == 3
+
+
+# Messages -----------------------------------------------------------------------------------------------------------
+
+
+def test_the_remote_code_refusal_is_in_our_words(tmp_path, capsys):
+    """Before: transformers' text passed through, with "inspect the repository content at https://hf.co//<folder>"."""
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "evil-net", "auto_map": {"AutoConfig": "evil.EvilConfig"}}')
+    (folder / "evil.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w')\n")
+    (tmp_path / "a.png").write_bytes(b"x")
+    assert cli.main(["predict", "--model", str(folder), str(tmp_path / "a.png")]) == 2
+    line = one_error_line(capsys)
+    assert "asks to run its own Python code" in line and "hf.co" not in line and "trust_remote_code" not in line
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_token_holding_a_newline_is_a_bad_token_not_a_network_error(export_dir, monkeypatch, capsys):
+    """Before: "Cannot reach the Hub at ... check the network"."""
+    monkeypatch.setenv("HF_TOKEN", "hf_testtoken0123456789abcdef\nsecond-line")
+    assert cli.main(["push-dataset", "--repo-id", unique_repo("nl"), "--dataset-dir", str(export_dir)]) == 2
+    line = one_error_line(capsys)
+    assert "token" in line and "line break" in line and "network" not in line and "testtoken" not in line

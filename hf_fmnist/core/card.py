@@ -237,44 +237,43 @@ def _folder_name(folder: Path) -> str:
 
 
 # The fields of all_results.json (written by training) that a card shows, and what each must be: a later field the
-# card uses is added here. None means "may be absent or null".
-_FRACTION, _COUNT = "a number from 0 to 1", "a whole number of at least 0"
-RESULTS_SCHEMA = {
-    "eval_accuracy": _FRACTION,
-    "eval_macro_f1": _FRACTION,
-    "eval_top5_accuracy": (_FRACTION, None),
-    "eval_split": "a split name",
-    "eval_samples": _COUNT,
-    "train_steps": (_COUNT, None),
-    "steps_per_epoch": (_COUNT, None),
-    "num_parameters": (_COUNT, None),
-    "epochs": ("a number of at least 0", None),
+# card uses is added here. Optional fields may be absent or null.
+_FRACTION, _COUNT, _SPLIT, _AMOUNT = "a number from 0 to 1", "a whole number of at least 0", "a split name", "a number"
+RESULTS_SCHEMA: dict[str, tuple[str, bool]] = {  # field -> (what it must be, optional)
+    "eval_accuracy": (_FRACTION, False),
+    "eval_macro_f1": (_FRACTION, False),
+    "eval_top5_accuracy": (_FRACTION, True),
+    "eval_split": (_SPLIT, False),
+    "eval_samples": (_COUNT, False),
+    "train_steps": (_COUNT, True),
+    "steps_per_epoch": (_COUNT, True),
+    "num_parameters": (_COUNT, True),
+    "epochs": (_AMOUNT, True),
 }
+
+
+def _is_kind(value, kind: str) -> bool:
+    import math
+
+    if kind == _SPLIT:
+        return isinstance(value, str) and 0 < len(value) <= 100
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return False
+    return {_FRACTION: value <= 1, _COUNT: isinstance(value, int), _AMOUNT: True}[kind]
 
 
 def check_results(results, path: Path) -> dict:
     """``results`` (``all_results.json``) if every field a card shows has its type; else one line naming the field."""
-    import math
-
     from ..errors import HfFmnistError, printable
 
     if not isinstance(results, dict):
         raise HfFmnistError(f"{path}: holds a JSON {type(results).__name__}, not an object of results; refused.")
-    for name, wanted in RESULTS_SCHEMA.items():
-        kind, optional = (wanted[0], True) if isinstance(wanted, tuple) else (wanted, False)
+    for name, (kind, optional) in RESULTS_SCHEMA.items():
         value = results.get(name)
-        if value is None and optional:
+        if (value is None and optional) or _is_kind(value, kind):
             continue
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        fine = {
-            _FRACTION: number and math.isfinite(value) and 0 <= value <= 1,
-            _COUNT: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-            "a split name": isinstance(value, str) and 0 < len(value) <= 100,
-            "a number of at least 0": number and math.isfinite(value) and value >= 0,
-        }[kind]
-        if not fine:
-            shown = "missing" if name not in results else printable(json.dumps(value))[:60]
-            raise HfFmnistError(f"{path}: field {name!r} must be {kind}, not {shown}; refused.")
+        shown = "missing" if name not in results else printable(json.dumps(value))[:60]
+        raise HfFmnistError(f"{path}: field {name!r} must be {kind}, not {shown}; refused.")
     return results
 
 

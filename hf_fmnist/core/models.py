@@ -223,7 +223,7 @@ def load_model(
     try:
         config = AutoConfig.from_pretrained(name_or_path, token=token, trust_remote_code=False)
     except Exception as e:  # OSError, ValueError, HTTP errors: all mean "cannot use this"
-        raise HfFmnistError(
+        raise remote_code_refusal(e, source) or HfFmnistError(
             f"Cannot load model {source}: {type(e).__name__}: {one_line(e)}. Pass a preset ({', '.join(PRESETS)}), "
             f"a folder holding config.json, or a Hub model id."
         ) from None
@@ -240,6 +240,8 @@ def load_model(
             trust_remote_code=False,  # explicit: left unset, transformers asks on stdin whether to run the repo's code
         )
     except Exception as e:  # OSError (no weights), SafetensorError (damaged), UnpicklingError (a refused .bin), ...
+        if remote_code_refusal(e, source):
+            raise _refusal(source) from None
         if isinstance(e, (RuntimeError, ValueError)) and "mismatch" in str(e).lower():
             raise HfFmnistError(
                 f"Model {source} has a {config.num_labels}-class head; pass --ignore_mismatched_sizes to replace it "
@@ -270,7 +272,7 @@ def load_image_processor(name_or_path: str, token: str | None = None):
     except OSError:  # no preprocessor_config.json: a checkpoint saved without one
         return preset_image_processor()
     except Exception as e:  # ValueError (remote code, unknown class), JSON errors
-        raise HfFmnistError(
+        raise remote_code_refusal(e, _describe(name_or_path)) or HfFmnistError(
             f"Cannot use the image processor of {_describe(name_or_path)} ({type(e).__name__}: "
             f"{one_line(e)}); hf_fmnist never runs code from a model repo."
         ) from None
@@ -323,6 +325,20 @@ def check_model_folder(name_or_path: str) -> None:
             )
 
 
+def remote_code_refusal(error: BaseException, source: str) -> HfFmnistError | None:
+    """transformers' "contains custom code ... trust_remote_code" error in our words (it quotes an
+    ``https://hf.co//<local folder>`` URL and asks for a flag hf_fmnist never passes); None for other errors."""
+    text = str(error)
+    return _refusal(source) if "custom code" in text or "trust_remote_code" in text else None
+
+
+def _refusal(source: str) -> HfFmnistError:
+    return HfFmnistError(
+        f"Cannot load model {source}: it asks to run its own Python code (auto_map), and hf_fmnist never runs code "
+        f"from a model repo or folder; use a model of a stock transformers class."
+    )
+
+
 MAX_LABELS = 100_000  # ImageNet-22k has 21,843 classes
 WIDTHS = ("hidden_size", "hidden_sizes", "embedding_size", "intermediate_size", "embed_dim", "d_model", "hidden_dim")
 
@@ -347,6 +363,9 @@ def check_config_sizes(path: Path) -> None:
         raise HfFmnistError(f"{path}: not readable JSON ({one_line(e, 120)}).") from None
     if not isinstance(config, dict):
         raise HfFmnistError(f"{path}: holds a JSON {type(config).__name__}, not a model configuration.")
+
+    if config.get("auto_map") and not _known_model_type(config.get("model_type")):
+        raise _refusal(f"folder {path.parent}")
 
     def bad(field: str, wanted: str):
         return HfFmnistError(f"{path}: field {field!r} must be {wanted}, not {json.dumps(config[field])[:60]}.")
@@ -376,6 +395,13 @@ def check_config_sizes(path: Path) -> None:
         isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in sides
     ):
         raise bad("image_size", f"a number of pixels from 1 to {MAX_SIDE:,}")
+
+
+def _known_model_type(model_type) -> bool:
+    """A model type transformers has a stock class for: its config's ``auto_map`` is then ignored (no code runs)."""
+    from transformers import CONFIG_MAPPING
+
+    return isinstance(model_type, str) and model_type in CONFIG_MAPPING
 
 
 def _whole(value) -> bool:

@@ -260,21 +260,21 @@ def check_reads_inside(folder: Path) -> None:
 
 def _card_data_files(card: Path) -> list[str]:
     """Every path pattern of the card's ``configs`` → ``data_files`` (none without a card or configs)."""
-    import yaml
+    from huggingface_hub import metadata_load
 
     try:
         if not card.is_file():
             return []
         if card.stat().st_size > MAX_CARD_BYTES:
             raise HfFmnistError(f"{card} is {card.stat().st_size:,} bytes, more than a dataset card; refused.")
-        text = card.read_text(encoding="utf-8", errors="replace")
+        metadata = metadata_load(card)
     except OSError as e:
         raise HfFmnistError(f"{card}: cannot read it ({e.strerror}).") from None
-    if not text.startswith("---"):
-        return []
-    try:
-        metadata = yaml.safe_load(text.split("---", 2)[1]) if text.count("---") >= 2 else None
-    except yaml.YAMLError as e:
+    except ValueError as e:  # YAML errors are ValueErrors here, or yaml.YAMLError (not imported: no stubs)
+        raise HfFmnistError(f"{card}: its YAML metadata cannot be read ({one_line(e, 150)}).") from None
+    except Exception as e:
+        if type(e).__module__.split(".")[0] != "yaml":
+            raise
         raise HfFmnistError(f"{card}: its YAML metadata cannot be read ({one_line(e, 150)}).") from None
     configs = metadata.get("configs") if isinstance(metadata, dict) else None
     patterns: list = []

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import HfFmnistError, printable
 from .files import DATASET_FILES, DATASET_IGNORE, MODEL_FILES, MODEL_IGNORE, LocalFile, gather
@@ -51,6 +52,11 @@ def resolve_token(token: str | None = None) -> str:
     if not token:
         raise HubError(
             "No Hugging Face token: pass --token, set HF_TOKEN, or run `hf auth login` (a token with write access)."
+        )
+    if not re.fullmatch(r"[\x21-\x7e]+", token):  # an HTTP header cannot carry it: not a network problem
+        raise HubError(
+            "The Hugging Face token holds a space, a line break or another character no token has; check --token / "
+            "HF_TOKEN (a pasted token may carry a newline) or run `hf auth login`."
         )
     return token
 
@@ -115,7 +121,7 @@ def push_folder(
     default_name: str | None = None,
     space_sdk: str | None = None,
     log: Callable[[str], None] | None = None,
-    **choices,
+    **options,
 ) -> dict:
     """Make a revision of the repo hold exactly the publishable files of ``folder``; returns what happened.
 
@@ -124,12 +130,12 @@ def push_folder(
     the repo type's list, ``ignore`` what stays local silently) and are uploaded from the private snapshot it
     writes. ``render(snapshot, repo_id, remote README.md text or None)`` returns files (path → bytes) uploaded
     instead, such as the card rendered for this repo from the snapshot's files. ``repo_id`` None: ``<the token's
-    namespace>/<default_name>``, as the transformers Trainer does. ``choices``: the user's :class:`PushChoices`
+    namespace>/<default_name>``, as the transformers Trainer does. ``options``: the user's :class:`PushChoices`
     (token, private, revision, commit_message, create_pr). ``space_sdk`` is required by the Hub when
     ``repo_type="space"`` creates the repo.
     """
     log = log or (lambda message: print(message, file=sys.stderr))
-    choices = PushChoices(**choices)
+    choices = PushChoices(**options)
     if repo_id is not None:
         repo_id = check_repo_id(repo_id)
     folder = Path(folder)
@@ -169,7 +175,7 @@ class PushChoices:
 class _Session:
     """A checked token's API client, and the steps of a push that talk to the Hub."""
 
-    api: object
+    api: Any  # huggingface_hub.HfApi, imported when a push starts
     choices: PushChoices
     log: Callable[[str], None]
     url: str = ""

@@ -29,13 +29,13 @@ def load_for_inference(model_ref: str, token: str | None = None):
     import torch
     from transformers import AutoModelForImageClassification
 
-    from ..core.models import check_model_folder, load_image_processor
+    from ..core.models import check_model_folder, load_image_processor, remote_code_refusal
 
     check_model_folder(model_ref)  # before transformers reads anything, wherever a link in the folder points
     try:
         model = AutoModelForImageClassification.from_pretrained(model_ref, token=token, trust_remote_code=False)
     except Exception as e:  # OSError (missing), ValueError (not a classifier), HTTP errors
-        raise HfFmnistError(
+        raise remote_code_refusal(e, repr(model_ref)) or HfFmnistError(
             f"Cannot load model {model_ref!r} ({type(e).__name__}: {one_line(e)}); pass a folder written by "
             f"`train.py` or a Hub model id."
         ) from None
