@@ -13,6 +13,7 @@ processes on a machine without GPUs, ``torchrun --nproc_per_node N train.py ...`
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from .accelerator import make_accelerator
 from .batchnorm import synchronise
 from .checkpoint import TrainState, find_checkpoints
 from .optim import make_optimizer, make_scheduler
+from .preemption import EXIT_PREEMPTED, Preempted, StopSignals
 from .settings import Settings, choose_recipe, compile_for, mixed_precision_for, resolve
 
 if TYPE_CHECKING:  # accelerate is imported lazily (start-up time): its types are for the checker only
@@ -83,6 +85,7 @@ class Run:
     state: TrainState
     start_time: float
     first_step_at: float | None = None  # perf_counter when this process started training
+    checkpointed: tuple[int, Path] | None = None  # the last checkpoint written: its step and folder
 
 
 # --- setup -------------------------------------------------------------------------------------------------------
@@ -227,40 +230,48 @@ def initialise(model, settings: Settings, preprocess: Preprocess, data: Data) ->
 
 def train(config: TrainConfig) -> dict | None:
     """Train, evaluate, and write the model folder; returns the final results (also in ``all_results.json``) on the
-    main process, None on the others."""
-    run = prepare_run(config, time.perf_counter())
-    settings, state = run.settings, run.state
-    run.accelerator.print(describe(run))
-    progress = Progress(run.accelerator, settings.max_train_steps, state.step)
-    run.first_step_at = time.perf_counter()
-    evaluation = None
-    while state.step < settings.max_train_steps:
-        epoch = state.step // settings.steps_per_epoch
-        loss, due = train_epoch(run, epoch, progress)
-        evaluation = evaluate(run) if settings.evaluates_after(epoch) else None
-        progress.bar.clear()
-        end_epoch(run, epoch, loss, evaluation)
-        for name in due + ([f"epoch_{epoch + 1}"] if config.checkpoint_each_epoch else []):
-            save_checkpoint(run, name)
-    progress.close()
-    results = finish(run, evaluation)
+    main process, None on the others. Raises :class:`Preempted` after a stop signal, once a checkpoint is written."""
+    with StopSignals() as signals:
+        run = prepare_run(config, time.perf_counter())
+        settings, state = run.settings, run.state
+        run.accelerator.print(describe(run))
+        progress = Progress(run.accelerator, settings.max_train_steps, state.step)
+        run.first_step_at = time.perf_counter()
+        evaluation = None
+        while state.step < settings.max_train_steps:
+            epoch = state.step // settings.steps_per_epoch
+            loss, due, stop = train_epoch(run, epoch, progress, signals)
+            if stop is None:  # the epoch ended: evaluate, record, checkpoint, and only then heed a signal
+                evaluation = evaluate(run) if settings.evaluates_after(epoch) else None
+                progress.bar.clear()
+                end_epoch(run, epoch, loss, evaluation)
+                for name in due + ([f"epoch_{epoch + 1}"] if config.checkpoint_each_epoch else []):
+                    save_checkpoint(run, name)
+                if state.step < settings.max_train_steps:  # at the very end, finishing beats a checkpoint
+                    stop = signals.agreed(run.accelerator)
+            if stop is not None:
+                progress.close()
+                raise Preempted(stop, state.step, stop_checkpoint(run))
+        progress.close()
+        results = finish(run, evaluation)
     if config.with_tracking:
         run.accelerator.end_training()
     return results
 
 
-def train_epoch(run: Run, epoch: int, progress: Progress) -> tuple[float, list[str]]:
-    """Optimizer steps until the epoch (or training) ends, from wherever ``run.state`` stands.
+def train_epoch(run: Run, epoch: int, progress: Progress, signals: StopSignals) -> tuple[float, list[str], str | None]:
+    """Optimizer steps until the epoch (or training) ends, or a stop signal is agreed, from wherever ``run.state``
+    stands.
 
-    Returns the mean training loss of the steps run (after a resume: of the rest of the epoch), and the step
-    checkpoints due at the epoch's end, written after its evaluation so that their history includes this epoch.
-    The loss stays on the device and is read only every :data:`LOSS_EVERY` steps and at the end: each read
-    waits for the device to finish its queued work.
+    Returns the mean training loss of the steps run (after a resume: of the rest of the epoch), the step
+    checkpoints due at the epoch's end (written after its evaluation so that their history includes this epoch),
+    and the signal training stopped on mid-epoch, if any. The loss stays on the device and is read only every
+    :data:`LOSS_EVERY` steps and at the end: each read waits for the device to finish its queued work.
     """
     config, settings, accelerator, state = run.config, run.settings, run.accelerator, run.state
     accum = config.gradient_accumulation_steps
     run.model.train()
-    start, due, steps = time.perf_counter(), [], 0
+    start, due, steps, stop = time.perf_counter(), [], 0, None
     loss_sum = torch.zeros((), device=accelerator.device)
     for x, y in run.train_loader.epoch(epoch, start=(state.step % settings.steps_per_epoch) * accum):
         with accelerator.accumulate(run.model):
@@ -292,8 +303,11 @@ def train_epoch(run: Run, epoch: int, progress: Progress) -> tuple[float, list[s
                 save_checkpoint(run, f"step_{state.step}")
         if epoch_ends:
             break
+        stop = signals.agreed(accelerator, state.step)
+        if stop is not None:
+            break
     state.train_seconds += time.perf_counter() - start
-    return (loss_sum.item() / steps if steps else float("nan")), due
+    return (loss_sum.item() / steps if steps else float("nan")), due, stop
 
 
 def evaluate(run: Run) -> Evaluation:
@@ -362,7 +376,16 @@ def resolve_checkpoint(config: TrainConfig) -> Path | None:
 
 
 def save_checkpoint(run: Run, name: str) -> Path:
-    return checkpoint.save(run.accelerator, run.model, run.optimizer, run.state, run.config.output_dir, name)
+    path = checkpoint.save(run.accelerator, run.model, run.optimizer, run.state, run.config.output_dir, name)
+    run.checkpointed = (run.state.step, path)
+    return path
+
+
+def stop_checkpoint(run: Run) -> Path:
+    """The checkpoint a stopped run resumes from: the one just written at this step, else a new ``step_N``."""
+    if run.checkpointed is not None and run.checkpointed[0] == run.state.step:
+        return run.checkpointed[1]
+    return save_checkpoint(run, f"step_{run.state.step}")
 
 
 def check_output_dir(config: TrainConfig) -> None:
@@ -511,11 +534,16 @@ class Progress:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``train.py`` and ``hf-fmnist train``: user errors are one line on stderr, exit status 2."""
+    """Entry point of ``train.py`` and ``hf-fmnist train``: user errors are one line on stderr, exit status 2; a run
+    stopped by SIGTERM/SIGUSR1 says where its checkpoint is, exit status 75 (requeue)."""
     try:
         config = TrainConfig.from_args(argv)
         train(config)
     except HfFmnistError as e:
         print(f"error: {printable(str(e))}", file=sys.stderr)
         return 2
+    except Preempted as e:
+        if int(os.environ.get("RANK", "0")) == 0:  # one line for the run, not one per process
+            print(printable(str(e)), file=sys.stderr)
+        return EXIT_PREEMPTED
     return 0
