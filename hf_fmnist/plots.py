@@ -71,14 +71,17 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
 
 
 def learning_curves(history: Sequence[dict], path: str | os.PathLike) -> Path:
-    """Training loss of every epoch, and test accuracy of the epochs that were evaluated, on whole-number epochs."""
+    """Training loss of every epoch, and the accuracy of the epochs that were evaluated (on the test split, or on the
+    validation split held out of the training split), on whole-number epochs."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
-    evaluated = [h for h in history if "eval_accuracy" in h]
+    split = "validation" if any("validation_accuracy" in h for h in history) else "test"  # a held-out share
+    key = "validation_accuracy" if split == "validation" else "eval_accuracy"
+    evaluated = [h for h in history if key in h]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax1.plot([h["epoch"] for h in evaluated], [100 * h["eval_accuracy"] for h in evaluated], marker="o")
-    ax1.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy")
+    ax1.plot([h["epoch"] for h in evaluated], [100 * h[key] for h in evaluated], marker="o")
+    ax1.set(xlabel="epoch", ylabel=f"{split} accuracy (%)", title=f"{split.capitalize()} accuracy")
     ax2.plot([h["epoch"] for h in history], [h["train_loss"] for h in history], marker="o", color="tab:orange")
     ax2.set(xlabel="epoch", ylabel="mean loss over the epoch", title="Training loss")
     last = max((h["epoch"] for h in history), default=1)

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
+import yaml
 
 from hf_fmnist import CLASS_NAMES, plots
 from hf_fmnist.core import card as cards
@@ -383,3 +385,24 @@ def test_the_summary_counts_each_class_by_its_own_label():
         if parts and parts[0].isdigit():
             rows[int(parts[0])] = parts[-1]
     assert rows[0] == "3" and rows[9] == "1" and rows[1] == "0", rows
+
+
+def test_reproduce_with_names_the_launcher_and_its_process_count(tmp_path):
+    """A 2-process run's line read like a 1-process command: the same flags on one process train another model (a
+    flag-given per-device batch then makes half the global batch)."""
+    one = cards.render_model_card(model_folder(tmp_path / "one", per_device_train_batch_size=32))
+    assert "Reproduce with `accelerate launch train.py --output_dir out --per_device_train_batch_size 32`" in one
+    two = cards.render_model_card(
+        model_folder(tmp_path / "two", results=_results(num_processes=2), per_device_train_batch_size=32)
+    )
+    assert "`accelerate launch --multi_gpu --num_processes 2 train.py --output_dir out" in two
+    assert "`torchrun --nproc_per_node 2 train.py ...`" in two
+
+
+def test_the_card_names_a_held_out_validation_split_and_claims_only_the_test_split(tmp_path):
+    results = _results(validation_split_percentage=10, validation_samples=6_000, validation_accuracy=0.9012)
+    text = cards.render_model_card(model_folder(tmp_path, results=results), repo_id="me/fm")
+    assert "10% of the training split (6,000 images" in text and "90.12% validation accuracy" in text
+    meta = yaml.safe_load(text.split("---")[1])
+    [result] = meta["model-index"][0]["results"]
+    assert result["dataset"]["split"] == "test" and result["metrics"][0]["value"] == pytest.approx(0.9123)

@@ -150,6 +150,11 @@ class TrainConfig:
     report_to: str = _f("tensorboard", f"tracker for --with_tracking: {', '.join(REPORTERS)}")
     max_train_samples: int | None = _f(None, "use only the first N training images (quick runs, tests)")
     max_eval_samples: int | None = _f(None, "evaluate on only the first N test images")
+    validation_split_percentage: int | None = _f(
+        None,
+        "hold out this percentage of the training split (seeded, stratified by class) for the epochs' evaluations; "
+        "the test split is then evaluated once, at the end (default: no hold-out, the epochs report the test split)",
+    )
     ignore_mismatched_sizes: bool = _f(False, "load a checkpoint even if its head has another number of classes")
     push_to_hub: bool = _f(False, "push the final model folder to the Hub (see --hub_model_id)")
     hub_model_id: str | None = _f(
@@ -193,6 +198,10 @@ class TrainConfig:
             raise HfFmnistError(f"--random_erasing is a probability in [0, 1], not {self.random_erasing}.")
         if self.pad_crop is not None and not 0 <= self.pad_crop <= 8:
             raise HfFmnistError(f"--pad_crop must be 0-8 pixels, not {self.pad_crop}.")
+        if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
+            raise HfFmnistError(
+                f"--validation_split_percentage must be 1-99, not {self.validation_split_percentage}."
+            )
         if self.eval_last_epochs is not None and self.eval_last_epochs < 0:
             raise HfFmnistError(f"--eval_last_epochs must be >= 0 (0: every epoch), not {self.eval_last_epochs}.")
         if self.num_warmup_steps is not None and self.num_warmup_steps < 0:

@@ -114,6 +114,8 @@ HISTORY_KEYS: dict[str, tuple[bool, float, float]] = {
     "train_loss": (True, 0, math.inf),  # NaN when an epoch ran no step
     "eval_accuracy": (False, 0, 1),
     "eval_top5_accuracy": (False, 0, 1),
+    "validation_accuracy": (False, 0, 1),  # --validation_split_percentage: the epochs evaluate the held-out share
+    "validation_top5_accuracy": (False, 0, 1),
 }
 HISTORY_REQUIRED = ("epoch", "step", "train_loss")  # what every epoch records; accuracy only where it was evaluated
 

@@ -53,9 +53,21 @@ class Data:
     names: list[str]
     train_images: torch.Tensor
     train_labels: torch.Tensor
-    eval_images: torch.Tensor
+    eval_images: torch.Tensor  # the test split (or the dataset's validation split): the final results
     eval_labels: torch.Tensor
     eval_split: str
+    held_out: HeldOut | None = None  # --validation_split_percentage: what the epochs are evaluated on instead
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The share of the training split held out for the epochs' evaluations, and whether the training split it was
+    cut from is Fashion-MNIST's own (after the cut, the training images alone are not)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    percentage: int
+    train_split_verified: bool
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,7 @@ class Run:
     state: TrainState
     start_time: float
     first_step_at: float | None = None  # perf_counter when this process started training
+    held_out_loader: DeviceLoader | None = None  # --validation_split_percentage: what the epochs evaluate
     checkpointed: tuple[int, Path] | None = None  # the last checkpoint written: its step and folder
 
 
@@ -152,6 +165,16 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
         train=False,
         **shard,
     )
+    held_out_loader = None
+    if data.held_out is not None:
+        held_out_loader = DeviceLoader(
+            data.held_out.images,
+            data.held_out.labels,
+            batch_size=config.per_device_eval_batch_size,
+            preprocess=preprocess,
+            train=False,
+            **shard,
+        )
     optimizer = make_optimizer(model, settings.learning_rate, settings.weight_decay)
     # Not prepared: the schedule counts optimizer steps, and a prepared scheduler steps once per process per call.
     scheduler = make_scheduler(
@@ -180,7 +203,7 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
         )
     return Run(
         config, settings, accelerator, data, model, processor, optimizer, scheduler, train_loader, eval_loader,
-        state, start_time,
+        state, start_time, held_out_loader=held_out_loader,
     )  # fmt: skip
 
 
@@ -205,6 +228,18 @@ def load_data(config: TrainConfig, accelerator) -> Data:
     tx, ty = tx[: config.max_train_samples], ty[: config.max_train_samples]
     ex, ey = ex[: config.max_eval_samples], ey[: config.max_eval_samples]
     device = accelerator.device
+    held_out = None
+    if config.validation_split_percentage:
+        from .outputs import is_original_split
+
+        train, kept = stratified_split(ty, config.validation_split_percentage, config.seed)
+        held_out = HeldOut(
+            images=torch.tensor(tx[kept], device=device),
+            labels=torch.tensor(ty[kept], device=device),
+            percentage=config.validation_split_percentage,
+            train_split_verified=accelerator.is_main_process and is_original_split("train", tx, ty),
+        )
+        tx, ty = tx[train], ty[train]
     return Data(
         names=names,
         train_images=torch.tensor(tx, device=device),
@@ -212,7 +247,25 @@ def load_data(config: TrainConfig, accelerator) -> Data:
         eval_images=torch.tensor(ex, device=device),
         eval_labels=torch.tensor(ey, device=device),
         eval_split=eval_split,
+        held_out=held_out,
     )
+
+
+def stratified_split(labels: np.ndarray, percentage: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices that stay for training and indices held out: ``percentage`` % of each class (rounded), drawn with
+    ``seed``, each list in dataset order. Every process draws the same.
+
+    >>> train, held_out = stratified_split(np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1]), 50, seed=0)
+    >>> len(held_out), sorted(np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])[held_out].tolist())
+    (5, [0, 0, 1, 1, 1])
+    """
+    rng = np.random.default_rng(seed)
+    held_out = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        held_out.append(members[: round(len(members) * percentage / 100)])
+    held = np.sort(np.concatenate(held_out)) if held_out else np.array([], dtype=np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held), held
 
 
 def initialise(model, settings: Settings, preprocess: Preprocess, data: Data) -> None:
@@ -242,7 +295,9 @@ def train(config: TrainConfig) -> dict | None:
             epoch = state.step // settings.steps_per_epoch
             loss, due, stop = train_epoch(run, epoch, progress, signals)
             if stop is None:  # the epoch ended: evaluate, record, checkpoint, and only then heed a signal
-                evaluation = evaluate(run) if settings.evaluates_after(epoch) else None
+                evaluation = (
+                    evaluate(run, run.held_out_loader or run.eval_loader) if settings.evaluates_after(epoch) else None
+                )
                 progress.bar.clear()
                 end_epoch(run, epoch, loss, evaluation)
                 for name in due + ([f"epoch_{epoch + 1}"] if config.checkpoint_each_epoch else []):
@@ -310,10 +365,10 @@ def train_epoch(run: Run, epoch: int, progress: Progress, signals: StopSignals) 
     return (loss_sum.item() / steps if steps else float("nan")), due, stop
 
 
-def evaluate(run: Run) -> Evaluation:
-    """Every evaluation image once, whatever the process count; the metrics every epoch line and the final results
+def evaluate(run: Run, loader: DeviceLoader) -> Evaluation:
+    """Every image of ``loader`` once, whatever the process count; the metrics every epoch line and the final results
     report (on every process: each holds all the gathered logits)."""
-    logits, labels = evaluate_logits(run.model, run.eval_loader, run.accelerator)
+    logits, labels = evaluate_logits(run.model, loader, run.accelerator)
     return Evaluation(logits, labels, metrics.classification_report(logits, labels, run.data.names))
 
 
@@ -322,7 +377,8 @@ def end_epoch(run: Run, epoch: int, loss: float, evaluation: Evaluation | None) 
     report = evaluation.report if evaluation else None
     entry = {"epoch": epoch + 1, "step": run.state.step, "train_loss": loss}
     if report:
-        entry.update(eval_accuracy=report["accuracy"], eval_top5_accuracy=report["top5_accuracy"])
+        prefix = "validation" if run.held_out_loader else "eval"
+        entry.update({f"{prefix}_accuracy": report["accuracy"], f"{prefix}_top5_accuracy": report["top5_accuracy"]})
     run.state.history.append(entry)
     run.accelerator.print(epoch_line(run, epoch, loss, report))
     if run.config.with_tracking and report:
@@ -335,14 +391,15 @@ def epoch_line(run: Run, epoch: int, loss: float, report: dict | None) -> str:
     """The one line each epoch prints (benchmarks/time_to_accuracy.py reads the evaluated ones)."""
     now = time.perf_counter()
     head = f"epoch {epoch + 1}/{run.settings.num_train_epochs}  step {run.state.step}  loss {loss:.4f}  "
+    split = "validation" if run.held_out_loader else "test"
     if report is None:
         return (
-            f"{head}(test split evaluated after the last {run.settings.eval_last_epochs} epochs only)  "
+            f"{head}({split} split evaluated after the last {run.settings.eval_last_epochs} epochs only)  "
             f"[{now - run.start_time:.0f} s]"
         )
     return (
-        f"{head}test accuracy {report['accuracy']:.2%} ({report['samples']:,} images)  [{now - run.start_time:.0f} s; "
-        f"{now - (run.first_step_at or run.start_time):.2f} s from the first step]"
+        f"{head}{split} accuracy {report['accuracy']:.2%} ({report['samples']:,} images)  "
+        f"[{now - run.start_time:.0f} s; {now - (run.first_step_at or run.start_time):.2f} s from the first step]"
     )
 
 
@@ -420,14 +477,16 @@ def check_output_dir(config: TrainConfig) -> None:
 
 
 def finish(run: Run, evaluation: Evaluation | None = None) -> dict | None:
-    """Final results from the last evaluation (made now if training ended without one, e.g. resumed at its end);
-    model, processor, results, plots and card written by the main process. Returns the results on the main process,
-    None on the others."""
+    """Final results on the test split: the last epoch's evaluation, or one made now (after a held-out validation
+    split, or when training ended without one, e.g. resumed at its end); model, processor, results, plots and card
+    written by the main process. Returns the results on the main process, None on the others."""
     from . import outputs
 
     config, accelerator, data, state = run.config, run.accelerator, run.data, run.state
     assert_same_weights(accelerator, run.model)
-    evaluation = evaluation or evaluate(run)
+    validation = evaluation if run.held_out_loader else None
+    if evaluation is None or validation is not None:
+        evaluation = evaluate(run, run.eval_loader)
     results = None
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(run.model, keep_torch_compile=False)
@@ -451,6 +510,7 @@ def finish(run: Run, evaluation: Evaluation | None = None) -> dict | None:
             "eval_dataset_verified": outputs.is_original_split(
                 "test", data.eval_images.cpu().numpy(), evaluation.labels
             ),
+            **held_out_results(data.held_out, validation),
         }
         outputs.write_model_folder(
             config.output_dir,
@@ -476,6 +536,24 @@ def finish(run: Run, evaluation: Evaluation | None = None) -> dict | None:
         url = push_model(config.hub_model_id, config.output_dir, token=config.hub_token, private=config.hub_private)
         accelerator.print(f"Pushed to {url}")
     return results
+
+
+def held_out_results(held_out: HeldOut | None, validation: Evaluation | None) -> dict:
+    """What ``all_results.json`` says of a held-out validation split: its share and size, and the last epoch's
+    accuracy on it (the eval_* fields stay the test split's, which the model-index reports)."""
+    if held_out is None:
+        return {}
+    out = {
+        "validation_split_percentage": held_out.percentage,
+        "validation_samples": len(held_out.labels),
+        "train_dataset_verified": held_out.train_split_verified,  # of the split before the hold-out
+    }
+    if validation is not None:
+        out.update(
+            validation_accuracy=validation.report["accuracy"],
+            validation_top5_accuracy=validation.report["top5_accuracy"],
+        )
+    return out
 
 
 def weights_fingerprint(model) -> str:
