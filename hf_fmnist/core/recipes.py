@@ -89,8 +89,8 @@ RECIPES: dict[str, Recipe] = {
             pca_stem=True,
             eval_last_epochs=2,
             result=(
-                "92.71% at 377 s (275 s at the reference speed), seeds 42/0/1: 92.68% ± 0.05 (2026-11-30, 2-core CPU; "
-                "docs/benchmarks.md)"
+                "92.68-92.71% over seeds 42/0/1 on a 2-core AVX2 AMD EPYC (seed 42: 92.71% at 377 s, 275 s at the "
+                "reference speed); 92.68% at 114 s on a 2-core AVX-512 AMD EPYC (docs/benchmarks.md)"
             ),
         ),
         Recipe(
@@ -107,8 +107,9 @@ RECIPES: dict[str, Recipe] = {
             pca_stem=True,
             eval_last_epochs=8,
             result=(
-                "94.04% first at 1,029 s (725 s at the reference speed), final 94.07% at 1,150 s (811 s); seeds 42/0: "
-                "94.01% ± 0.08 (2026-11-30, 2-core CPU; docs/benchmarks.md)"
+                "93.84-94.07% for seed 42 depending on the CPU: 94.07% on a 2-core AVX2 AMD EPYC (1,150 s, 811 s at "
+                "the reference speed; seeds 42/0: 94.01% ± 0.08), 93.84% on a 2-core AVX-512 AMD EPYC (414 s) "
+                "(docs/benchmarks.md)"
             ),
         ),
         Recipe(
@@ -122,7 +123,7 @@ RECIPES: dict[str, Recipe] = {
             pad_crop=0,
             eval_last_epochs=3,
             result=(
-                "90.32% at 781 s, final 91.56% at 1,048 s (2026-11-30, seed 42, 2-core CPU at calib 7.90 s: 539 and "
+                "90.32% at 781 s, final 91.56% at 1,048 s (seed 42, a 2-core AVX2 AMD EPYC at calib 7.90 s: 539 and "
                 "723 s at the reference speed; docs/benchmarks.md)"
             ),
         ),
@@ -213,6 +214,10 @@ def help_text() -> str:
     lines.append(
         f"without --recipe: {DEFAULTS[('cpu', 'cnn')]} on CPU, {DEFAULTS[('gpu', 'cnn')]} on a GPU; "
         f"{DEFAULTS[('cpu', 'vit')]} for --model_name_or_path vit; fine-tune for any other checkpoint."
+    )
+    lines.append(
+        "The recipes were tuned on the test split (what the epochs report by default); to tune your own without "
+        "reading it, hold out part of the training split with --validation_split_percentage."
     )
     return "\n".join(
         textwrap.fill(line, 116, initial_indent="  ", subsequent_indent="      ") if i else line
