@@ -101,7 +101,7 @@ def examples(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def demo_url(model_dir, tmp_path_factory):
+def demo_server(model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("demo-log") / "demo.log"
     url, process = serve(
         [sys.executable, "-m", "hf_fmnist.cli", "demo", "--model", str(model_dir)],
@@ -109,8 +109,13 @@ def demo_url(model_dir, tmp_path_factory):
         log,
         HF_HUB_OFFLINE="1",
     )
-    yield url
+    yield url, log
     stop(process)
+
+
+@pytest.fixture(scope="module")
+def demo_url(demo_server):
+    return demo_server[0]
 
 
 def expected(model_dir: Path, path: Path) -> dict[str, float]:
@@ -194,6 +199,46 @@ def test_demo_refuses_broken_and_huge_uploads(demo_url, tmp_path):
         client.predict(handle_file(str(truncated)), False, api_name="/classify")
     with urllib.request.urlopen(demo_url, timeout=10) as response:
         assert response.status == 200
+
+
+def test_demo_answers_every_upload_itself_like_predict(demo_server, model_dir, tmp_path):
+    """Issue 19. Before: a 0-byte file, a non-image or an image over 16.8 MP failed inside Gradio's preprocessing,
+    the client got "Could not preprocess input component..." with the server's temporary paths, and the server
+    printed a traceback for each; concurrent requests with the same answer raced on one file of Gradio's cache
+    (a dropped answer and a traceback). (By hand: 50 concurrent clients, all answered, no traceback.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from hf_fmnist.inference.predict import ImageFileError, load_image
+
+    url, log = demo_server
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image\n")
+    Image.new("L", (4200, 4200)).save(tmp_path / "huge.png")  # 17.6 MP: above PIL's own bomb error at 16.8 MP
+    Image.fromarray(np.arange(784, dtype=np.uint8).reshape(28, 28)).save(tmp_path / "ok.png")
+    names = ["empty.png", "text.png", "huge.png", "ok.png"]
+
+    def ask(name: str) -> str:
+        try:
+            Client(url, verbose=False).predict(handle_file(str(tmp_path / name)), False, api_name="/classify")
+            return "ok"
+        except Exception as e:  # the app's error, as the client reports it
+            return str(e)
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(ask, names * 3))
+    for name, answer in zip(names * 3, answers):
+        if name == "ok.png":
+            assert answer == "ok"
+            continue
+        with pytest.raises(ImageFileError) as predicted:
+            load_image(tmp_path / name)
+        assert answer == str(predicted.value).replace(str(tmp_path / name), "the image")  # predict's own line
+        assert "preprocess" not in answer and "/tmp" not in answer
+    text = log.read_text()
+    assert "Traceback" not in text and "Could not preprocess" not in text, text[-3000:]
 
 
 # --- a real browser ------------------------------------------------------------------------------------------------

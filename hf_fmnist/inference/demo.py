@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import CLASS_NAMES
+from ..errors import HfFmnistError
 
 # The package modules the app runs on, copied into the Space (tests/test_space.py runs the copy on its own).
 MAX_UPLOAD = "10mb"  # Gradio refuses bigger files before they reach us
@@ -154,31 +155,35 @@ def build_app(model_ref: str, *, examples_dir: str | os.PathLike | None = None, 
     from ..extras import require
 
     gr = require("gradio", extra="demo", command="demo")
-    from PIL import Image
 
-    from .predict import MAX_PIXELS, ImageFileError, load_image
+    from .predict import ImageFileError, load_image
 
-    # load_image refuses images above MAX_PIXELS, but Gradio decodes each upload first, bounded only by PIL's
-    # decompression-bomb limit (an error at twice MAX_IMAGE_PIXELS): lower that to ours for a public app.
-    Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_PIXELS, MAX_PIXELS)
+    # Gradio never decodes an upload (the events run with preprocess=False): load_image does, refusing images above
+    # MAX_PIXELS with predict's own message. PIL stays restricted to our formats for anything Gradio opens itself.
     restrict_pil_formats()
 
     classify = classifier or Classifier(model_ref)
+    views = _Views()
 
-    def run(path, photo: bool):
+    def run(upload, photo: bool):
+        # The events run with preprocess=False: Gradio hands over the uploaded file as it is (in its upload cache,
+        # which it checks), and every byte of it is opened by load_image, with `hf-fmnist predict`'s checks and
+        # one-line messages. Gradio's own preprocessing would decode it first, with any PIL plugin, and answer a
+        # 0-byte file or a non-image with "Could not preprocess input component" and its temporary paths.
+        path = _upload_path(upload)
         if not path:
             return None, None, ""
         try:
             loaded = load_image(Path(path))
-        except ImageFileError as e:
-            raise gr.Error(str(e).replace(str(path), "the image"), print_exception=False) from None
-        scores, pixels = classify(loaded.gray, photo=bool(photo))
+            scores, pixels = classify(loaded.gray, photo=bool(photo))
+        except (ImageFileError, HfFmnistError) as e:
+            raise gr.Error(_message(e, path), print_exception=False) from None
         notes = "; ".join(loaded.notes)
-        return scores, enlarge(pixels), f"*Converted: {notes}.*" if notes else ""
+        return scores, views.save(enlarge(pixels)), f"*Converted: {notes}.*" if notes else ""
 
     def run_drawing(value):
         # Gradio flattens the drawing on white: a dark object on a light background, exactly a photo's case.
-        return run((value or {}).get("composite"), True)
+        return run(value.get("composite") if isinstance(value, dict) else None, True)
 
     examples = example_files(examples_dir)
     size = "×".join(map(str, classify.preprocess.size))
@@ -230,10 +235,57 @@ def build_app(model_ref: str, *, examples_dir: str | os.PathLike | None = None, 
                 )
                 notes = gr.Markdown()
         outputs = [label, view, notes]
-        image.change(run, [image, photo], outputs, api_name="classify")
-        photo.change(run, [image, photo], outputs, api_name=False)
-        draw_button.click(run_drawing, [sketch], outputs, api_name="classify_drawing")
+        image.change(run, [image, photo], outputs, api_name="classify", preprocess=False)
+        photo.change(run, [image, photo], outputs, api_name=False, preprocess=False)
+        draw_button.click(run_drawing, [sketch], outputs, api_name="classify_drawing", preprocess=False)
     return app
+
+
+class _Views:
+    """The model's views as PNG files of the app's own, one per content, each written once under a temp name.
+
+    A view returned as an array is written by Gradio to ``<cache>/<hash>/image.png`` in place, every time: two
+    requests with the same view rewrite the file while a third streams it ("Too little data for declared
+    Content-Length", a server traceback, a dropped answer). A file path is copied into Gradio's cache atomically
+    and only once.
+    """
+
+    def __init__(self):
+        import atexit
+        import shutil
+        import tempfile
+
+        self.folder = Path(tempfile.mkdtemp(prefix="hf_fmnist-demo-"))
+        atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
+
+    def save(self, pixels: np.ndarray) -> str:
+        import hashlib
+        import io
+        import tempfile
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        data = buffer.getvalue()
+        path = self.folder / f"view-{hashlib.sha256(data).hexdigest()[:32]}.png"
+        if not path.exists():
+            with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as f:
+                f.write(data)
+            os.replace(f.name, path)
+        return str(path)
+
+
+def _upload_path(upload) -> str | None:
+    """The file of an upload as Gradio hands it over unprocessed: a file-data dict (its ``path``), or a path."""
+    if isinstance(upload, dict):
+        upload = upload.get("path")
+    return upload if isinstance(upload, str) and upload else None
+
+
+def _message(error: BaseException, path: str) -> str:
+    """``predict``'s one-line message for the upload, without the server's temporary path."""
+    return " ".join(str(error).replace(path, "the image").replace(Path(path).name, "the image").split())[:300]
 
 
 # 28x28 images would show at their natural, tiny size: scale them up, with square pixels.
