@@ -556,7 +556,7 @@ def test_a_gzip_bomb_stops_at_what_the_header_promises(synthetic, tmp_path):
     header = b"".join(x.to_bytes(4, "big") for x in (idx.IMAGES_MAGIC, 40, 28, 28))
     _bomb(synthetic.path(name), header, 640 << 20)  # 640 MiB of zeros behind a header promising 40 images
     code = (
-        f"from hf_fmnist import idx\ntry:\n    idx.read_bytes({str(synthetic.path(name))!r}, idx.IMAGES_MAGIC)\n"
+        f"from hf_fmnist.data import idx\ntry:\n    idx.read_bytes({str(synthetic.path(name))!r}, idx.IMAGES_MAGIC)\n"
         f"except idx.IdxError as e:\n    print('ERROR', e)"
     )
     peak, out = _peak_rss_mib(code)
