@@ -1,32 +1,154 @@
-"""Whole-file writes that are atomic and never write through a link.
+"""Atomic writes: whole files and whole folders, never through a link, and a full disk as one error line.
 
 Commands write into folders that may come from strangers (a downloaded model folder's ``evaluation/``, a run folder
 being resumed). Such a folder can hold a link named like our file, or like our temp file, pointing anywhere: writing
 through it would change a file we were never given. So the temp file is created exclusively under a random name
 (``tempfile.mkstemp``: ``O_CREAT | O_EXCL``, which does not follow a link), and the rename that completes the write
 replaces a link at the destination instead of following it. Readers never see half a file.
+
+Folders (a checkpoint, a dataset export) are assembled under a temp name and swapped in by :func:`replace_dir`: the
+previous folder is renamed aside, the new one renamed into place, the old one deleted; a failure in between puts the
+previous one back.
+
+A disk that fills up mid-write is the user's to fix, not a bug: :func:`no_space` turns ``ENOSPC`` (and ``EDQUOT``),
+however the writing library reports it (``OSError``, safetensors' ``SafetensorError``, pyarrow's ``OSError``), into
+one :class:`NoSpaceError` line naming the filesystem and the file, under its final name.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
+
+from .errors import HfFmnistError
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How libraries that do not keep the errno word it: Rust's io::Error ("... (os error 28)"), C's strerror
+NO_SPACE_WORDS = tuple(os.strerror(n) for n in NO_SPACE_ERRNOS) + tuple(f"os error {n})" for n in NO_SPACE_ERRNOS)
+
+
+class NoSpaceError(HfFmnistError):
+    """The filesystem filled up (or the quota ran out) while a file was written."""
+
+    def __init__(self, file: str | os.PathLike):
+        from .errors import printable
+
+        self.file = Path(file)
+        where = mount_point(self.file)
+        super().__init__(
+            f"no space left on {printable(str(where))} while writing {printable(str(self.file))}; what was there "
+            f"before is unchanged. Free some space there (or write elsewhere) and run again."
+        )
+
+
+def is_no_space(error: BaseException) -> bool:
+    """Whether ``error``, or an exception it was raised from, says the filesystem is full."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
+            return True
+        if any(words in str(error) for words in NO_SPACE_WORDS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def mount_point(path: str | os.PathLike) -> Path:
+    """The mount point of the filesystem ``path`` is (or would be) on: what "no space left on ..." names."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+@contextlib.contextmanager
+def no_space(file: str | os.PathLike, staging: str | os.PathLike | None = None):
+    """Turn a full disk inside the block into :class:`NoSpaceError` for ``file``.
+
+    ``staging``: the temp folder the block writes into, standing for the folder ``file``; an error naming a file in
+    it (``OSError.filename``) is reported under that file's final name in ``file``.
+    """
+    try:
+        yield
+    except BaseException as e:
+        if not isinstance(e, NoSpaceError) and not is_no_space(e):
+            raise
+        name = e.file if isinstance(e, NoSpaceError) else getattr(e, "filename", None)
+        final = None
+        if staging is not None and name:
+            with contextlib.suppress(ValueError):
+                final = Path(file) / Path(os.path.abspath(name)).relative_to(os.path.abspath(staging))
+        if final is None and isinstance(e, NoSpaceError):
+            raise  # it already names its file, more precisely than ``file``
+        raise NoSpaceError(final or file) from None
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Replace ``path`` with a regular file holding ``data`` (a link there is replaced, its target left alone)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)  # ours: mkstemp created it
-        raise
+    with no_space(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)  # ours: mkstemp created it
+            raise
     return path
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
+
+
+def write_with(path: str | os.PathLike, writer) -> Path:
+    """Replace ``path`` with what ``writer(temp_path)`` writes (safetensors' ``save_file``, a Parquet writer, ...).
+
+    The temp file is created exclusively next to ``path`` and renamed over it once ``writer`` returns; on any
+    failure it is removed, so nothing half written is ever left, under the final name or any other.
+    """
+    path = Path(path)
+    with no_space(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            writer(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)  # ours: mkstemp created it
+            raise
+    return path
+
+
+def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Move folder ``new`` to ``target``, replacing an existing ``target`` without ever leaving a half-written one.
+
+    The previous ``target`` is renamed aside (a hidden name next to it), ``new`` renamed into place, then the old
+    one deleted; if the second rename fails, the previous folder is put back. Both must be on one filesystem (make
+    ``new`` next to ``target``). The caller decides whether ``target`` may be replaced.
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists() and not target.is_symlink():
+        os.rename(new, target)
+        return target
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
+    return target

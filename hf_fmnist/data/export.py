@@ -13,10 +13,9 @@ import os
 import re
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
-from .. import ownership
+from .. import atomic, ownership
 from ..errors import HfFmnistError
 from .builder import load_dataset
 
@@ -48,13 +47,15 @@ def export(
         dataset = load_dataset(data_dir, verify=verify, cache_dir=cache_dir)
     finally:
         prepare.cancel_all()  # unused when the dataset came from the cache
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
+    with atomic.no_space(output_dir):
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
     try:
-        write_export(dataset, tmp, max_shard_bytes=max_shard_bytes, verified=verify)
-        ownership.mark(tmp, ownership.EXPORT)
+        with atomic.no_space(output_dir, staging=tmp):  # a full disk: one line, the previous export untouched
+            write_export(dataset, tmp, max_shard_bytes=max_shard_bytes, verified=verify)
+            ownership.mark(tmp, ownership.EXPORT)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; an export is an ordinary folder
-        replace_dir(tmp, output_dir)
+        atomic.replace_dir(tmp, output_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -130,21 +131,6 @@ def _foreign_entries(folder: Path) -> list[str]:
             if p.is_symlink() or not p.is_file() or not SHARD_NAME.fullmatch(p.name)
         ]
     return foreign
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``, replacing an existing ``target`` without ever leaving a half-written one."""
-    if not target.exists():
-        os.rename(new, target)
-        return
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _writer_batch_size(ds) -> int:

@@ -10,6 +10,8 @@ import functools
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,17 +97,27 @@ def evaluate_model(
     report = metrics.compute(logits, got_labels, names)
     out = Path(output_dir) if output_dir else default_output_dir(model_ref)
     check_output_dir(out, given=output_dir is not None)
-    out.mkdir(parents=True, exist_ok=True)
-    ownership.mark(out, ownership.EVALUATION)
     results = {
         "model": model_ref,
         "dataset": dataset or "fashion_mnist",
         "split": split,
         **{f"eval_{k}": v for k, v in report.items()},
     }
-    atomic.write_text(out / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
-    plots.confusion_matrix(np.asarray(report["confusion_matrix"]), names, out / OUTPUT_FILES[1])
-    plots.predictions_grid(images, got_labels, logits.argmax(1), names, out / OUTPUT_FILES[2])
+    # All three files are written into a temp folder inside ``out``, then renamed into place (renames need no
+    # space): a full disk is one NoSpaceError line, and an earlier evaluation there stays whole, never half replaced.
+    with atomic.no_space(out):
+        out.mkdir(parents=True, exist_ok=True)
+        ownership.mark(out, ownership.EVALUATION)
+        staging = Path(tempfile.mkdtemp(prefix=".evaluate-", suffix=".tmp", dir=out))
+    try:
+        with atomic.no_space(out, staging=staging):
+            atomic.write_text(staging / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
+            plots.confusion_matrix(np.asarray(report["confusion_matrix"]), names, staging / OUTPUT_FILES[1])
+            plots.predictions_grid(images, got_labels, logits.argmax(1), names, staging / OUTPUT_FILES[2])
+        for name in OUTPUT_FILES:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     results["output_dir"] = str(out)
     return results
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from .. import atomic
 from ..errors import HfFmnistError
 
 FORMAT = "hf_fmnist-checkpoint"
@@ -58,6 +59,9 @@ class TrainState:
     images_seen: int = 0  # training images processed, all processes
     train_seconds: float = 0.0  # wall time spent training (excluding evaluation), summed over restarts
     history: list = field(default_factory=list)  # one dict per evaluation
+    # set by load(), not saved from here (save() writes the live accelerator's): how many processes wrote the
+    # checkpoint this run resumed from, None without a resume (or for a checkpoint that does not say)
+    written_by_processes: int | None = None
 
     def to_json(self) -> dict:
         return {
@@ -212,33 +216,51 @@ def find_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
 def save(accelerator, model, optimizer, state: TrainState, output_dir: str | os.PathLike, name: str) -> Path:
     """Write checkpoint ``output_dir/name`` atomically: a crash never leaves a half checkpoint under its final name.
 
-    Every process writes its generator state; the main process writes the rest, ``trainer_state.json`` last, then
-    renames the folder into place. An existing folder of that name is replaced only if it is a checkpoint of ours.
+    The main process writes every file: the other processes send it their generator states, so a checkpoint is
+    written by one machine, into one folder (which every machine must see to resume: :func:`check_shared_storage`).
+    ``trainer_state.json`` is written last, then the folder is renamed into place (:func:`atomic.replace_dir`); an
+    existing folder of that name is replaced only if it is a checkpoint of ours. A full disk or a refusal is one
+    :class:`HfFmnistError` line on every process (they agree in one small collective), with the temp folder removed
+    and the previous checkpoint of that name intact.
     """
+    from accelerate.utils import gather_object
+
+    rng_states = gather_object([_rng_tensors()]) if accelerator.num_processes > 1 else [_rng_tensors()]
+    final = Path(output_dir) / name
+    problem = None
+    if accelerator.is_main_process:
+        try:
+            _write(accelerator, model, optimizer, state, final, rng_states)
+        except HfFmnistError as e:
+            problem = str(e)
+    _agree(accelerator, problem)
+    return final
+
+
+def _write(accelerator, model, optimizer, state: TrainState, final: Path, rng_states: list) -> None:
     from safetensors.torch import save_file
 
-    final = Path(output_dir) / name
-    tmp = Path(output_dir) / f".{name}.partial"
-    if accelerator.is_main_process:
-        if final.exists() and not is_ours(final):
-            raise HfFmnistError(
-                f"{final} exists and is not a checkpoint written by hf_fmnist; move it away (training "
-                f"writes its checkpoints as step_N/ and epoch_N/)."
-            )
-        _remove_partial(tmp)
+    if final.exists() and not is_ours(final):
+        raise HfFmnistError(
+            f"{final} exists and is not a checkpoint written by hf_fmnist; move it away (training "
+            f"writes its checkpoints as step_N/ and epoch_N/)."
+        )
+    tmp = final.with_name(f".{final.name}.partial")
+    _remove_partial(tmp)
+    with atomic.no_space(final):
         tmp.mkdir()
-    accelerator.wait_for_everyone()
-    rank = accelerator.process_index
-    save_file(_rng_tensors(), tmp / f"rng_state_{rank}.safetensors")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        weights = {
-            k: v.detach().cpu().contiguous()
-            for k, v in accelerator.unwrap_model(model, keep_torch_compile=False).state_dict().items()
-        }
-        save_file(weights, tmp / MODEL_FILE)
+    try:
+
+        def put(file: str, tensors: dict, **kw) -> None:
+            with atomic.no_space(final / file):  # safetensors' error does not name its file
+                save_file(tensors, tmp / file, **kw)
+
+        for rank, tensors in enumerate(rng_states):
+            put(f"rng_state_{rank}.safetensors", tensors)
+        model = accelerator.unwrap_model(model, keep_torch_compile=False)
+        put(MODEL_FILE, {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
         tensors, metadata = _flatten_optimizer(optimizer.state_dict())
-        save_file(tensors, tmp / OPTIMIZER_FILE, metadata=metadata)
+        put(OPTIMIZER_FILE, tensors, metadata=metadata)
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         scaler = accelerator.scaler.state_dict() if getattr(accelerator, "scaler", None) is not None else None
         saved = {
@@ -246,20 +268,117 @@ def save(accelerator, model, optimizer, state: TrainState, output_dir: str | os.
             "version": VERSION,
             **state.to_json(),
             "num_processes": accelerator.num_processes,
+            "gradient_accumulation_steps": getattr(accelerator, "gradient_accumulation_steps", 1),
             "scaler": scaler,
             "files": files,
         }
-        (tmp / STATE_FILE).write_text(json.dumps(saved, indent=1) + "\n")
-        if final.exists():
-            old = final.with_name(f".{name}.old")
-            _remove_partial(old)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
-    accelerator.wait_for_everyone()
-    return final
+        with atomic.no_space(final / STATE_FILE):
+            (tmp / STATE_FILE).write_text(json.dumps(saved, indent=1) + "\n")
+        atomic.replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # ours: created above, holding only what we wrote
+        raise
+
+
+def _agree(accelerator, problem: str | None) -> None:
+    """Raise the main process's ``problem`` on every process (one collective), so that none waits for the others."""
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        problem = broadcast_object_list([problem], from_process=0)[0]
+    if problem is not None:
+        raise HfFmnistError(problem)
+
+
+def check_same_everywhere(accelerator, folder: Path | None) -> None:
+    """Refuse, on every process, a resume that the processes do not agree on (call it on all of them).
+
+    Each machine resolves ``--resume_from_checkpoint`` on its own disk: without shared storage one may find
+    ``step_8/`` and another nothing (it would start over, out of step). One collective of a few bytes.
+    """
+    if accelerator.num_processes == 1:
+        return
+    import socket
+
+    from accelerate.utils import gather_object
+
+    mine = None
+    if folder is not None:
+        try:
+            mine = (Path(folder).name, _sha256(Path(folder) / STATE_FILE))
+        except OSError:
+            mine = (Path(folder).name, "unreadable")
+    seen = gather_object([(accelerator.process_index, socket.gethostname(), mine)])
+    if len({entry[2] for entry in seen}) > 1:
+        main = seen[0]
+        other = next(entry for entry in seen if entry[2] != main[2])
+        raise HfFmnistError(
+            f"the processes do not see the same checkpoint to resume from: process 0 on {main[1]} has "
+            f"{_describe(main[2])} in {Path(folder or '').parent}, process {other[0]} on {other[1]} has "
+            f"{_describe(other[2])}. Every machine must read the same checkpoint folder: put --output_dir on "
+            "storage all machines share (see docs/clusters.md)."
+        )
+
+
+def _describe(seen) -> str:
+    return "no checkpoint" if seen is None else f"{seen[0]} (trainer_state.json sha256 {seen[1][:12]})"
+
+
+SHARED_TOKEN_PREFIX = ".hf_fmnist-shared-"
+
+
+def check_shared_storage(accelerator, folder: str | os.PathLike, wait_s: float = 5.0) -> None:
+    """Refuse at start, with one line on every process, when not every process sees the main process's ``folder``.
+
+    The main process writes the model, card and checkpoints into ``--output_dir``, and every process reads the
+    checkpoint back on resume: machines that do not share that folder would train, then fail to resume. The main
+    process writes a token file into ``folder`` (or, before it exists, into its nearest existing parent: a folder
+    created there later is on the same filesystem); every process looks for it, for up to ``wait_s`` seconds (network
+    filesystems may show a new file late); the token is removed. Two small collectives; nothing for one process.
+    """
+    if accelerator.num_processes == 1:
+        return
+    import socket
+    import time
+    import uuid
+
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    where, token, problem = Path(os.path.abspath(folder)), uuid.uuid4().hex, None
+    if accelerator.is_main_process:
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        try:
+            atomic.write_text(where / f"{SHARED_TOKEN_PREFIX}{token}", token)
+        except HfFmnistError as e:
+            problem = str(e)
+        except OSError as e:
+            problem = f"cannot write into {where} ({e.strerror or e}); choose an --output_dir you can write to."
+    where, token, problem = broadcast_object_list([str(where), token, problem], from_process=0)
+    if problem is not None:
+        raise HfFmnistError(problem)
+    path = Path(where) / f"{SHARED_TOKEN_PREFIX}{token}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            sees = path.read_text() == token
+        except OSError:
+            sees = False
+        if sees or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    seen = gather_object([(accelerator.process_index, socket.gethostname(), sees)])
+    if accelerator.is_main_process:
+        path.unlink(missing_ok=True)
+    blind = [entry for entry in seen if not entry[2]]
+    if blind:
+        rank, host, _ = blind[0]
+        raise HfFmnistError(
+            f"--output_dir {folder} is not on storage all machines share: process {rank} on {host} cannot see the "
+            f"file process 0 on {seen[0][1]} wrote into {where}. Process 0 writes the model, card and checkpoints, "
+            "and every process reads the checkpoint back on resume; put --output_dir on a filesystem every machine "
+            "mounts (NFS, Lustre, ...), see docs/clusters.md."
+        )
 
 
 def load(folder: Path, accelerator, model, optimizer, scheduler, max_steps: int | None = None) -> TrainState:
@@ -270,14 +389,20 @@ def load(folder: Path, accelerator, model, optimizer, scheduler, max_steps: int 
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
+    if accelerator.num_processes > 1:  # a machine without the main process's disk: say so, not "damaged"
+        _check_present(folder, [STATE_FILE], accelerator)
     saved = read_state_file(folder)
     state = TrainState.from_json(saved, folder, max_steps)
+    state.written_by_processes = _check_processes(folder, saved, accelerator)
     _check_scaler(folder, saved.get("scaler"))
+    _check_present(folder, saved["files"], accelerator)
     _check_digests(folder, saved["files"])
-    device = accelerator.device
+    # safetensors takes "cpu", "cuda:0"..., not "cpu:0": what Accelerate names the CPU of a process that a launcher
+    # gave a LOCAL_RANK (torchrun, accelerate launch, several machines)
+    device = "cpu" if torch.device(accelerator.device).type == "cpu" else str(accelerator.device)
     try:
-        weights = load_file(folder / MODEL_FILE, device=str(device))
-        with safe_open(folder / OPTIMIZER_FILE, framework="pt", device=str(device)) as f:
+        weights = load_file(folder / MODEL_FILE, device=device)
+        with safe_open(folder / OPTIMIZER_FILE, framework="pt", device=device) as f:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         rng_file = folder / f"rng_state_{accelerator.process_index}.safetensors"
@@ -302,6 +427,48 @@ def load(folder: Path, accelerator, model, optimizer, scheduler, max_steps: int 
         for _ in range(state.step):
             scheduler.step()
     return state
+
+
+def resumed_line(folder, state: TrainState, num_processes: int) -> str:
+    """The log line of a resume: ``Resumed from F at step S (written by N processes, now M)``."""
+    written = state.written_by_processes
+    return f"Resumed from {folder} at step {state.step} (written by {_processes(written)}, now {num_processes})"
+
+
+def _processes(n: int | None) -> str:
+    return "an unknown number of processes" if n is None else f"{n} process{'es' if n != 1 else ''}"
+
+
+def _check_processes(folder: Path, saved: dict, accelerator) -> int | None:
+    """The checkpoint's process count (any works: data order and augmentation are drawn per global batch), and its
+    gradient accumulation, which must be this run's. None for a checkpoint that does not say."""
+    for key in ("num_processes", "gradient_accumulation_steps"):
+        value = saved.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**20):
+            raise CheckpointError(folder, f"{STATE_FILE}: {key!r} is {value!r}")
+    then, now = saved.get("gradient_accumulation_steps"), getattr(accelerator, "gradient_accumulation_steps", 1)
+    if then is not None and then != now:
+        raise HfFmnistError(
+            f"checkpoint {folder} was written with --gradient_accumulation_steps {then}, this run has {now}: "
+            f"BatchNorm statistics and each process's micro-batches depend on it, so the run would not continue "
+            f"the one it resumes. Resume with --gradient_accumulation_steps {then} (any number of processes works), "
+            "or start over without --resume_from_checkpoint."
+        )
+    return saved.get("num_processes")
+
+
+def _check_present(folder: Path, files, accelerator) -> None:
+    """Every listed file is there: one missing on this machine means it reads another copy of the folder."""
+    import socket
+
+    missing = sorted(str(name) for name in files if not os.path.lexists(folder / str(name)))
+    if missing:
+        raise HfFmnistError(
+            f"checkpoint {folder} lacks {', '.join(missing[:3])} on {socket.gethostname()} (process "
+            f"{accelerator.process_index} of {accelerator.num_processes}): this machine does not see the folder "
+            "the main process wrote. Put --output_dir on storage all machines share (see docs/clusters.md), or "
+            "resume from a complete checkpoint."
+        )
 
 
 SCALER_KEYS = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")

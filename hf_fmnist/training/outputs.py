@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import ownership, plots
+from .. import atomic, ownership, plots
 from ..core import card as cards
 from ..core.card import EXAMPLES_DIR, RESULTS_FILE
 from ..data import idx
@@ -44,27 +44,32 @@ def write_model_folder(
 ) -> Path:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".final-", suffix=".tmp", dir=output_dir))  # never a name someone else used
+    with atomic.no_space(output_dir):  # even the temp folder's entry may not fit
+        tmp = Path(tempfile.mkdtemp(prefix=".final-", suffix=".tmp", dir=output_dir))  # never a name someone used
     try:
-        model = model.to("cpu")
-        for p in model.parameters():  # channels_last weights are not contiguous; safetensors wants them so
-            p.data = p.data.contiguous()
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
-        config.save(tmp, **resolved, num_processes=results["num_processes"])
-        predictions = logits.argmax(axis=1)
-        plots.learning_curves(results["history"], tmp / "learning_curves.png")
-        plots.confusion_matrix(np.asarray(results["eval_confusion_matrix"]), names, tmp / "confusion_matrix.png")
-        plots.predictions_grid(images, labels, predictions, names, tmp / "predictions.png")
-        write_examples(images, labels, names, tmp / EXAMPLES_DIR)
-        from huggingface_hub import constants
+        # Everything is assembled in tmp first: a full disk stops it before any file of output_dir is replaced (one
+        # NoSpaceError line naming the file's final name); the moves below are renames, which need no space.
+        with atomic.no_space(output_dir / "model.safetensors"):  # safetensors' error does not name its file
+            model = model.to("cpu")
+            for p in model.parameters():  # channels_last weights are not contiguous; safetensors wants them so
+                p.data = p.data.contiguous()
+            model.save_pretrained(tmp)
+        with atomic.no_space(output_dir, staging=tmp):
+            processor.save_pretrained(tmp)
+            (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+            config.save(tmp, **resolved, num_processes=results["num_processes"])
+            predictions = logits.argmax(axis=1)
+            plots.learning_curves(results["history"], tmp / "learning_curves.png")
+            plots.confusion_matrix(np.asarray(results["eval_confusion_matrix"]), names, tmp / "confusion_matrix.png")
+            plots.predictions_grid(images, labels, predictions, names, tmp / "predictions.png")
+            write_examples(images, labels, names, tmp / EXAMPLES_DIR)
+            from huggingface_hub import constants
 
-        card = cards.render_model_card(
-            tmp, repo_id=config.hub_model_id, endpoint=constants.ENDPOINT, local_name=output_dir.resolve().name
-        )
-        (tmp / "README.md").write_text(card)
-        _replace_examples(tmp / EXAMPLES_DIR, output_dir / EXAMPLES_DIR)
+            card = cards.render_model_card(
+                tmp, repo_id=config.hub_model_id, endpoint=constants.ENDPOINT, local_name=output_dir.resolve().name
+            )
+            (tmp / "README.md").write_text(card)
+            _replace_examples(tmp / EXAMPLES_DIR, output_dir / EXAMPLES_DIR)
         for item in sorted(tmp.iterdir()):
             os.replace(item, output_dir / item.name)
     finally:
