@@ -333,3 +333,16 @@ def test_a_token_holding_a_newline_is_a_bad_token_not_a_network_error(export_dir
     assert cli.main(["push-dataset", "--repo-id", unique_repo("nl"), "--dataset-dir", str(export_dir)]) == 2
     line = one_error_line(capsys)
     assert "token" in line and "line break" in line and "network" not in line and "testtoken" not in line
+
+
+def test_a_hub_models_config_is_checked_before_transformers_reads_it(model_folder, tmp_path, hub, capsys):
+    """The same gate for a Hub id: its config.json (num_labels 10⁹) is fetched and checked first."""
+    folder = _edited_model(model_folder, tmp_path, "config.json", num_labels=1_000_000_000)
+    repo_id = unique_repo("huge-labels")
+    publish.push_folder(repo_id, folder, repo_type="model", log=lambda message: None)
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(tmp_path / "a.png")
+    assert cli.main(["predict", "--model", repo_id, str(tmp_path / "a.png")]) == 2
+    line = one_error_line(capsys)
+    assert "config.json" in line and "'num_labels'" in line, line

@@ -219,7 +219,7 @@ def load_model(
     from transformers import AutoConfig, AutoModelForImageClassification
 
     source = _describe(name_or_path)
-    check_model_folder(name_or_path)
+    check_model_folder(name_or_path, token)
     try:
         config = AutoConfig.from_pretrained(name_or_path, token=token, trust_remote_code=False)
     except Exception as e:  # OSError, ValueError, HTTP errors: all mean "cannot use this"
@@ -266,7 +266,7 @@ def load_image_processor(name_or_path: str, token: str | None = None):
 
     from .loader import Preprocess
 
-    check_model_folder(name_or_path)
+    check_model_folder(name_or_path, token)
     try:
         processor = AutoImageProcessor.from_pretrained(name_or_path, token=token, trust_remote_code=False)
     except OSError:  # no preprocessor_config.json: a checkpoint saved without one
@@ -293,15 +293,17 @@ MAX_CONFIG_BYTES = (
 )  # a config naming 22k ImageNet classes is about 1 MB; json.load holds several times the file
 
 
-def check_model_folder(name_or_path: str) -> None:
+def check_model_folder(name_or_path: str, token: str | None = None) -> None:
     """Refuse a local model folder holding links that lead out of it (to anyone's files), or a configuration too big
-    to be one; Hub ids pass unchecked.
+    to be one; of a Hub id, the ``config.json`` is checked (:func:`check_config_sizes`) as the cache holds it.
 
     transformers follows links: ``model.safetensors -> ../elsewhere/...`` would load weights (or read files) the
     folder's author chose from outside the folder the user named.
     """
     folder = Path(os.path.expanduser(name_or_path))
     if not folder.is_dir():
+        if name_or_path not in PRESETS:
+            _check_hub_config(name_or_path, token)
         return
     roots = [folder.resolve()]
     snapshot = roots[0]
@@ -341,6 +343,30 @@ def _refusal(source: str) -> HfFmnistError:
 
 MAX_LABELS = 100_000  # ImageNet-22k has 21,843 classes
 WIDTHS = ("hidden_size", "hidden_sizes", "embedding_size", "intermediate_size", "embed_dim", "d_model", "hidden_dim")
+
+
+def _check_hub_config(repo_id: str, token: str | None) -> None:
+    """:func:`check_config_sizes` of a Hub model's ``config.json``, fetched into the cache transformers reads next.
+
+    A repo that cannot be reached, or has no config, is left to transformers to report; one whose config is larger
+    than :data:`MAX_CONFIG_BYTES` is refused before it is downloaded.
+    """
+    try:
+        from huggingface_hub import HfApi, hf_hub_download
+        from huggingface_hub.hf_api import RepoFile
+
+        entry = next(iter(HfApi(token=token).get_paths_info(repo_id, ["config.json"])), None)
+        if isinstance(entry, RepoFile) and entry.size > MAX_CONFIG_BYTES:
+            raise HfFmnistError(
+                f"Model {repo_id!r}: config.json is {entry.size:,} bytes, more than any model's configuration "
+                f"({MAX_CONFIG_BYTES:,}); refused."
+            )
+        local = Path(hf_hub_download(repo_id, "config.json", token=token))
+    except HfFmnistError:
+        raise
+    except Exception:  # not a repo id, offline, no config: transformers says so, in its own error, caught by callers
+        return
+    check_config_sizes(local)
 
 
 def check_config_sizes(path: Path) -> None:
