@@ -168,6 +168,10 @@ def trained(export_dir, tmp_path_factory) -> Path:
             "'learning_rate'",
         ),
         ("training_config.json", lambda saved: {**saved, "config": []}, "'config'"),
+        ("training_config.json", lambda saved: {**saved, "sources": {"dataset": 5}}, "'sources'"),
+        ("training_config.json", lambda saved: {**saved, "resolved": "x"}, "'resolved'"),
+        ("all_results.json", lambda saved: {**saved, "eval_per_class_accuracy": [1]}, "'eval_per_class_accuracy'"),
+        ("all_results.json", lambda saved: {**saved, "train_runtime": "1 s"}, "'train_runtime'"),
     ],
 )
 def test_push_model_of_results_or_config_of_the_wrong_type_is_one_line(trained, tmp_path, capsys, file, edit, field):

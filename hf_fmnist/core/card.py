@@ -51,7 +51,7 @@ def render_model_card(
 
     folder = Path(folder)
     results = check_results(_read_json(folder / RESULTS_FILE), folder / RESULTS_FILE)
-    saved = _read_json(folder / CONFIG_FILE)
+    saved = check_saved_parts(_read_json(folder / CONFIG_FILE), folder / CONFIG_FILE)
     model_config = _read_json(folder / "config.json")
     config = TrainConfig.load(folder)
     sources = saved.get("sources") or config.sources()  # folders trained before sources were saved: guessed
@@ -239,6 +239,7 @@ def _folder_name(folder: Path) -> str:
 # The fields of all_results.json (written by training) that a card shows, and what each must be: a later field the
 # card uses is added here. Optional fields may be absent or null.
 _FRACTION, _COUNT, _SPLIT, _AMOUNT = "a number from 0 to 1", "a whole number of at least 0", "a split name", "a number"
+_PER_CLASS = "an object of class names to numbers from 0 to 1"
 RESULTS_SCHEMA: dict[str, tuple[str, bool]] = {  # field -> (what it must be, optional)
     "eval_accuracy": (_FRACTION, False),
     "eval_macro_f1": (_FRACTION, False),
@@ -249,7 +250,17 @@ RESULTS_SCHEMA: dict[str, tuple[str, bool]] = {  # field -> (what it must be, op
     "steps_per_epoch": (_COUNT, True),
     "num_parameters": (_COUNT, True),
     "epochs": (_AMOUNT, True),
+    "eval_per_class_accuracy": (_PER_CLASS, True),
+    "num_processes": (_COUNT, False),
+    "train_samples": (_COUNT, False),
+    "train_runtime": (_AMOUNT, False),
+    "train_samples_per_second": (_AMOUNT, False),
+    "validation_split_percentage": (_AMOUNT, True),
+    "validation_samples": (_COUNT, True),
+    "validation_accuracy": (_FRACTION, True),
 }
+# training_config.json's parts the card reads besides the flags (checked by core.config.check_saved)
+SOURCE_KINDS = ("preset", "local", "hub", "builtin")
 
 
 def _is_kind(value, kind: str) -> bool:
@@ -257,6 +268,8 @@ def _is_kind(value, kind: str) -> bool:
 
     if kind == _SPLIT:
         return isinstance(value, str) and 0 < len(value) <= 100
+    if kind == _PER_CLASS:
+        return isinstance(value, dict) and all(_is_kind(v, _FRACTION) for v in value.values())
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         return False
     return {_FRACTION: value <= 1, _COUNT: isinstance(value, int), _AMOUNT: True}[kind]
@@ -275,6 +288,27 @@ def check_results(results, path: Path) -> dict:
         shown = "missing" if name not in results else printable(json.dumps(value))[:60]
         raise HfFmnistError(f"{path}: field {name!r} must be {kind}, not {shown}; refused.")
     return results
+
+
+def check_saved_parts(saved, path: Path) -> dict:
+    """``training_config.json`` if its ``sources`` and ``resolved`` are what the card reads; else one line."""
+    from ..errors import HfFmnistError
+
+    if not isinstance(saved, dict):
+        raise HfFmnistError(f"{path}: holds a JSON {type(saved).__name__}, not a training config; refused.")
+    sources, resolved = saved.get("sources"), saved.get("resolved", {})
+    if sources and not (
+        isinstance(sources, dict)
+        and {"dataset", "model_name_or_path"} <= set(sources)
+        and all(v in SOURCE_KINDS for v in sources.values())
+    ):
+        raise HfFmnistError(
+            f"{path}: field 'sources' must map dataset and model_name_or_path to one of "
+            f"{', '.join(SOURCE_KINDS)}; refused."
+        )
+    if not isinstance(resolved, dict):
+        raise HfFmnistError(f"{path}: field 'resolved' must be an object; refused.")
+    return saved
 
 
 def _read_json(path: Path) -> dict:
