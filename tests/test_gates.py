@@ -350,3 +350,17 @@ def test_a_hub_models_config_is_checked_before_transformers_reads_it(model_folde
     assert cli.main(["predict", "--model", repo_id, str(tmp_path / "a.png")]) == 2
     line = one_error_line(capsys)
     assert "config.json" in line and "'num_labels'" in line, line
+
+
+def test_fifos_in_dataset_and_model_folders_are_refused_not_read(dataset_copy, model_folder, tmp_path, capsys):
+    """A FIFO under a name datasets or transformers reads would block the command forever."""
+    os.mkfifo(dataset_copy / "data" / "extra.parquet")
+    assert cli.main(["summary", "--dataset", str(dataset_copy)]) == 2
+    assert "not a regular file" in one_error_line(capsys)
+    folder = tmp_path / "m"
+    shutil.copytree(model_folder, folder)
+    (folder / "preprocessor_config.json").unlink()
+    os.mkfifo(folder / "preprocessor_config.json")
+    (tmp_path / "a.png").write_bytes(b"x")
+    assert cli.main(["predict", "--model", str(folder), str(tmp_path / "a.png")]) == 2
+    assert "not a regular file" in one_error_line(capsys)

@@ -313,6 +313,8 @@ def check_model_folder(name_or_path: str, token: str | None = None) -> None:
         roots.append((snapshot.parent.parent / "blobs").resolve())
     for name in ("config.json", "preprocessor_config.json"):
         path = folder / name
+        if path.exists() and not path.is_file():  # a FIFO would block transformers' read forever
+            raise HfFmnistError(f"Model folder {folder}: {name} is not a regular file; refused.")
         if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:  # transformers would read it whole
             raise HfFmnistError(
                 f"Model folder {folder}: {name} is {path.stat().st_size:,} bytes, more than any model's configuration "

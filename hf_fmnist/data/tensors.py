@@ -256,6 +256,11 @@ def check_reads_inside(folder: Path) -> None:
                     f"Dataset folder {folder}: {printable(path.relative_to(folder).as_posix())[:100]} is a link "
                     f"leading out of the folder; refused (copy the file itself in, if you trust it)."
                 )
+            if path.exists() and not (path.is_file() or path.is_dir()):  # a FIFO would block datasets' read
+                raise HfFmnistError(
+                    f"Dataset folder {folder}: {printable(path.relative_to(folder).as_posix())[:100]} is not a "
+                    f"regular file (a FIFO, device or socket); refused."
+                )
 
 
 def _card_data_files(card: Path) -> list[str]:
