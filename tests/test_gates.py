@@ -252,6 +252,7 @@ def _edited_model(model_folder: Path, tmp_path: Path, name: str, **fields) -> Pa
         ({"hidden_sizes": [32, 1_000_000_000, 128]}, "'hidden_sizes'"),
         ({"num_labels": "ten"}, "'num_labels'"),
         ({"image_size": 60_000}, "'image_size'"),
+        ({"id2label": {"0": ["x"]}}, "'id2label'"),
     ],
 )
 def test_config_sizes_are_checked_before_transformers_reads_them(model_folder, tmp_path, capsys, fields, named):
@@ -364,3 +365,19 @@ def test_fifos_in_dataset_and_model_folders_are_refused_not_read(dataset_copy, m
     (tmp_path / "a.png").write_bytes(b"x")
     assert cli.main(["predict", "--model", str(folder), str(tmp_path / "a.png")]) == 2
     assert "not a regular file" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "fields, named",
+    [({"size": "big"}, "'size'"), ({"crop_size": [1, 2]}, "'crop_size'"), ({"do_resize": "yes"}, "'do_resize'")],
+)
+def test_preprocessor_config_fields_are_checked_as_json_first(model_folder, tmp_path, capsys, fields, named):
+    """Before: "Cannot use the image processor ... (ValueError: Could not convert size input to size dict: big);
+    hf_fmnist never runs code from a model repo": transformers' words, and a wrong reason."""
+    from PIL import Image
+
+    folder = _edited_model(model_folder, tmp_path, "preprocessor_config.json", **fields)
+    Image.new("L", (28, 28)).save(tmp_path / "a.png")
+    assert cli.main(["predict", "--model", str(folder), str(tmp_path / "a.png")]) == 2
+    line = one_error_line(capsys)
+    assert "preprocessor_config.json" in line and named in line and "runs code" not in line, line

@@ -321,6 +321,7 @@ def check_model_folder(name_or_path: str, token: str | None = None) -> None:
                 f"({MAX_CONFIG_BYTES:,}); refused. Is it the folder you meant?"
             )
     check_config_sizes(folder / "config.json")
+    check_processor_config(folder / "preprocessor_config.json")
     for entry in sorted(folder.iterdir()):
         if entry.is_symlink() and not any(_resolves_inside(entry, root) for root in roots):
             raise HfFmnistError(
@@ -401,9 +402,12 @@ def check_config_sizes(path: Path) -> None:
     labels = config.get("num_labels")
     if labels is not None and not (_whole(labels) and labels >= 1):
         raise bad("num_labels", "a whole number of at least 1")
-    for field in ("id2label", "label2id"):
-        if field in config and not isinstance(config[field], dict):
-            raise bad(field, "an object")
+    if "id2label" in config and not (
+        isinstance(config["id2label"], dict) and all(isinstance(v, str) for v in config["id2label"].values())
+    ):
+        raise bad("id2label", "an object of class names")
+    if "label2id" in config and not isinstance(config["label2id"], dict):
+        raise bad("label2id", "an object")
     for field, count in (
         ("num_labels", labels or 0),
         *((f, len(config.get(f) or {})) for f in ("id2label", "label2id")),
@@ -423,6 +427,45 @@ def check_config_sizes(path: Path) -> None:
         isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in sides
     ):
         raise bad("image_size", f"a number of pixels from 1 to {MAX_SIDE:,}")
+
+
+def check_processor_config(path: Path) -> None:
+    """The shapes of a ``preprocessor_config.json``'s fields (as :func:`preset_image_processor` writes them),
+    checked as plain JSON before transformers parses them: one line naming the file and the field. Their values
+    (sizes from 1 to 1,024, finite mean/std) are checked afterwards, by ``Preprocess.from_processor``."""
+    import json
+
+    if not path.is_file():
+        return
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise HfFmnistError(f"{path}: not readable JSON ({one_line(e, 120)}).") from None
+    if not isinstance(config, dict):
+        raise HfFmnistError(f"{path}: holds a JSON {type(config).__name__}, not an image processor configuration.")
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    checks = {  # the shapes transformers parses; what the values may be is Preprocess.from_processor's to say
+        "size": ("a number of pixels or an object of sides", lambda v: _whole(v) or _sides(v)),
+        "crop_size": ("a number of pixels or an object of sides", lambda v: _whole(v) or _sides(v)),
+        "rescale_factor": ("a number", number),
+        **{
+            flag: ("true or false", lambda v: isinstance(v, bool))
+            for flag in ("do_resize", "do_rescale", "do_normalize", "do_center_crop", "do_convert_rgb")
+        },
+    }
+    for field, (wanted, fits) in checks.items():
+        if config.get(field) is not None and not fits(config[field]):
+            raise HfFmnistError(
+                f"Cannot use the image processor of folder {path.parent}: {path.name} field {field!r} must be "
+                f"{wanted}, not {json.dumps(config[field])[:60]}."
+            )
+
+
+def _sides(value) -> bool:
+    return isinstance(value, dict) and 0 < len(value) <= 4
 
 
 def _known_model_type(model_type) -> bool:
