@@ -116,6 +116,17 @@ def test_a_card_naming_data_files_outside_the_folder_is_one_short_line(dataset_c
     assert "outside the folder" in line and len(line) < 400, line
 
 
+def test_a_card_config_whose_data_dir_leaves_the_folder_is_refused(dataset_copy, capsys):
+    """datasets reads a config's files from FOLDER/data_dir: ``data_dir: ../..`` is outside too."""
+    card = (dataset_copy / "README.md").read_text()
+    (dataset_copy / "README.md").write_text(
+        card.replace("- config_name: default\n", "- config_name: default\n  data_dir: ../..\n")
+    )
+    assert "data_dir: ../.." in (dataset_copy / "README.md").read_text()
+    assert cli.main(["summary", "--dataset", str(dataset_copy)]) == 2
+    assert "'../..', outside the folder" in one_error_line(capsys)
+
+
 def test_a_data_link_leading_out_of_the_dataset_folder_is_refused(dataset_copy, tmp_path, capsys):
     shard = next((dataset_copy / "data").glob("test-*"))
     outside = tmp_path / "outside.parquet"

@@ -285,6 +285,8 @@ def _card_data_files(card: Path) -> list[str]:
     patterns: list = []
     for config in configs if isinstance(configs, list) else [configs]:
         files = config.get("data_files") if isinstance(config, dict) else None
+        if isinstance(config, dict) and config.get("data_dir") is not None:  # datasets reads from folder/data_dir
+            patterns.append(config["data_dir"])
         for entry in files.values() if isinstance(files, dict) else files if isinstance(files, list) else [files]:
             paths = entry.get("path") if isinstance(entry, dict) else entry
             patterns += paths if isinstance(paths, list) else [paths]
