@@ -392,3 +392,25 @@ def test_preprocessor_config_fields_are_checked_as_json_first(model_folder, tmp_
     assert cli.main(["predict", "--model", str(folder), str(tmp_path / "a.png")]) == 2
     line = one_error_line(capsys)
     assert "preprocessor_config.json" in line and named in line and "runs code" not in line, line
+
+
+def test_decoding_a_split_is_checked_against_the_budget_before_allocating(monkeypatch):
+    """Before: 10,000 identical 640×640 all-zero PNGs (an 8.7 KB Parquet file) decoded to 4.1 GB (under the 4 GiB
+    decode limit), then were copied to torch. Here 300 of them against a 100 MB budget, so that the old code decodes
+    quickly instead of failing."""
+    import io
+
+    import datasets
+    from PIL import Image
+
+    from hf_fmnist.data import tensors
+    from hf_fmnist.errors import HfFmnistError
+
+    buffer = io.BytesIO()
+    Image.new("L", (640, 640)).save(buffer, format="PNG")
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    rows = {"image": [{"bytes": buffer.getvalue(), "path": None}] * 300, "label": [0] * 300}
+    split = datasets.Dataset.from_dict(rows, features=features)
+    monkeypatch.setenv("HF_FMNIST_MEMORY_MB", "100")
+    with pytest.raises(HfFmnistError, match="300 images of 640x640 decoded asks for about .* memory budget"):
+        tensors.decode(split)
