@@ -79,8 +79,8 @@ def load_image(path: Path) -> LoadedImage:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
                     raise ImageFileError(
-                        f"{path}: {width}x{height} pixels, more than the {MAX_PIXELS / 1e6:.1f} MP hf_fmnist decodes (too "
-                        f"large); Fashion-MNIST models see 28x28, so shrink it first."
+                        f"{path}: {width}x{height} pixels, more than the {MAX_PIXELS / 1e6:.1f} MP hf_fmnist "
+                        f"decodes (too large); Fashion-MNIST models see 28x28, so shrink it first."
                     )
                 frames = getattr(image, "n_frames", 1)
                 if frames > 1:
