@@ -76,7 +76,7 @@ class FashionMnist(datasets.ArrowBasedBuilder):
         # Reading, verifying and encoding here, before any table is written, means a bad file fails the build with
         # our own error (datasets wraps errors raised while generating) and leaves no partial split behind.
         files = raw.locate(self.config.data_dir)
-        splits = prepare.encoded_splits(files, self.config.verify)
+        splits = prepare.encode_splits(files, self.config.verify)
         return [datasets.SplitGenerator(name=name, gen_kwargs={"split": split}) for name, split in splits.items()]
 
     def _generate_tables(self, split: prepare.EncodedSplit):

@@ -38,15 +38,9 @@ def export(
     sibling temp folder and renamed into place, so a failure leaves no ``output_dir`` (or the previous one intact).
     An existing ``output_dir`` is replaced only if it is empty or an earlier export.
     """
-    from . import prepare, raw
-
     output_dir = Path(output_dir).absolute()
     check_replaceable(output_dir)
-    prepare.start(raw.locate(data_dir), verify)  # overlaps the CPU work with importing datasets
-    try:
-        dataset = load_dataset(data_dir, verify=verify, cache_dir=cache_dir)
-    finally:
-        prepare.cancel_all()  # unused when the dataset came from the cache
+    dataset = load_dataset(data_dir, verify=verify, cache_dir=cache_dir)
     with atomic.no_space(output_dir):
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))

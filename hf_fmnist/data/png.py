@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import threading
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -67,13 +66,10 @@ def _encode_chunk(images: np.ndarray) -> list[bytes]:
     return out
 
 
-def iter_encode_gray(
-    images: np.ndarray, *, threads: int | None = None, cancel: threading.Event | None = None
-) -> Iterator[list[bytes]]:
+def iter_encode_gray(images: np.ndarray, *, threads: int | None = None) -> Iterator[list[bytes]]:
     """Encode ``(N, H, W)`` uint8 images as PNGs, yielding lists of up to :data:`CHUNK_IMAGES` in order.
 
-    Yielding chunks lets the caller write each while the next is encoded. The output is deterministic. Setting
-    ``cancel`` stops the work after the chunks in progress.
+    Yielding chunks lets the caller write each while the next is encoded. The output is deterministic.
     """
     if images.dtype != np.uint8 or images.ndim != 3:
         raise ValueError(f"expected (N, H, W) uint8 images, got {images.dtype} of shape {images.shape}")
@@ -81,16 +77,11 @@ def iter_encode_gray(
     threads = threads or os.cpu_count() or 1
     if threads == 1 or len(chunks) <= 1:
         for chunk in chunks:
-            if cancel is not None and cancel.is_set():
-                return
             yield _encode_chunk(chunk)
         return
     pool = ThreadPoolExecutor(threads)
     try:
-        for result in pool.map(_encode_chunk, chunks):
-            if cancel is not None and cancel.is_set():
-                return
-            yield result
+        yield from pool.map(_encode_chunk, chunks)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
