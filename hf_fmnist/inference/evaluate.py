@@ -168,10 +168,7 @@ def check_output_dir(out: Path, *, given: bool) -> None:
         )
     ownership.check_is_folder(out, flag)
     found = ownership.entries(out) if out.exists() else []
-    # Inside the model folder, a folder holding nothing but evaluate's files is one an earlier version wrote before
-    # it marked its folders (scripts/main.sh evaluates there on every run); a folder the user names must be marked.
-    legacy = not given and set(found) <= set(OUTPUT_FILES)
-    if found and not legacy and not ownership.is_marked(out, ownership.EVALUATION):
+    if found and not ownership.is_marked(out, ownership.EVALUATION):
         raise HfFmnistError(
             f"{flag} {out} holds files that `hf-fmnist evaluate` did not write "
             f"({ownership.describe(ownership.entries(out))}); pass --output-dir with a new or empty folder."
