@@ -46,7 +46,7 @@ class NoSpaceError(HfFmnistError):
         )
 
 
-def is_no_space(error: BaseException) -> bool:
+def is_no_space(error: BaseException | None) -> bool:
     """Whether ``error``, or an exception it was raised from, says the filesystem is full."""
     seen = set()
     while error is not None and id(error) not in seen:

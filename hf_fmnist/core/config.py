@@ -49,7 +49,7 @@ class FlagParser(argparse.ArgumentParser):
     ``HfArgumentParser`` does: ``--output-dir`` and ``--output_dir`` are one flag. ``--help`` shows the spelling the
     command declares. Subcommand parsers (``add_subparsers``) are of this class too."""
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_known_args(self, args=None, namespace=None):
         args = list(sys.argv[1:] if args is None else args)
         end = args.index("--") if "--" in args else len(args)  # after "--" everything is a value
         return super().parse_known_args([self._declared(a) for a in args[:end]] + args[end:], namespace)
@@ -199,9 +199,7 @@ class TrainConfig:
         if self.pad_crop is not None and not 0 <= self.pad_crop <= 8:
             raise HfFmnistError(f"--pad_crop must be 0-8 pixels, not {self.pad_crop}.")
         if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
-            raise HfFmnistError(
-                f"--validation_split_percentage must be 1-99, not {self.validation_split_percentage}."
-            )
+            raise HfFmnistError(f"--validation_split_percentage must be 1-99, not {self.validation_split_percentage}.")
         if self.eval_last_epochs is not None and self.eval_last_epochs < 0:
             raise HfFmnistError(f"--eval_last_epochs must be >= 0 (0: every epoch), not {self.eval_last_epochs}.")
         if self.num_warmup_steps is not None and self.num_warmup_steps < 0:
@@ -358,6 +356,6 @@ def _public_path(value) -> str:
 
 def _kind(name_or_path: str) -> str:
     """``local`` for a folder (or anything path-shaped), else ``hub`` (a Hub id), by the rule the loaders use."""
-    value = str(name_or_path)
-    looks_local = os.path.exists(value) or value.startswith((".", "/", "~")) or value.count("/") > 1
-    return "local" if looks_local else "hub"
+    from ..data.tensors import looks_local
+
+    return "local" if looks_local(str(name_or_path)) else "hub"

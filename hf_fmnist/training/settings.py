@@ -114,6 +114,10 @@ def resolve(
             )
         per_device = recipe.train_batch_size // (num_processes * accumulation)
     model = config.model_name_or_path or recipe.model
+    if model is None:
+        raise HfFmnistError(
+            f"--recipe {recipe.name} fine-tunes a checkpoint: pass --model_name_or_path (a model folder or Hub id)."
+        )
     train_batch_size = per_device * num_processes * accumulation
     picked = {name: _pick(config, recipe, name) for name in FROM_RECIPE}
     steps_per_epoch = num_train_images // train_batch_size
