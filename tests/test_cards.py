@@ -17,6 +17,7 @@ from hf_fmnist.core import card as cards
 from hf_fmnist.core.config import TrainConfig
 from hf_fmnist.data import card as dataset_cards
 from hf_fmnist.data import idx
+from hf_fmnist.data.tensors import class_counts
 from hf_fmnist.training import outputs
 
 from conftest import REAL_DIR, Synthetic, idx_images, idx_labels, real_data
@@ -372,7 +373,7 @@ def test_the_dataset_card_counts_each_class_by_its_own_label():
     ds = _unbalanced()
     info = DatasetInfo(features=ds["train"].features, splits=SplitDict())
     info.splits.add(SplitInfo(name="train", num_bytes=0, num_examples=4))
-    text = str(dataset_cards.dataset_card(ds, info, verified=False))
+    text = str(dataset_cards.dataset_card(ds, info, class_counts(ds), verified=False))
     assert "| 0 | T-shirt/top | 3 |" in text and "| 9 | Ankle boot | 1 |" in text and "| 1 | Trouser | 0 |" in text
 
 

@@ -127,6 +127,36 @@ def test_a_card_config_whose_data_dir_leaves_the_folder_is_refused(dataset_copy,
     assert "'../..', outside the folder" in one_error_line(capsys)
 
 
+ALIAS_BOMB = "".join(
+    f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]\n" if i else "x0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for i in range(9)
+)
+
+
+@pytest.mark.parametrize(
+    "metadata, field",
+    [
+        ("configs: default\n", "configs"),
+        ("configs:\n- config_name: default\n  data_files: 5\n", "configs[0].data_files"),
+        ("configs:\n- config_name: default\n  data_files:\n  - split: test\n    path: {a: b}\n", ".data_files[0]"),
+        ("configs:\n- [a]\n", "configs[0]"),
+        ("configs:\n- config_name: [x]\n  data_files: data/*\n", "configs[0].config_name"),
+        # a billion laughs: 9**9 strings if anything walked it; the check stops at the first non-string
+        (ALIAS_BOMB + "configs:\n- config_name: default\n  data_files:\n  - split: test\n    path: *x8\n", ".path"),
+        ("configs:\n- config_name: default\n  data_files: ['']\n", "configs[0].data_files[0]"),
+    ],
+)
+def test_a_dataset_cards_metadata_is_checked_field_by_field(dataset_copy, capsys, metadata, field):
+    """Before: a data_files entry of the wrong type was turned into a string and read as a path (a nested alias
+    bomb into a string of 9**9 words); now the card's metadata schema names the card and the field."""
+    card = dataset_copy / "README.md"
+    body = card.read_text().split("---\n", 2)[2]
+    card.write_text(f"---\n{metadata}---\n{body}")
+    assert cli.main(["summary", "--dataset", str(dataset_copy)]) == 2
+    line = one_error_line(capsys)
+    assert f"{card}: metadata field " in line and field in line and len(line) < 400, line
+
+
 def test_a_data_link_leading_out_of_the_dataset_folder_is_refused(dataset_copy, tmp_path, capsys):
     shard = next((dataset_copy / "data").glob("test-*"))
     outside = tmp_path / "outside.parquet"
@@ -183,6 +213,8 @@ def trained(export_dir, tmp_path_factory) -> Path:
         ("training_config.json", lambda saved: {**saved, "resolved": "x"}, "'resolved'"),
         ("all_results.json", lambda saved: {**saved, "eval_per_class_accuracy": [1]}, "'eval_per_class_accuracy'"),
         ("all_results.json", lambda saved: {**saved, "train_runtime": "1 s"}, "'train_runtime'"),
+        ("all_results.json", lambda saved: {**saved, "resumes": [{"step": "{{ config }}"}]}, "'resumes'"),
+        ("all_results.json", lambda saved: {**saved, "resumes": {"step": 1}}, "'resumes'"),
     ],
 )
 def test_push_model_of_results_or_config_of_the_wrong_type_is_one_line(trained, tmp_path, capsys, file, edit, field):

@@ -8,6 +8,7 @@ is deterministic, so re-pushing the same folder to the same repo uploads the sam
 from __future__ import annotations
 
 import re
+import reprlib
 from importlib import resources
 
 TEMPLATES = "hf_fmnist.model_card"
@@ -19,11 +20,12 @@ def template_path(name: str) -> str:
     return str(resources.files(TEMPLATES).joinpath(name))
 
 
-def dataset_card(dataset, info, *, repo_id: str = LOCAL, verified: bool = True):
+def dataset_card(dataset, info, counts: dict, *, repo_id: str = LOCAL, verified: bool = True):
     """The ``README.md`` of an exported Fashion-MNIST folder: YAML as push_to_hub writes it, plus a full body.
 
     ``dataset`` is the ``DatasetDict``; ``info`` a ``DatasetInfo`` whose splits and sizes describe the written
-    Parquet files. Class counts are computed from the labels, not assumed. ``repo_id``: the Hub dataset repo the
+    Parquet files; ``counts`` the examples per class of each split, computed from the labels
+    (``tensors.class_counts``), not assumed. ``repo_id``: the Hub dataset repo the
     card's snippet loads; default ``"."`` (the folder itself), replaced by :func:`dataset_card_for_repo` on push.
     """
     from datasets.info import DatasetInfosDict
@@ -32,10 +34,8 @@ def dataset_card(dataset, info, *, repo_id: str = LOCAL, verified: bool = True):
 
     from ..dataset_script.hf_fmnist import CITATION, DESCRIPTION, HOMEPAGE
     from . import idx
-    from .tensors import class_counts
 
     names = dataset[next(iter(dataset))].features["label"].names
-    counts = class_counts(dataset)
     num_rows = sum(len(ds) for ds in dataset.values())
     card_data = DatasetCardData(
         pretty_name="Fashion-MNIST",
@@ -93,3 +93,67 @@ def _size_category(n: int) -> str:
     """The Hub's size_categories bucket for ``n`` rows."""
     bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
     return next((label for bound, label in bounds if n < bound), "1M<n<10M")
+
+
+# The read-back schema of a dataset card's YAML metadata: what ``datasets.load_dataset`` takes from a folder's card
+# and this package reads (``configs``). Strangers' cards are read too (a folder anyone may hand over), so each
+# value's type and size is checked before the first use; a later field the package reads is added here.
+MAX_CONFIGS = 100
+MAX_DATA_FILES = 1000
+MAX_STRING = 1000
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 3, 3, 40, 40
+
+
+def card_configs(metadata, card) -> list[dict]:
+    """The card's ``configs``, each an object whose ``data_files`` are a pattern, a list of patterns, or a list of
+    ``{split, path}`` objects (as ``datasets`` accepts them); one line naming the card and the field otherwise."""
+    from ..errors import HfFmnistError, printable
+
+    def refuse(field: str, value, expected: str) -> HfFmnistError:
+        shown = printable(_SHORT.repr(value))[:60]  # bounded: YAML aliases can nest a billion strings in a few bytes
+        return HfFmnistError(f"{card}: metadata field {field} must be {expected}, not {shown}; refused.")
+
+    if metadata is None:
+        return []
+    if not isinstance(metadata, dict):
+        raise refuse("(the whole YAML block)", metadata, "an object")
+    configs = metadata.get("configs", [])
+    if not isinstance(configs, list) or len(configs) > MAX_CONFIGS:
+        raise refuse("configs", configs, f"a list of at most {MAX_CONFIGS} objects")
+    for i, config in enumerate(configs):
+        where = f"configs[{i}]"
+        if not isinstance(config, dict):
+            raise refuse(where, config, "an object")
+        for key, value in config.items():
+            if key == "data_files":
+                _check_data_files(value, f"{where}.data_files", refuse)
+            elif not _is_scalar(value):  # config_name, data_dir, default and builder options: plain values
+                raise refuse(f"{where}.{printable(str(key))[:40]}", value, "a string, number or boolean")
+    return configs
+
+
+def _check_data_files(value, where: str, refuse) -> None:
+    entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, list) or not 0 < len(entries) <= MAX_DATA_FILES:
+        raise refuse(where, value, f"a path pattern or a list of at most {MAX_DATA_FILES}")
+    for j, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            split, paths = entry.get("split"), entry.get("path")
+            paths = [paths] if isinstance(paths, str) else paths
+            if set(entry) - {"split", "path"} or not _is_string(split) or not isinstance(paths, list):
+                raise refuse(f"{where}[{j}]", entry, "an object of split and path")
+            if not 0 < len(paths) <= MAX_DATA_FILES or not all(map(_is_string, paths)):
+                raise refuse(f"{where}[{j}].path", entry["path"], "a path pattern or a list of them")
+        elif not _is_string(entry):
+            raise refuse(f"{where}[{j}]", entry, "a path pattern or an object of split and path")
+
+
+def _is_string(value) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_STRING
+
+
+def _is_scalar(value) -> bool:
+    return (
+        value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= MAX_STRING)
+    )

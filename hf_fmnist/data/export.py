@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import atomic, ownership
 from ..errors import HfFmnistError
 from .builder import load_dataset
+from .tensors import class_counts
 
 MAX_SHARD_BYTES = 500 << 20  # datasets' default max_shard_size for push_to_hub ("500MB")
 EXPORT_FILES = ("README.md", "data")  # everything an export folder may hold, besides our marker
@@ -82,7 +83,7 @@ def write_export(dataset, folder: Path, *, max_shard_bytes: int = MAX_SHARD_BYTE
         info.splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=len(ds)))
         info.dataset_size += nbytes
     info.size_in_bytes = info.download_size + info.dataset_size
-    card.dataset_card(dataset, info, verified=verified).save(folder / "README.md")
+    card.dataset_card(dataset, info, class_counts(dataset), verified=verified).save(folder / "README.md")
 
 
 def check_replaceable(output_dir: Path) -> None:

@@ -10,8 +10,10 @@ never decodes an image again (60,000 × 28 × 28 is 47 MB: it fits on any device
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -161,12 +163,14 @@ def read_image_file(path: str | None, root: str | os.PathLike | None, where: str
 
 def local_root(spec: str | os.PathLike | None) -> Path | None:
     """The folder a dataset spec names, if it names a local one (see :func:`open_dataset`); else None."""
-    if spec is None or str(spec) == BUILTIN or not _looks_local(str(spec)):
+    if spec is None or str(spec) == BUILTIN or not looks_local(str(spec)):
         return None
     return Path(spec).expanduser()
 
 
-def _looks_local(spec: str) -> bool:
+def looks_local(spec: str) -> bool:
+    """The one rule for a local folder vs a Hub id: it exists here, or is path-shaped (``./x``, ``/x``, ``~/x``,
+    ``a/b/c``); ``name`` and ``namespace/name`` are Hub ids."""
     return os.path.exists(spec) or spec.startswith((".", "/", "~")) or spec.count("/") > 1
 
 
@@ -209,13 +213,16 @@ def _cache_path(ds) -> Path | None:
 
 
 def _save_atomic(path: Path, *, images: np.ndarray, labels: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
+    from ..atomic import NoSpaceError, write_with
+
+    def savez(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a name, np.savez would append ".npz" to it
             np.savez(f, images=images, labels=labels)
-        os.replace(tmp, path)
-    except OSError:  # a read-only cache only costs speed
-        tmp.unlink(missing_ok=True)
+
+    try:
+        write_with(path, savez)
+    except (OSError, NoSpaceError):  # a read-only or full cache only costs speed
+        pass
 
 
 def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify: bool = True):
@@ -230,7 +237,7 @@ def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify
     import datasets
 
     spec = str(spec)
-    if _looks_local(spec):
+    if looks_local(spec):
         folder = Path(spec).expanduser()
         if not folder.is_dir():
             raise HfFmnistError(
@@ -239,7 +246,8 @@ def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify
             )
         check_reads_inside(folder)
         try:
-            return datasets.load_dataset(str(folder))
+            with _quiet_progress(datasets):  # converting a local export into datasets' cache is not news to the user
+                return datasets.load_dataset(str(folder))
         except Exception as e:  # datasets raises many types for unreadable folders
             raise HfFmnistError(f"Cannot load dataset folder {folder}: {one_line(e)}") from None
     try:
@@ -249,6 +257,21 @@ def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify
             f"Cannot load dataset {spec!r} from the Hub ({type(e).__name__}: {one_line(e)}); check the id and your "
             f"network, or pass a local folder written by `hf-fmnist build`."
         ) from None
+
+
+@contextlib.contextmanager
+def _quiet_progress(datasets):
+    """``datasets``' progress bars off for the block, unless already off (then left off)."""
+    if datasets.are_progress_bars_disabled():
+        yield
+        return
+    with warnings.catch_warnings():  # HF_DATASETS_DISABLE_PROGRESS_BARS=0 keeps them, and warns that it does
+        warnings.simplefilter("ignore")
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.enable_progress_bars()
 
 
 MAX_CARD_BYTES = 1 << 20  # a dataset card's README.md; ours is about 5 KB
@@ -287,6 +310,8 @@ def _card_data_files(card: Path) -> list[str]:
     """Every path pattern of the card's ``configs`` → ``data_files`` (none without a card or configs)."""
     from huggingface_hub import metadata_load
 
+    from .card import card_configs
+
     try:
         if not card.is_file():
             return []
@@ -301,16 +326,15 @@ def _card_data_files(card: Path) -> list[str]:
         if type(e).__module__.split(".")[0] != "yaml":
             raise
         raise HfFmnistError(f"{card}: its YAML metadata cannot be read ({one_line(e, 150)}).") from None
-    configs = metadata.get("configs") if isinstance(metadata, dict) else None
-    patterns: list = []
-    for config in configs if isinstance(configs, list) else [configs]:
-        files = config.get("data_files") if isinstance(config, dict) else None
-        if isinstance(config, dict) and config.get("data_dir") is not None:  # datasets reads from folder/data_dir
-            patterns.append(config["data_dir"])
-        for entry in files.values() if isinstance(files, dict) else files if isinstance(files, list) else [files]:
-            paths = entry.get("path") if isinstance(entry, dict) else entry
-            patterns += paths if isinstance(paths, list) else [paths]
-    return [str(p) for p in patterns if p is not None]
+    patterns: list[str] = []
+    for config in card_configs(metadata, card):  # the schema check: strings where paths are, nothing nested deeper
+        files = config.get("data_files", [])
+        if config.get("data_dir") is not None:  # datasets reads from folder/data_dir
+            patterns.append(str(config["data_dir"]))
+        for entry in [files] if isinstance(files, str) else files:
+            paths = entry["path"] if isinstance(entry, dict) else entry
+            patterns += [paths] if isinstance(paths, str) else paths
+    return patterns
 
 
 def _stays_inside(pattern: str) -> bool:
