@@ -11,7 +11,9 @@ out=${OUT:-out}
 bash scripts/setup_main.sh
 .venv/bin/hf-fmnist build --output-dir "$out/fashion_mnist"
 .venv/bin/hf-fmnist summary --dataset "$out/fashion_mnist" --grid "$out/samples.png"
-.venv/bin/accelerate launch --num_processes 1 train.py --recipe cpu-5min --output_dir "$out/model" \
-  ${EPOCHS:+--num_train_epochs "$EPOCHS"}
+# Every launcher setting given, so accelerate does not open the output with its "values were not passed" warning; the
+# recipe still picks the precision (train.py's settings override the launcher's defaults).
+.venv/bin/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+  train.py --recipe cpu-5min --output_dir "$out/model" ${EPOCHS:+--num_train_epochs "$EPOCHS"}
 .venv/bin/hf-fmnist evaluate --model "$out/model"
 echo "main: done. Dataset export: $out/fashion_mnist; model folder (card, plots, results): $out/model"
