@@ -63,8 +63,17 @@ def test_a_stop_signal_checkpoints_and_the_resumed_run_is_bit_identical(
     assert not (out / "model.safetensors").exists()  # stopped: no final model yet
 
     assert train_main(tiny_train_args(out, tiny_dataset, *EPOCHS, "--resume_from_checkpoint", "latest")) == 0
+    assert f"at step {stops_at} (written by 1 process, now 1)" in capsys.readouterr().out
     assert (out / "model.safetensors").read_bytes() == (uninterrupted / "model.safetensors").read_bytes()
     resumed, whole = (json.loads((d / "all_results.json").read_text()) for d in (out, uninterrupted))
+    name = signal.Signals(signum).name
+    assert (
+        resumed["resumes"] == [{"step": stops_at, "written_by_processes": 1, "num_processes": 1, "stopped_by": name}]
+        and whole["resumes"] == []
+    )
+    card = (out / "README.md").read_text()
+    assert f"resumed from a checkpoint: at step {stops_at} (stopped by {name}), written by 1 process(es)" in card
+    assert "resumed from a checkpoint" not in (uninterrupted / "README.md").read_text()
     assert resumed["eval_accuracy"] == whole["eval_accuracy"]
     assert [h["eval_accuracy"] for h in resumed["history"]] == [h["eval_accuracy"] for h in whole["history"]]
 

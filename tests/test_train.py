@@ -389,7 +389,7 @@ def test_resume_after_kill_continues_from_the_newest_complete_checkpoint(tmp_pat
 
 
 def test_two_processes_shard_training_keep_weights_equal_and_evaluate_every_image_once(tmp_path, tiny_dataset):
-    """The README's `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2` starts 2 CPU processes
+    """docs/training.md's `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2` starts 2 CPU processes
     (plain `--cpu --num_processes 2` starts one): disjoint training shards, identical weights on both ranks, and an
     uneven evaluation (99 images, batches of 16, so one rank pads) equal to a one-process evaluation of the saved
     model. (torchrun is the launcher of tests/test_distributed.py.)"""
@@ -639,3 +639,14 @@ def test_learning_curves_show_every_epochs_loss_and_accuracy_where_measured(tmp_
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks) and ax.get_xlim()[0] < 1
     plt.close(figures[0])
+
+
+def test_the_fine_tune_recipe_without_a_model_is_one_line(tmp_path, tiny_dataset, capsys):
+    """fine-tune keeps --model_name_or_path: without one, the run refuses before a model is built (it passed None on
+    as the model name)."""
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import one_error_line, tiny_train_args
+
+    assert train_main(tiny_train_args(tmp_path / "out", tiny_dataset, "--recipe", "fine-tune")) == 2
+    assert "--recipe fine-tune fine-tunes a checkpoint: pass --model_name_or_path" in one_error_line(capsys)

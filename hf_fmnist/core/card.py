@@ -240,6 +240,7 @@ def _folder_name(folder: Path) -> str:
 # card uses is added here. Optional fields may be absent or null.
 _FRACTION, _COUNT, _SPLIT, _AMOUNT = "a number from 0 to 1", "a whole number of at least 0", "a split name", "a number"
 _PER_CLASS = "an object of class names to numbers from 0 to 1"
+_RESUMES = "a list of resume records (step, written_by_processes, num_processes, stopped_by)"
 RESULTS_SCHEMA: dict[str, tuple[str, bool]] = {  # field -> (what it must be, optional)
     "eval_accuracy": (_FRACTION, False),
     "eval_macro_f1": (_FRACTION, False),
@@ -258,7 +259,33 @@ RESULTS_SCHEMA: dict[str, tuple[str, bool]] = {  # field -> (what it must be, op
     "validation_split_percentage": (_AMOUNT, True),
     "validation_samples": (_COUNT, True),
     "validation_accuracy": (_FRACTION, True),
+    "resumes": (_RESUMES, True),
 }
+# A resume record: training's checkpoint state and all_results.json hold a list of them (checked by the same rule on
+# both read-backs), the card shows them
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
+MAX_RESUMES = 10_000
+
+
+def resume_problem(entry, step: int | None = None) -> str | None:
+    """What is wrong with one resume record, or None; ``step``: the latest step it may name."""
+    from ..errors import printable
+
+    if not isinstance(entry, dict) or set(entry) != {"step", "written_by_processes", "num_processes", "stopped_by"}:
+        return "is not an object of step, written_by_processes, num_processes and stopped_by"
+    for key in ("step", "written_by_processes", "num_processes"):
+        value = entry[key]
+        if value is None and key == "written_by_processes":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**53:
+            return f"has {key!r} = {printable(repr(value))[:40]}"
+    if step is not None and entry["step"] > step:
+        return f"has 'step' = {entry['step']}, after the checkpoint's own step {step}"
+    if entry["stopped_by"] is not None and entry["stopped_by"] not in STOP_SIGNALS:
+        return f"has 'stopped_by' = {printable(repr(entry['stopped_by']))[:40]}"
+    return None
+
+
 # training_config.json's parts the card reads besides the flags (checked by core.config.check_saved)
 SOURCE_KINDS = ("preset", "local", "hub", "builtin")
 
@@ -268,6 +295,8 @@ def _is_kind(value, kind: str) -> bool:
 
     if kind == _SPLIT:
         return isinstance(value, str) and 0 < len(value) <= 100
+    if kind == _RESUMES:
+        return isinstance(value, list) and len(value) <= MAX_RESUMES and not any(map(resume_problem, value))
     if kind == _PER_CLASS:
         return isinstance(value, dict) and all(_is_kind(v, _FRACTION) for v in value.values())
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from .. import atomic
-from ..errors import HfFmnistError
+from ..core.card import MAX_RESUMES, STOP_SIGNALS, resume_problem
+from ..errors import HfFmnistError, printable
 
 FORMAT = "hf_fmnist-checkpoint"
 VERSION = 1
@@ -59,6 +60,10 @@ class TrainState:
     images_seen: int = 0  # training images processed, all processes
     train_seconds: float = 0.0  # wall time spent training (excluding evaluation), summed over restarts
     history: list = field(default_factory=list)  # one dict per evaluation
+    # each time the run was resumed: the step, how many processes wrote the checkpoint and resumed it, and the signal
+    # that stopped the run there (None when it resumed from a checkpoint it had simply written), in order
+    resumes: list = field(default_factory=list)
+    stopped_by: str | None = None  # the signal this checkpoint was written on (set by the loop before its stop save)
     # set by load(), not saved from here (save() writes the live accelerator's): how many processes wrote the
     # checkpoint this run resumed from, None without a resume (or for a checkpoint that does not say)
     written_by_processes: int | None = None
@@ -69,6 +74,8 @@ class TrainState:
             "images_seen": self.images_seen,
             "train_seconds": self.train_seconds,
             "history": self.history,
+            "resumes": self.resumes,
+            "stopped_by": self.stopped_by,
         }
 
     @classmethod
@@ -102,12 +109,35 @@ class TrainState:
             problem = _history_problem(entry, step)
             if problem:
                 raise CheckpointError(folder, f"{STATE_FILE}: history entry {i} {problem}")
+        resumes, stopped_by = saved.get("resumes", []), saved.get("stopped_by")
+        if not isinstance(resumes, list) or len(resumes) > MAX_RESUMES:
+            raise CheckpointError(folder, f"{STATE_FILE}: 'resumes' is not a list of at most {MAX_RESUMES} entries")
+        for i, entry in enumerate(resumes):
+            problem = resume_problem(entry, step)
+            if problem:
+                raise CheckpointError(folder, f"{STATE_FILE}: resumes entry {i} {problem}")
+        if stopped_by is not None and stopped_by not in STOP_SIGNALS:
+            raise CheckpointError(folder, f"{STATE_FILE}: 'stopped_by' is {printable(repr(stopped_by))[:40]}")
         return cls(
             step=step,
             images_seen=saved["images_seen"],
             train_seconds=float(saved["train_seconds"]),
             history=list(saved["history"]),
+            resumes=list(resumes),
+            stopped_by=stopped_by,
         )
+
+    def resumed(self, num_processes: int) -> None:
+        """Record a resume from this (just loaded) state on ``num_processes`` processes."""
+        self.resumes.append(
+            {
+                "step": self.step,
+                "written_by_processes": self.written_by_processes,
+                "num_processes": num_processes,
+                "stopped_by": self.stopped_by,
+            }
+        )
+        self.stopped_by = None
 
 
 # What the loop's end_epoch records per epoch; the plots and the model card read them once training has ended, so a

@@ -114,6 +114,7 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
     accelerator = make_accelerator(
         config, mixed_precision=mixed_precision_for(config, recipe), torch_compile=compile_for(config, recipe)
     )
+    checkpoint.check_shared_storage(accelerator, config.output_dir)  # several machines: one folder all of them see
     set_seed(config.seed)
     data = load_data(config, accelerator)
     settings = resolve(
@@ -183,9 +184,12 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
     model, optimizer = accelerator.prepare(model, optimizer)
     state = TrainState()
     resume_from = resolve_checkpoint(config)
+    checkpoint.check_same_everywhere(accelerator, resume_from)  # every machine resolved it on its own disk
     if resume_from is not None:  # before the output folder is written: a refused checkpoint leaves nothing behind
+        check_complete(resume_from)
         state = checkpoint.load(resume_from, accelerator, model, optimizer, scheduler, settings.max_train_steps)
-        accelerator.print(f"Resumed from {resume_from} at step {state.step}")
+        accelerator.print(checkpoint.resumed_line(resume_from, state, accelerator.num_processes))
+        state.resumed(accelerator.num_processes)
     if accelerator.is_main_process:
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
         ownership.mark(config.output_dir, ownership.TRAINING_OUTPUT)
@@ -306,7 +310,7 @@ def train(config: TrainConfig) -> dict | None:
                     stop = signals.agreed(run.accelerator)
             if stop is not None:
                 progress.close()
-                raise Preempted(stop, state.step, stop_checkpoint(run))
+                raise Preempted(stop, state.step, stop_checkpoint(run, stop))
         progress.close()
         results = finish(run, evaluation)
     if config.with_tracking:
@@ -423,13 +427,17 @@ def resolve_checkpoint(config: TrainConfig) -> Path | None:
     if config.resume_from_checkpoint == "latest":
         found = find_checkpoints(config.output_dir)
         return found[-1] if found else None  # nothing saved yet: start from scratch, as after an early crash
-    path = Path(config.resume_from_checkpoint)
+    return Path(config.resume_from_checkpoint)
+
+
+def check_complete(path: Path) -> None:
+    """Refuse a ``--resume_from_checkpoint`` folder that holds no checkpoint (after the processes agreed on it, so
+    that all of them refuse it together)."""
     if not path.is_dir() or not (path / checkpoint.STATE_FILE).exists():
         raise HfFmnistError(
             f"--resume_from_checkpoint {path} is not a complete checkpoint (no {checkpoint.STATE_FILE}); pass a "
             f"step_N or epoch_N folder, or 'latest'."
         )
-    return path
 
 
 def save_checkpoint(run: Run, name: str) -> Path:
@@ -438,11 +446,14 @@ def save_checkpoint(run: Run, name: str) -> Path:
     return path
 
 
-def stop_checkpoint(run: Run) -> Path:
-    """The checkpoint a stopped run resumes from: the one just written at this step, else a new ``step_N``."""
+def stop_checkpoint(run: Run, signal_name: str) -> Path:
+    """The checkpoint a stopped run resumes from, saying which signal stopped it: ``step_N``, or the checkpoint just
+    written at this step (rewritten with the signal)."""
+    run.state.stopped_by = signal_name
+    name = f"step_{run.state.step}"
     if run.checkpointed is not None and run.checkpointed[0] == run.state.step:
-        return run.checkpointed[1]
-    return save_checkpoint(run, f"step_{run.state.step}")
+        name = run.checkpointed[1].name
+    return save_checkpoint(run, name)
 
 
 def check_output_dir(config: TrainConfig) -> None:
@@ -502,6 +513,7 @@ def finish(run: Run, evaluation: Evaluation | None = None) -> dict | None:
             "steps_per_epoch": run.settings.steps_per_epoch,
             "epochs": round(state.step / run.settings.steps_per_epoch, 2),  # what ran: 0.5 after 4 of 8 steps
             "history": state.history,
+            "resumes": state.resumes,  # where the run was stopped and resumed, if it was
             # whether the data is Fashion-MNIST's, byte for byte, whatever its source: the card claims results on
             # the Fashion-MNIST test split only when all 10,000 verified test images were evaluated
             "train_dataset_verified": outputs.is_original_split(
@@ -618,7 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = TrainConfig.from_args(argv)
         train(config)
     except HfFmnistError as e:
-        print(f"error: {printable(str(e))}", file=sys.stderr)
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # every process refuses; one line per machine says why
+            print(f"error: {printable(str(e))}", file=sys.stderr)
         return 2
     except Preempted as e:
         if int(os.environ.get("RANK", "0")) == 0:  # one line for the run, not one per process

@@ -17,7 +17,9 @@ import threading
 
 import torch
 
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+from ..core.card import STOP_SIGNALS
+
+SIGNALS = tuple(signal.Signals[name] for name in STOP_SIGNALS)  # SIGTERM, SIGUSR1
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after writing a checkpoint; run the same command again
 AGREE_EVERY = 5  # optimizer steps between the processes' agreements (one small all-reduce each)
 
