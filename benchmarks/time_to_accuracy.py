@@ -1,17 +1,17 @@
 """Benchmark: wall-clock time from before Python starts to each printed test accuracy, per recipe and seed.
 
-Runs ``accelerate launch --num_processes 1 train.py --recipe NAME --output_dir DIR [--seed S] [ARGS...]`` exactly
-as issue 9's acceptance check does: the clock starts before the command (so Python start-up, imports, data loading,
-model creation and every evaluation count), and every ``epoch N/M ... test accuracy X% (10,000 images)`` line is
-timestamped as it is printed. Then the saved folder is scored again through the stock
+Runs ``accelerate launch --num_processes 1 train.py --recipe NAME --output_dir DIR [--seed S] [ARGS...]`` as the
+project's time-to-accuracy check does: the clock starts before the command (so Python start-up, imports, data
+loading, model creation and every evaluation count), and every ``epoch N/M ... test accuracy X% (10,000 images)``
+line is timestamped as it is printed. Then the saved folder is scored again through the stock
 ``pipeline("image-classification")`` on the PIL test images, so the published model is checked to be the one that
 was measured. The machine's speed is measured before and after with a calibration workload (``--calib``), and each
-budget is scaled by (calibration / 5.45 s), the speed at which the issue's budgets hold.
+budget is scaled by (calibration / 5.45 s), the speed at which the recipes' time budgets hold.
 
 Results are appended to a JSON file (``--results``, default ``docs/time_to_accuracy.json``) and ``--plot`` draws
 ``docs/time_to_accuracy.png`` from it: test accuracy against wall clock for every run of each recipe as it is now
 defined (each record keeps the recipe's settings; runs of an earlier definition stay in the file as history), scaled
-to the reference speed by its calibration, with the peers' points measured on this machine class in issue 9.
+to the reference speed by its calibration, with the peers' points measured on this machine class.
 
 Usage::
 
@@ -40,10 +40,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"epoch (\d+)/(\d+).*test accuracy ([\d.]+)% \(([\d,]+) images\)")
-REFERENCE_CALIB_S = 5.45  # issue 9's budgets hold where calib.py prints this
-# Target accuracy (%) and budget (s) per recipe, from issue 9.
+REFERENCE_CALIB_S = 5.45  # the recipes' time budgets hold where calib.py prints this
+# Target accuracy (%) and budget (s) per recipe: what each recipe was built to reach.
 TARGETS = {"cpu-5min": (93.0, 300.0), "cpu-15min": (94.0, 900.0), "cpu-vit-15min": (90.0, 900.0)}
-# Peers measured on this machine class (issue 9): (label, minutes, accuracy %).
+# Peers measured on this machine class: (label, minutes, accuracy %).
 PEERS = [
     ("Ultralytics YOLO11n-cls, from scratch", 14.7, 82.9),
     ("transformers example, 1.8M ViT", 15.3, 71.4),
@@ -248,7 +248,7 @@ def plot(records: list[dict], path: Path) -> None:
     ax.set_ylim(70, 95.5)
     ax.set_xlim(0, 17)
     ax.grid(alpha=0.3)
-    ax.set_title("Fashion-MNIST on a 2-core CPU: time to accuracy (stars: issue 9's targets)")
+    ax.set_title("Fashion-MNIST on a 2-core CPU: time to accuracy (stars: the recipes' targets)")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -202,7 +202,7 @@ def test_demo_refuses_broken_and_huge_uploads(demo_url, tmp_path):
 
 
 def test_demo_answers_every_upload_itself_like_predict(demo_server, model_dir, tmp_path):
-    """Issue 19. Before: a 0-byte file, a non-image or an image over 16.8 MP failed inside Gradio's preprocessing,
+    """Before: a 0-byte file, a non-image or an image over 16.8 MP failed inside Gradio's preprocessing,
     the client got "Could not preprocess input component..." with the server's temporary paths, and the server
     printed a traceback for each; concurrent requests with the same answer raced on one file of Gradio's cache
     (a dropped answer and a traceback). (By hand: 50 concurrent clients, all answered, no traceback.)"""

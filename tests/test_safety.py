@@ -1,4 +1,4 @@
-"""Hostile input, one test per way it went wrong (issue 7). Each test says what it caught on the earlier code.
+"""Hostile input, one test per way it went wrong. Each test says what it caught on the earlier code.
 
 Every case plays a user who downloaded a folder, checkpoint, model, dataset or image from a stranger: nothing in it
 may run code, leave the folder it came in, use unbounded memory, or destroy the user's own files; bad input ends in
@@ -437,7 +437,7 @@ def test_push_never_publishes_what_a_link_points_to_outside(tiny_dataset, tmp_pa
     shutil.copytree(tiny_dataset, folder)
     (folder / "notes.txt").symlink_to(secret)
     (folder / "data" / "more").symlink_to(tmp_path, target_is_directory=True)
-    (folder / "inside.md").symlink_to(folder / "README.md")  # issue 19: even a link that stays inside is left out
+    (folder / "inside.md").symlink_to(folder / "README.md")  # even a link that stays inside is left out
     logged = []
     publish.push_dataset("tester/linked", folder, log=logged.append)
     remote = hub.state.files("dataset", "tester/linked")

@@ -119,7 +119,7 @@ def _config(config_class, shape: dict, **preset):
     if unknown:
         raise HfFmnistError(
             f"{config_class.__name__} has no setting {', '.join(unknown)}; check the recipe's "
-            f"model_config (hf_fmnist/recipes.py)."
+            f"model_config (hf_fmnist/core/recipes.py)."
         )
     return config_class(**{**preset, **shape})
 

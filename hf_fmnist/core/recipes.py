@@ -57,7 +57,7 @@ class Recipe:
             raise ValueError(f"recipe {self.name}: model_config needs a preset to apply to")
 
     def describe(self) -> str:
-        """One line for ``--help`` and the README."""
+        """One line for ``--help``."""
         shape = f" {self.model_config}" if self.model_config else ""
         model = f"{self.model}{shape}" if self.model else "the given checkpoint"
         precision = self.mixed_precision if self.mixed_precision != "no" else "fp32"

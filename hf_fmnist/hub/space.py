@@ -119,7 +119,8 @@ A demo of [{model_id}](https://huggingface.co/{model_id}): upload an image, draw
 image, and see the model's top five classes and the 28×28 gray image it actually classifies. Photos (dark objects on
 light backgrounds) need the *photo preprocessing* option: invert, crop to the object, pad to a centred square.
 
-Published with `hf-fmnist push-space`; the app is `hf_fmnist/demo.py`, the same code as `hf-fmnist demo` runs locally.
+Published with `hf-fmnist push-space`; the app is `hf_fmnist/inference/demo.py`, the same code as `hf-fmnist demo`
+runs locally.
 """
 
 
