@@ -257,3 +257,25 @@ def test_training_checks_the_shared_folder_and_the_agreed_checkpoint_before_it_t
     args = tiny_train_args(out, small_dataset, "--num_train_epochs", "2", "--resume_from_checkpoint", "latest")
     assert train_main(args) == 0
     assert calls == [("check_shared_storage", str(out)), ("check_same_everywhere", out / "epoch_1")]
+
+
+def test_a_refusal_in_the_first_processs_turn_still_reaches_the_barrier():
+    """Accelerate's local_main_process_first makes the others wait at a barrier the first process reaches after its
+    turn: a refusal there (a bad dataset card) left them waiting until torchrun killed them, 30 s later."""
+    import contextlib
+
+    from hf_fmnist.training.accelerator import local_main_first
+
+    events = []
+
+    class FirstProcess:
+        @contextlib.contextmanager
+        def local_main_process_first(self):  # as Accelerate's _goes_first for the main process
+            yield
+            events.append("barrier")
+
+    with pytest.raises(HfFmnistError, match="bad card"), local_main_first(FirstProcess()):
+        raise HfFmnistError("bad card")
+    assert events == ["barrier"]
+    with pytest.raises(KeyError), local_main_first(FirstProcess()):  # a bug is not a refusal: it keeps its traceback
+        raise KeyError("bug")

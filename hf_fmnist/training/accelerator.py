@@ -6,6 +6,7 @@ the same process (notebooks, tests) resets them first, so it never inherits the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -85,3 +86,22 @@ def set_cpu_threads(threads: int | None) -> int:
         threads = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     torch.set_num_threads(threads)
     return threads
+
+
+@contextlib.contextmanager
+def local_main_first(accelerator):
+    """``accelerator.local_main_process_first()`` that a refusal cannot turn into a hang.
+
+    Accelerate's version makes the other processes wait at a barrier that the first process reaches only after its
+    turn: a first process that refuses (a bad dataset card, a model folder that fails a check) would leave them
+    waiting until the launcher kills them. Here it still reaches the barrier; the others then take their turn, meet
+    the same input and refuse too, and every process ends with its own one line.
+    """
+    refused: list[HfFmnistError] = []
+    with accelerator.local_main_process_first():
+        try:
+            yield
+        except HfFmnistError as e:
+            refused.append(e)
+    if refused:
+        raise refused[0]

@@ -34,7 +34,7 @@ from ..errors import HfFmnistError, printable
 from ..image_limits import check_batches
 from ..inference.evaluate import evaluate_logits
 from . import checkpoint
-from .accelerator import make_accelerator
+from .accelerator import local_main_first, make_accelerator
 from .batchnorm import synchronise
 from .checkpoint import TrainState, find_checkpoints
 from .optim import make_optimizer, make_scheduler
@@ -125,7 +125,7 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
         mixed_precision=accelerator.mixed_precision,
         torch_compile=accelerator.state.dynamo_plugin.backend != DynamoBackend.NO,
     )
-    with accelerator.local_main_process_first():  # one download of a Hub checkpoint per machine, not per process
+    with local_main_first(accelerator):  # one download of a Hub checkpoint per machine, not per process
         model, processor = load_model(
             settings.model_name_or_path,
             names=data.names,
@@ -216,7 +216,7 @@ def load_data(config: TrainConfig, accelerator) -> Data:
     first process, into caches that only that machine reads."""
     from ..data.tensors import eval_split_of, find_columns, load_arrays, local_root, open_dataset
 
-    with accelerator.local_main_process_first():
+    with local_main_first(accelerator):
         dataset = open_dataset(config.dataset, data_dir=config.data_dir)
         eval_split = eval_split_of(dataset)
         if "train" not in dataset or eval_split is None:
