@@ -116,6 +116,20 @@ def test_a_card_naming_data_files_outside_the_folder_is_one_short_line(dataset_c
     assert "outside the folder" in line and len(line) < 400, line
 
 
+def test_a_huggingface_yaml_naming_data_files_outside_the_folder_is_refused(dataset_copy, tmp_path, capsys):
+    """datasets merges a folder's .huggingface.yaml over its card: before, its data_files were read from anywhere
+    (summary printed the row counts of a file outside the folder)."""
+    outside = tmp_path / "private.parquet"
+    shutil.copy(next((dataset_copy / "data").glob("test-*")), outside)
+    (dataset_copy / ".huggingface.yaml").write_text(
+        f"configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: {outside}\n"
+        f"  - split: test\n    path: {outside}\n"
+    )
+    assert cli.main(["summary", "--dataset", str(dataset_copy)]) == 2
+    line = one_error_line(capsys)
+    assert "its .huggingface.yaml names data_files" in line and "outside the folder" in line, line
+
+
 def test_a_card_config_whose_data_dir_leaves_the_folder_is_refused(dataset_copy, capsys):
     """datasets reads a config's files from FOLDER/data_dir: ``data_dir: ../..`` is outside too."""
     card = (dataset_copy / "README.md").read_text()
@@ -295,6 +309,8 @@ def _edited_model(model_folder: Path, tmp_path: Path, name: str, **fields) -> Pa
         ({"num_labels": "ten"}, "'num_labels'"),
         ({"image_size": 60_000}, "'image_size'"),
         ({"id2label": {"0": ["x"]}}, "'id2label'"),
+        ({"id2label": {"zero": "x"}}, "'id2label'"),  # before: int('zero') in push-model's card, a traceback
+        ({"depths": [1, 20_000, 1, 1]}, "'depths'"),
     ],
 )
 def test_config_sizes_are_checked_before_transformers_reads_them(model_folder, tmp_path, capsys, fields, named):
@@ -308,6 +324,48 @@ def test_config_sizes_are_checked_before_transformers_reads_them(model_folder, t
     assert cli.main(["predict", "--model", str(folder), str(image)]) == 2
     line = one_error_line(capsys)
     assert "config.json" in line and named in line, line
+
+
+def test_a_model_bigger_than_the_budget_is_refused_before_a_weight_is_allocated(
+    model_folder, tmp_path, monkeypatch, capsys
+):
+    """Each width and depth passed on its own, but together they did not (20,000 layers of width 256 in a 450-byte
+    config.json: 5 GB): the parameters are counted on the meta device. Here the budget shrinks below the preset's
+    1.3 MB of weights instead."""
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(image)
+    monkeypatch.setenv("HF_FMNIST_MEMORY_MB", "1")
+    assert cli.main(["predict", "--model", str(model_folder), str(image)]) == 2
+    line = one_error_line(capsys)
+    assert "(320,554 parameters) asks for about" in line and "HF_FMNIST_MEMORY_MB" in line, line
+    monkeypatch.setenv("HF_FMNIST_MEMORY_MB", "2")
+    assert cli.main(["predict", "--model", str(model_folder), str(image)]) == 0
+
+
+def test_a_shard_index_naming_a_file_outside_the_folder_is_refused(model_folder, tmp_path, capsys):
+    """transformers opens a sharded checkpoint's shards relative to the folder: before, an index naming
+    ../outside/model.safetensors made predict classify with weights from outside the folder."""
+    import json
+
+    folder = tmp_path / "m"
+    shutil.copytree(model_folder, folder)
+    (tmp_path / "outside").mkdir()
+    (folder / "model.safetensors").rename(tmp_path / "outside" / "model.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "outside" / "model.safetensors", "pt") as f:
+        names = list(f.keys())
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": dict.fromkeys(names, "../outside/model.safetensors")})
+    )
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(image)
+    assert cli.main(["predict", "--model", str(folder), str(image)]) == 2
+    assert "shard '../outside/model.safetensors' is not a file of the folder" in one_error_line(capsys)
 
 
 def test_batches_shrink_to_the_memory_budget_and_training_refuses(
@@ -425,10 +483,11 @@ def test_preprocessor_config_fields_are_checked_as_json_first(model_folder, tmp_
     assert "preprocessor_config.json" in line and named in line and "runs code" not in line, line
 
 
-def test_decoding_a_split_is_checked_against_the_budget_before_allocating(monkeypatch):
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
+def test_decoding_a_split_is_checked_against_the_budget_before_allocating(monkeypatch, image_format):
     """Before: 10,000 identical 640×640 all-zero PNGs (an 8.7 KB Parquet file) decoded to 4.1 GB (under the 4 GiB
-    decode limit), then were copied to torch. Here 300 of them against a 100 MB budget, so that the old code decodes
-    quickly instead of failing."""
+    decode limit), then were copied to torch; 2,000 black 1000×1000 JPEGs peaked at 9 GB (the check read PNG headers
+    only). Here 300 of them against a 100 MB budget, so that the old code decodes quickly instead of failing."""
     import io
 
     import datasets
@@ -438,7 +497,7 @@ def test_decoding_a_split_is_checked_against_the_budget_before_allocating(monkey
     from hf_fmnist.errors import HfFmnistError
 
     buffer = io.BytesIO()
-    Image.new("L", (640, 640)).save(buffer, format="PNG")
+    Image.new("L", (640, 640)).save(buffer, format=image_format)
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
     rows = {"image": [{"bytes": buffer.getvalue(), "path": None}] * 300, "label": [0] * 300}
     split = datasets.Dataset.from_dict(rows, features=features)

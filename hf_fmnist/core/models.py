@@ -216,17 +216,10 @@ def load_model(
     """
     if name_or_path in PRESETS:
         return create_model(name_or_path, names=names, **(shape or {})), preset_image_processor()
-    from transformers import AutoConfig, AutoModelForImageClassification
+    from transformers import AutoModelForImageClassification
 
     source = _describe(name_or_path)
-    check_model_folder(name_or_path, token)
-    try:
-        config = AutoConfig.from_pretrained(name_or_path, token=token, trust_remote_code=False)
-    except Exception as e:  # OSError, ValueError, HTTP errors: all mean "cannot use this"
-        raise remote_code_refusal(e, source) or HfFmnistError(
-            f"Cannot load model {source}: {type(e).__name__}: {one_line(e)}. Pass a preset ({', '.join(PRESETS)}), "
-            f"a folder holding config.json, or a Hub model id."
-        ) from None
+    config = load_config(name_or_path, token, source)
     id2label, label2id = label_maps(names)
     same_labels = [config.id2label.get(i) for i in range(len(names))] == list(names) and config.num_labels == len(names)
     try:
@@ -322,11 +315,40 @@ def check_model_folder(name_or_path: str, token: str | None = None) -> None:
             )
     check_config_sizes(folder / "config.json")
     check_processor_config(folder / "preprocessor_config.json")
+    for index in sorted(folder.glob("*.index.json")):
+        check_shard_index(index)
     for entry in sorted(folder.iterdir()):
         if entry.is_symlink() and not any(_resolves_inside(entry, root) for root in roots):
             raise HfFmnistError(
                 f"Model folder {folder}: {printable(entry.name)} is a link leading out of the folder; refused. Copy "
                 f"the file itself into the folder (cp -L) if you trust it."
+            )
+
+
+MAX_SHARDS = 10_000
+
+
+def check_shard_index(path: Path) -> None:
+    """A sharded checkpoint's index (``model.safetensors.index.json``) names its shards by path, and transformers
+    opens them relative to the folder: ``../elsewhere/model.safetensors`` loaded weights from outside it. Every
+    shard must be a plain file name in the folder."""
+    import json
+
+    if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
+        raise HfFmnistError(f"Model folder {path.parent}: {printable(path.name)} is not a shard index; refused.")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise HfFmnistError(f"{path}: not readable JSON ({one_line(e, 120)}).") from None
+    shards = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(shards, dict) or len(set(map(str, shards.values()))) > MAX_SHARDS:
+        raise HfFmnistError(f"{path}: field 'weight_map' must be an object of tensor names to shard files; refused.")
+    for shard in set(shards.values()):
+        plain = isinstance(shard, str) and shard == Path(shard).name and shard not in ("", ".", "..")
+        if not plain or not (path.parent / shard).is_file():
+            raise HfFmnistError(
+                f"{path}: shard {printable(str(shard))[:100]!r} is not a file of the folder; refused (a model folder "
+                f"is read only inside itself)."
             )
 
 
@@ -346,6 +368,10 @@ def _refusal(source: str) -> HfFmnistError:
 
 MAX_LABELS = 100_000  # ImageNet-22k has 21,843 classes
 WIDTHS = ("hidden_size", "hidden_sizes", "embedding_size", "intermediate_size", "embed_dim", "d_model", "hidden_dim")
+# Layer and block counts: each bounded as plain JSON, so that building the model even on the meta device (to count
+# its parameters, :func:`check_parameters`) stays quick; the parameters themselves are what the budget bounds.
+DEPTHS = ("num_hidden_layers", "num_layers", "depths", "num_encoder_blocks", "encoder_layers", "num_attention_heads")
+MAX_DEPTH = 1_000
 
 
 def _check_hub_config(repo_id: str, token: str | None) -> None:
@@ -388,7 +414,7 @@ def check_config_sizes(path: Path) -> None:
         return
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: nesting 10**5 deep
         raise HfFmnistError(f"{path}: not readable JSON ({one_line(e, 120)}).") from None
     if not isinstance(config, dict):
         raise HfFmnistError(f"{path}: holds a JSON {type(config).__name__}, not a model configuration.")
@@ -403,9 +429,10 @@ def check_config_sizes(path: Path) -> None:
     if labels is not None and not (_whole(labels) and labels >= 1):
         raise bad("num_labels", "a whole number of at least 1")
     if "id2label" in config and not (
-        isinstance(config["id2label"], dict) and all(isinstance(v, str) for v in config["id2label"].values())
+        isinstance(config["id2label"], dict)
+        and all(k.isascii() and k.isdigit() and isinstance(v, str) for k, v in config["id2label"].items())
     ):
-        raise bad("id2label", "an object of class names")
+        raise bad("id2label", "an object of class indices (0, 1, ...) to class names")
     if "label2id" in config and not isinstance(config["label2id"], dict):
         raise bad("label2id", "an object")
     for field, count in (
@@ -421,12 +448,55 @@ def check_config_sizes(path: Path) -> None:
             raise bad(field, "a whole number (or a list of them) of at least 1")
         widest = max((v for v in values if v is not None), default=0)
         check_table(widest * widest, f"{path}: field {field!r} ({widest:,} wide layers)", bytes_each=4)
+    for field in DEPTHS:
+        values = config.get(field)
+        values = values if isinstance(values, list) else [values]
+        if any(v is not None and not (_whole(v) and 0 <= v <= MAX_DEPTH) for v in values) or len(values) > MAX_DEPTH:
+            raise bad(field, f"a whole number (or a list of them) from 0 to {MAX_DEPTH:,}")
     size = config.get("image_size")
     sides = size if isinstance(size, list) else [size]
     if size is not None and not all(
         isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in sides
     ):
         raise bad("image_size", f"a number of pixels from 1 to {MAX_SIDE:,}")
+
+
+def load_config(name_or_path: str, token: str | None, source: str):
+    """The ``PretrainedConfig`` of a folder or Hub id, through every gate before any weight is read: the folder's
+    files and links (:func:`check_model_folder`), the config's fields as plain JSON, no remote code, and the size
+    of the model it describes (:func:`check_parameters`)."""
+    from transformers import AutoConfig
+
+    check_model_folder(name_or_path, token)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, token=token, trust_remote_code=False)
+    except Exception as e:  # OSError, ValueError, HTTP errors: all mean "cannot use this"
+        raise remote_code_refusal(e, source) or HfFmnistError(
+            f"Cannot load model {source}: {type(e).__name__}: {one_line(e)}. Pass a preset ({', '.join(PRESETS)}), "
+            f"a folder holding config.json, or a Hub model id."
+        ) from None
+    check_parameters(config, source)
+    return config
+
+
+def check_parameters(config, source: str) -> None:
+    """The allocation gate for the model a config describes: its parameters, counted on the meta device (no memory),
+    against the memory budget before any weight is allocated. Each width and depth passed on its own; together (20,000
+    layers of width 256, a 450-byte config.json) they asked for 5 GB."""
+    import torch
+    from transformers import AutoModelForImageClassification
+
+    from ..image_limits import check_table
+
+    try:
+        with torch.device("meta"):
+            model = AutoModelForImageClassification.from_config(config, trust_remote_code=False)
+    except Exception as e:  # a config that does not build a model: the same answer from_pretrained would give
+        raise HfFmnistError(
+            f"Cannot load model {source}: its config does not build a model ({one_line(e, 150)})."
+        ) from None
+    count = sum(p.numel() for p in model.parameters())
+    check_table(count, f"Model {source} ({count:,} parameters)", bytes_each=4)
 
 
 def check_processor_config(path: Path) -> None:
@@ -439,7 +509,7 @@ def check_processor_config(path: Path) -> None:
         return
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: nesting 10**5 deep
         raise HfFmnistError(f"{path}: not readable JSON ({one_line(e, 120)}).") from None
     if not isinstance(config, dict):
         raise HfFmnistError(f"{path}: holds a JSON {type(config).__name__}, not an image processor configuration.")

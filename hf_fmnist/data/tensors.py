@@ -116,16 +116,30 @@ def decode(ds, root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.nd
 
 def check_decoded_size(blobs: list, image_column: str) -> None:
     """The allocation gate for decoding: ``rows × height × width`` gray bytes, held twice (the array and the torch
-    copy), must fit the memory budget, judged from the first image's PNG header before anything is decoded
-    (10,000 identical 640×640 PNGs are an 8.7 KB Parquet file and 8 GB once decoded and copied)."""
+    copy), must fit the memory budget, judged from the first image's header before anything is decoded (10,000
+    identical 640×640 PNGs are an 8.7 KB Parquet file and 8 GB once decoded and copied; 2,000 black 1000×1000 JPEGs
+    were 9 GB). Every later image must have the first one's size (decoding checks that)."""
     import struct
 
     from ..image_limits import check_table
 
     first = blobs[0] if blobs else None
-    if not isinstance(first, bytes) or first[:8] != png.SIGNATURE or first[12:16] != b"IHDR":
-        return  # not a PNG: decode_gray's own limits apply
-    width, height = struct.unpack(">II", first[16:24])
+    if not isinstance(first, bytes):
+        return
+    if first[:8] == png.SIGNATURE and first[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", first[16:24])
+    else:  # JPEG and the other formats: Pillow reads the size from the header, without decoding
+        import io
+
+        from PIL import Image, UnidentifiedImageError
+
+        from ..image_limits import IMAGE_FORMATS
+
+        try:
+            with Image.open(io.BytesIO(first), formats=IMAGE_FORMATS) as image:
+                width, height = image.size
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+            return  # not an image: decoding it says so, in its own line
     check_table(
         len(blobs) * width * height,
         f"Column {image_column!r}: {len(blobs):,} images of {width}x{height} decoded",
@@ -285,11 +299,11 @@ def check_reads_inside(folder: Path) -> None:
     user never named. Each is refused with one short line naming it.
     """
     root = folder.resolve()
-    for pattern in _card_data_files(folder / "README.md"):
+    for source, pattern in _card_data_files(folder):
         if not _stays_inside(pattern):
             raise HfFmnistError(
-                f"Dataset folder {folder}: its card (README.md) names data_files {printable(pattern)[:100]!r}, "
-                f"outside the folder; refused (a local dataset is read only inside its folder)."
+                f"Dataset folder {folder}: its {source} names data_files {printable(pattern)[:100]!r}, outside the "
+                f"folder; refused (a local dataset is read only inside its folder)."
             )
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         for name in dirnames + filenames:
@@ -306,35 +320,44 @@ def check_reads_inside(folder: Path) -> None:
                 )
 
 
-def _card_data_files(card: Path) -> list[str]:
-    """Every path pattern of the card's ``configs`` → ``data_files`` (none without a card or configs)."""
-    from huggingface_hub import metadata_load
+def _card_data_files(folder: Path) -> list[tuple[str, str]]:
+    """Every path pattern that the folder's metadata gives ``datasets`` (``configs`` → ``data_files`` and
+    ``data_dir``), with the file naming it: the card's YAML, and ``.huggingface.yaml``, which ``datasets`` merges
+    over the card's."""
+    import datasets
 
     from .card import card_configs
 
-    try:
-        if not card.is_file():
-            return []
-        if card.stat().st_size > MAX_CARD_BYTES:
-            raise HfFmnistError(f"{card} is {card.stat().st_size:,} bytes, more than a dataset card; refused.")
-        metadata = metadata_load(card)
-    except OSError as e:
-        raise HfFmnistError(f"{card}: cannot read it ({e.strerror}).") from None
-    except ValueError as e:  # YAML errors are ValueErrors here, or yaml.YAMLError (not imported: no stubs)
-        raise HfFmnistError(f"{card}: its YAML metadata cannot be read ({one_line(e, 150)}).") from None
-    except Exception as e:
-        if type(e).__module__.split(".")[0] != "yaml":
-            raise
-        raise HfFmnistError(f"{card}: its YAML metadata cannot be read ({one_line(e, 150)}).") from None
-    patterns: list[str] = []
-    for config in card_configs(metadata, card):  # the schema check: strings where paths are, nothing nested deeper
-        files = config.get("data_files", [])
-        if config.get("data_dir") is not None:  # datasets reads from folder/data_dir
-            patterns.append(str(config["data_dir"]))
-        for entry in [files] if isinstance(files, str) else files:
-            paths = entry["path"] if isinstance(entry, dict) else entry
-            patterns += [paths] if isinstance(paths, str) else paths
+    patterns: list[tuple[str, str]] = []
+    for path in (folder / "README.md", folder / datasets.config.REPOYAML_FILENAME):
+        source = "card (README.md)" if path.name == "README.md" else path.name
+        for config in card_configs(_read_metadata(path), path):  # the schema: strings where paths are, no deeper
+            files = config.get("data_files", [])
+            if config.get("data_dir") is not None:  # datasets reads from folder/data_dir
+                patterns.append((source, str(config["data_dir"])))
+            for entry in [files] if isinstance(files, str) else files:
+                paths = entry["path"] if isinstance(entry, dict) else entry
+                patterns += [(source, p) for p in ([paths] if isinstance(paths, str) else paths)]
     return patterns
+
+
+def _read_metadata(path: Path):
+    """The YAML metadata of a card (its front matter) or of a ``.huggingface.yaml`` (the whole file); None if absent."""
+    import yaml
+    from huggingface_hub import metadata_load
+
+    try:
+        if not path.is_file():
+            return None
+        if path.stat().st_size > MAX_CARD_BYTES:
+            raise HfFmnistError(f"{path} is {path.stat().st_size:,} bytes, more than dataset metadata; refused.")
+        if path.name == "README.md":
+            return metadata_load(path)
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise HfFmnistError(f"{path}: cannot read it ({e.strerror}).") from None
+    except (ValueError, yaml.YAMLError, RecursionError) as e:  # a bad card's YAML: ValueError from metadata_load
+        raise HfFmnistError(f"{path}: its YAML metadata cannot be read ({one_line(e, 150)}).") from None
 
 
 def _stays_inside(pattern: str) -> bool:

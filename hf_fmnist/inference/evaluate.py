@@ -31,11 +31,13 @@ def load_for_inference(model_ref: str, token: str | None = None):
     import torch
     from transformers import AutoModelForImageClassification
 
-    from ..core.models import check_model_folder, load_image_processor, remote_code_refusal
+    from ..core.models import load_config, load_image_processor, remote_code_refusal
 
-    check_model_folder(model_ref)  # before transformers reads anything, wherever a link in the folder points
+    config = load_config(model_ref, token, repr(model_ref))  # every gate, before transformers reads a weight
     try:
-        model = AutoModelForImageClassification.from_pretrained(model_ref, token=token, trust_remote_code=False)
+        model = AutoModelForImageClassification.from_pretrained(
+            model_ref, config=config, token=token, trust_remote_code=False
+        )
     except Exception as e:  # OSError (missing), ValueError (not a classifier), HTTP errors
         raise remote_code_refusal(e, repr(model_ref)) or HfFmnistError(
             f"Cannot load model {model_ref!r} ({type(e).__name__}: {one_line(e)}); pass a folder written by "
@@ -105,12 +107,12 @@ def evaluate_model(
     }
     # All three files are written into a temp folder inside ``out``, then renamed into place (renames need no
     # space): a full disk is one NoSpaceError line, and an earlier evaluation there stays whole, never half replaced.
-    with atomic.no_space(out):
+    with atomic.writing(out):
         out.mkdir(parents=True, exist_ok=True)
         ownership.mark(out, ownership.EVALUATION)
         staging = Path(tempfile.mkdtemp(prefix=".evaluate-", suffix=".tmp", dir=out))
     try:
-        with atomic.no_space(out, staging=staging):
+        with atomic.writing(out, staging=staging):
             atomic.write_text(staging / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
             plots.confusion_matrix(np.asarray(report["confusion_matrix"]), names, staging / OUTPUT_FILES[1])
             plots.predictions_grid(images, got_labels, logits.argmax(1), names, staging / OUTPUT_FILES[2])
