@@ -10,9 +10,10 @@ Folders (a checkpoint, a dataset export) are assembled under a temp name and swa
 previous folder is renamed aside, the new one renamed into place, the old one deleted; a failure in between puts the
 previous one back.
 
-A disk that fills up mid-write is the user's to fix, not a bug: :func:`no_space` turns ``ENOSPC`` (and ``EDQUOT``),
+A disk that fills up mid-write is the user's to fix, not a bug: :func:`writing` turns ``ENOSPC`` (and ``EDQUOT``),
 however the writing library reports it (``OSError``, safetensors' ``SafetensorError``, pyarrow's ``OSError``), into
-one :class:`NoSpaceError` line naming the filesystem and the file, under its final name.
+one :class:`NoSpaceError` line naming the filesystem and the file, under its final name; a read-only filesystem or
+a folder without write permission is one :class:`CannotWriteError` line.
 """
 
 from __future__ import annotations
@@ -46,6 +47,21 @@ class NoSpaceError(HfFmnistError):
         )
 
 
+CANNOT_WRITE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class CannotWriteError(HfFmnistError):
+    """The place a command writes to is read-only or not ours to write."""
+
+    def __init__(self, file: str | os.PathLike, reason: str):
+        from .errors import printable
+
+        super().__init__(
+            f"cannot write {printable(str(file))} ({reason}); what was there before is unchanged. Choose a folder you "
+            f"can write to."
+        )
+
+
 def is_no_space(error: BaseException | None) -> bool:
     """Whether ``error``, or an exception it was raised from, says the filesystem is full."""
     seen = set()
@@ -70,8 +86,9 @@ def mount_point(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def no_space(file: str | os.PathLike, staging: str | os.PathLike | None = None):
-    """Turn a full disk inside the block into :class:`NoSpaceError` for ``file``.
+def writing(file: str | os.PathLike, staging: str | os.PathLike | None = None):
+    """Turn a full disk inside the block into :class:`NoSpaceError` for ``file``, and a place that cannot be written
+    (a read-only filesystem, no permission) into :class:`CannotWriteError`: the user's to fix, in one line.
 
     ``staging``: the temp folder the block writes into, standing for the folder ``file``; an error naming a file in
     it (``OSError.filename``) is reported under that file's final name in ``file``.
@@ -79,6 +96,8 @@ def no_space(file: str | os.PathLike, staging: str | os.PathLike | None = None):
     try:
         yield
     except BaseException as e:
+        if isinstance(e, OSError) and e.errno in CANNOT_WRITE_ERRNOS:
+            raise CannotWriteError(file, e.strerror or str(e)) from None
         if not isinstance(e, NoSpaceError) and not is_no_space(e):
             raise
         name = e.file if isinstance(e, NoSpaceError) else getattr(e, "filename", None)
@@ -94,7 +113,7 @@ def no_space(file: str | os.PathLike, staging: str | os.PathLike | None = None):
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Replace ``path`` with a regular file holding ``data`` (a link there is replaced, its target left alone)."""
     path = Path(path)
-    with no_space(path):
+    with writing(path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -117,7 +136,7 @@ def write_with(path: str | os.PathLike, writer) -> Path:
     failure it is removed, so nothing half written is ever left, under the final name or any other.
     """
     path = Path(path)
-    with no_space(path):
+    with writing(path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:

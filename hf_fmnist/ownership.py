@@ -38,7 +38,7 @@ def _record(folder: str | os.PathLike) -> dict | None:
         if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_MARKER_BYTES:
             return None
         saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     return saved if isinstance(saved, dict) and saved.get("written_by") == "hf_fmnist" else None
 
@@ -71,3 +71,28 @@ def check_is_folder(folder: Path, flag: str) -> None:
     """A path the user chose for a folder must be one (a link to a folder is the user's choice, and fine)."""
     if folder.exists() and not folder.is_dir():
         raise HfFmnistError(f"{flag} {folder} is a file; choose a folder path that is new or empty.")
+
+
+def lock(folder: str | os.PathLike, flag: str) -> int | None:
+    """Hold ``folder`` for this run (an exclusive ``flock`` on the folder itself, released by :func:`unlock` or when
+    the process ends): a second run writing into it meanwhile is refused in one line instead of mixing its
+    checkpoints and files with the first one's. None where the filesystem has no locks (then nothing is held)."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise HfFmnistError(
+            f"{flag} {folder} is being written by another hf_fmnist run; wait for it to end, or choose another {flag}."
+        ) from None
+    except OSError:  # no locks on this filesystem
+        os.close(fd)
+        return None
+    return fd
+
+
+def unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the last descriptor of the open file releases its flock

@@ -90,7 +90,7 @@ def test_no_space_names_the_mount_point_and_the_final_file(tmp_path):
         SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
         OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device"),  # pyarrow's
     ):
-        with pytest.raises(atomic.NoSpaceError) as caught, atomic.no_space(target):
+        with pytest.raises(atomic.NoSpaceError) as caught, atomic.writing(target):
             raise raised
         message = str(caught.value)
         assert message.startswith(f"no space left on {atomic.mount_point(tmp_path)} while writing {target};")
@@ -98,11 +98,14 @@ def test_no_space_names_the_mount_point_and_the_final_file(tmp_path):
     staged = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".tmp-x" / "sub" / "a.json"))
     with (
         pytest.raises(atomic.NoSpaceError, match=r"while writing .*/out/sub/a\.json;"),
-        atomic.no_space(tmp_path / "out", staging=tmp_path / ".tmp-x"),
+        atomic.writing(tmp_path / "out", staging=tmp_path / ".tmp-x"),
     ):
         raise staged
-    with pytest.raises(OSError, match="Permission denied"), atomic.no_space(target):  # other errors stay themselves
-        raise OSError(errno.EACCES, "Permission denied")
+    with pytest.raises(atomic.CannotWriteError, match=rf"^cannot write {target} \(Permission denied\)"):
+        with atomic.writing(target):
+            raise OSError(errno.EACCES, "Permission denied")
+    with pytest.raises(OSError, match="Input/output error"), atomic.writing(target):  # other errors stay themselves
+        raise OSError(errno.EIO, "Input/output error")
 
 
 def test_atomic_write_on_a_full_tmpfs_keeps_the_previous_file(small_disk):
@@ -203,3 +206,35 @@ def test_training_and_evaluating_on_a_full_tmpfs(small_disk, tmp_path, capsys):
         k: v for k, v in before.items() if k != "training_config.json"
     }  # training_config.json is the new run's, written at its start: the one file that fitted
     assert not [p for p in out.rglob(".*") if p.name != ".hf_fmnist"]  # no temp folder or file left behind
+
+
+@pytest.fixture
+def read_only_disk(small_disk):
+    """``small_disk`` remounted read-only once the test has written what it needs (call the returned function)."""
+
+    def freeze() -> None:
+        done = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot remount read-only here: {done.stderr.decode().strip()}")
+
+    return freeze
+
+
+def test_training_and_exporting_onto_a_read_only_filesystem_is_one_line(small_disk, read_only_disk, tmp_path, capsys):
+    """Before: OSError [Errno 30] tracebacks from the output folder's mkdir (train.py) and the export's temp folder
+    (hf-fmnist build)."""
+    from hf_fmnist import cli
+    from hf_fmnist.training.loop import main
+
+    from conftest import synthetic_export, tiny_train_args
+
+    dataset = str(synthetic_export(tmp_path / "data", sizes=(64, 40)))
+    raw = Synthetic(tmp_path / "raw", sizes=(20, 10)).folder
+    read_only_disk()
+    assert main(tiny_train_args(small_disk / "out", dataset)) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"error: cannot write {small_disk / 'out'} (Read-only file system)"), line
+    assert cli.main(["build", "--output-dir", str(small_disk / "export"), "--data-dir", str(raw), "--no-verify"]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"error: cannot write {small_disk / 'export'} (Read-only file system)"), line
+    assert list(small_disk.iterdir()) == []

@@ -109,6 +109,23 @@ def test_a_forged_history_is_refused_at_load(run_with_checkpoint, tiny_dataset, 
     assert "is damaged or was not written by hf_fmnist" in line and "history entry 0" in line
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda path: path.write_text(path.read_text()[:-2] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        lambda path: _edit_state(path.parent, resumes=[{"step": 1}]),
+        lambda path: _edit_state(path.parent, stopped_by="SIGKILL"),
+    ],
+)
+def test_a_forged_state_file_is_one_line(run_with_checkpoint, tiny_dataset, tmp_path, capsys, edit):
+    """Before: a trainer_state.json nested 100,000 deep (200 KB) was a RecursionError traceback; the resume records
+    and the signal are checked like the rest of the state."""
+    folder = _downloaded(run_with_checkpoint, tmp_path)
+    edit(folder / checkpoint.STATE_FILE)
+    line = _resume_fails(run_with_checkpoint, tiny_dataset, folder, tmp_path, capsys)
+    assert "is damaged or was not written by hf_fmnist" in line and len(line) < 600, line
+
+
 def test_a_genuine_history_loads():
     """Every epoch records its loss; accuracy only where the epoch was evaluated (--eval_last_epochs)."""
     unevaluated = {"epoch": 1, "step": 2, "train_loss": 2.1}

@@ -650,3 +650,25 @@ def test_the_fine_tune_recipe_without_a_model_is_one_line(tmp_path, tiny_dataset
 
     assert train_main(tiny_train_args(tmp_path / "out", tiny_dataset, "--recipe", "fine-tune")) == 2
     assert "--recipe fine-tune fine-tunes a checkpoint: pass --model_name_or_path" in one_error_line(capsys)
+
+
+def test_a_second_run_into_a_folder_another_run_is_writing_is_refused(tmp_path, tiny_dataset, capsys):
+    """Before: two runs started 0.5 s apart into one --output_dir mixed their checkpoints (the last writer owned the
+    folder) or failed with a SafetensorError traceback on the other's temp folder. The held folder is released
+    when a run ends, so runs one after the other still write into it."""
+    from hf_fmnist import ownership
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import one_error_line, tiny_train_args
+
+    out = tmp_path / "out"
+    assert train_main(tiny_train_args(out, tiny_dataset)) == 0
+    held = ownership.lock(out, "--output_dir")  # as the other run's process holds it
+    try:
+        before = (out / "model.safetensors").read_bytes()
+        assert train_main(tiny_train_args(out, tiny_dataset, "--seed", "3")) == 2
+        assert f"--output_dir {out} is being written by another hf_fmnist run" in one_error_line(capsys)
+        assert (out / "model.safetensors").read_bytes() == before
+    finally:
+        ownership.unlock(held)
+    assert train_main(tiny_train_args(out, tiny_dataset, "--seed", "3")) == 0

@@ -345,8 +345,10 @@ def _read_json(path: Path) -> dict:
 
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise HfFmnistError(f"{path}: cannot read it ({e}); pass a folder written by `train.py`.") from None
+    except (OSError, ValueError, RecursionError) as e:
+        raise HfFmnistError(
+            f"{path}: cannot read it ({type(e).__name__}: {str(e)[:120]}); pass a folder written by `train.py`."
+        ) from None
 
 
 def _command_line(config) -> str:

@@ -314,7 +314,7 @@ class TrainConfig:
             path = path / CONFIG_FILE
         try:
             saved = json.loads(path.read_text())["config"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
             raise HfFmnistError(f"{path}: not a training config written by hf_fmnist ({e}).") from None
         return cls(**check_saved(saved, path))
 

@@ -42,11 +42,11 @@ def export(
     output_dir = Path(output_dir).absolute()
     check_replaceable(output_dir)
     dataset = load_dataset(data_dir, verify=verify, cache_dir=cache_dir)
-    with atomic.no_space(output_dir):
+    with atomic.writing(output_dir):
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
     try:
-        with atomic.no_space(output_dir, staging=tmp):  # a full disk: one line, the previous export untouched
+        with atomic.writing(output_dir, staging=tmp):  # a full disk: one line, the previous export untouched
             write_export(dataset, tmp, max_shard_bytes=max_shard_bytes, verified=verify)
             ownership.mark(tmp, ownership.EXPORT)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; an export is an ordinary folder

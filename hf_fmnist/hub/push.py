@@ -357,8 +357,8 @@ def _public_training_config(folder: Path) -> dict[str, bytes]:
 
     from ..core.config import CONFIG_FILE, TrainConfig
 
+    config = TrainConfig.load(folder)  # first: it checks the file and answers in one line if it cannot be read
     saved = json.loads((folder / CONFIG_FILE).read_text())
-    config = TrainConfig.load(folder)
     public = config.public_dict()
     if saved.get("config") == public:
         return {}

@@ -105,3 +105,14 @@ def local_main_first(accelerator):
             refused.append(e)
     if refused:
         raise refused[0]
+
+
+def agree(accelerator, problem: str | None) -> None:
+    """Raise the main process's ``problem`` on every process (one collective), so that none waits for the others
+    after the main process alone failed to write (a checkpoint, the output folder)."""
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        problem = broadcast_object_list([problem], from_process=0)[0]
+    if problem is not None:
+        raise HfFmnistError(problem)

@@ -30,7 +30,8 @@ import torch
 
 from .. import atomic
 from ..core.card import MAX_RESUMES, STOP_SIGNALS, resume_problem
-from ..errors import HfFmnistError, printable
+from ..errors import HfFmnistError, one_line, printable
+from .accelerator import agree
 
 FORMAT = "hf_fmnist-checkpoint"
 VERSION = 1
@@ -188,8 +189,8 @@ def read_state_file(folder: Path) -> dict:
         if path.stat().st_size > MAX_STATE_BYTES:
             raise CheckpointError(folder, f"{STATE_FILE} is {path.stat().st_size:,} bytes")
         saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(folder, f"{STATE_FILE}: {type(e).__name__}: {e}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nesting 10**5 deep
+        raise CheckpointError(folder, f"{STATE_FILE}: {type(e).__name__}: {one_line(e, 120)}") from None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise CheckpointError(folder, f"{STATE_FILE} does not say format {FORMAT!r}")
     if saved.get("version") != VERSION:
@@ -263,7 +264,7 @@ def save(accelerator, model, optimizer, state: TrainState, output_dir: str | os.
             _write(accelerator, model, optimizer, state, final, rng_states)
         except HfFmnistError as e:
             problem = str(e)
-    _agree(accelerator, problem)
+    agree(accelerator, problem)
     return final
 
 
@@ -277,12 +278,12 @@ def _write(accelerator, model, optimizer, state: TrainState, final: Path, rng_st
         )
     tmp = final.with_name(f".{final.name}.partial")
     _remove_partial(tmp)
-    with atomic.no_space(final):
+    with atomic.writing(final):
         tmp.mkdir()
     try:
 
         def put(file: str, tensors: dict, **kw) -> None:
-            with atomic.no_space(final / file):  # safetensors' error does not name its file
+            with atomic.writing(final / file):  # safetensors' error does not name its file
                 save_file(tensors, tmp / file, **kw)
 
         for rank, tensors in enumerate(rng_states):
@@ -302,22 +303,12 @@ def _write(accelerator, model, optimizer, state: TrainState, final: Path, rng_st
             "scaler": scaler,
             "files": files,
         }
-        with atomic.no_space(final / STATE_FILE):
+        with atomic.writing(final / STATE_FILE):
             (tmp / STATE_FILE).write_text(json.dumps(saved, indent=1) + "\n")
         atomic.replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # ours: created above, holding only what we wrote
         raise
-
-
-def _agree(accelerator, problem: str | None) -> None:
-    """Raise the main process's ``problem`` on every process (one collective), so that none waits for the others."""
-    if accelerator.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        problem = broadcast_object_list([problem], from_process=0)[0]
-    if problem is not None:
-        raise HfFmnistError(problem)
 
 
 def check_same_everywhere(accelerator, folder: Path | None) -> None:
@@ -560,8 +551,8 @@ def _unflatten_optimizer(tensors: dict, metadata: dict, current: dict, shapes: l
     try:
         groups = json.loads(metadata["param_groups"])
         scalars = json.loads(metadata.get("scalars", "{}"))
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"{OPTIMIZER_FILE}: unreadable metadata ({e})") from None
+    except (KeyError, ValueError, RecursionError) as e:
+        raise ValueError(f"{OPTIMIZER_FILE}: unreadable metadata ({type(e).__name__})") from None
     params = [p for g in current["param_groups"] for p in g["params"]]
     if not (
         isinstance(groups, list)

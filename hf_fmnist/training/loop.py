@@ -12,6 +12,7 @@ processes on a machine without GPUs, ``torchrun --nproc_per_node N train.py ...`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import ownership
+from .. import atomic, ownership
 from ..core import metrics
 from ..core.config import TrainConfig
 from ..core.loader import DeviceLoader, Preprocess
@@ -34,7 +35,7 @@ from ..errors import HfFmnistError, printable
 from ..image_limits import check_batches
 from ..inference.evaluate import evaluate_logits
 from . import checkpoint
-from .accelerator import local_main_first, make_accelerator
+from .accelerator import agree, local_main_first, make_accelerator
 from .batchnorm import synchronise
 from .checkpoint import TrainState, find_checkpoints
 from .optim import make_optimizer, make_scheduler
@@ -104,8 +105,9 @@ class Run:
 # --- setup -------------------------------------------------------------------------------------------------------
 
 
-def prepare_run(config: TrainConfig, start_time: float) -> Run:
-    """Accelerator, settings, data on the device, model, loaders, optimizer and schedule; resumed if asked."""
+def prepare_run(config: TrainConfig, start_time: float, cleanup: contextlib.ExitStack) -> Run:
+    """Accelerator, settings, data on the device, model, loaders, optimizer and schedule; resumed if asked.
+    ``cleanup`` releases what the run holds (the output folder's lock) when training ends, however it ends."""
     from accelerate.utils import DynamoBackend, set_seed
 
     check_output_dir(config)  # before anything is loaded or written, on every process
@@ -190,15 +192,23 @@ def prepare_run(config: TrainConfig, start_time: float) -> Run:
         state = checkpoint.load(resume_from, accelerator, model, optimizer, scheduler, settings.max_train_steps)
         accelerator.print(checkpoint.resumed_line(resume_from, state, accelerator.num_processes))
         state.resumed(accelerator.num_processes)
+    problem = None
     if accelerator.is_main_process:
-        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-        ownership.mark(config.output_dir, ownership.TRAINING_OUTPUT)
-        config.save(
-            config.output_dir,
-            **settings.to_dict(),
-            num_processes=accelerator.num_processes,
-            device=str(accelerator.device),
-        )
+        try:
+            with atomic.writing(config.output_dir):  # a read-only place or a full disk: one line
+                Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+                # held until train() ends (cleanup): one run at a time writes into the folder
+                cleanup.callback(ownership.unlock, ownership.lock(config.output_dir, "--output_dir"))
+                ownership.mark(config.output_dir, ownership.TRAINING_OUTPUT)
+                config.save(
+                    config.output_dir,
+                    **settings.to_dict(),
+                    num_processes=accelerator.num_processes,
+                    device=str(accelerator.device),
+                )
+        except HfFmnistError as e:
+            problem = str(e)
+    agree(accelerator, problem)  # every process stops with the main process's line
     if config.with_tracking:
         # public_dict: TensorBoard's hparams are published with the model, so no path of this machine goes in
         hparams = {**config.public_dict(), **config.public_resolved(settings.to_dict())}
@@ -288,8 +298,8 @@ def initialise(model, settings: Settings, preprocess: Preprocess, data: Data) ->
 def train(config: TrainConfig) -> dict | None:
     """Train, evaluate, and write the model folder; returns the final results (also in ``all_results.json``) on the
     main process, None on the others. Raises :class:`Preempted` after a stop signal, once a checkpoint is written."""
-    with StopSignals() as signals:
-        run = prepare_run(config, time.perf_counter())
+    with StopSignals() as signals, contextlib.ExitStack() as cleanup:
+        run = prepare_run(config, time.perf_counter(), cleanup)
         settings, state = run.settings, run.state
         run.accelerator.print(describe(run))
         progress = Progress(run.accelerator, settings.max_train_steps, state.step)

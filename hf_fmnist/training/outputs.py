@@ -44,17 +44,17 @@ def write_model_folder(
 ) -> Path:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    with atomic.no_space(output_dir):  # even the temp folder's entry may not fit
+    with atomic.writing(output_dir):  # even the temp folder's entry may not fit
         tmp = Path(tempfile.mkdtemp(prefix=".final-", suffix=".tmp", dir=output_dir))  # never a name someone used
     try:
         # Everything is assembled in tmp first: a full disk stops it before any file of output_dir is replaced (one
         # NoSpaceError line naming the file's final name); the moves below are renames, which need no space.
-        with atomic.no_space(output_dir / "model.safetensors"):  # safetensors' error does not name its file
+        with atomic.writing(output_dir / "model.safetensors"):  # safetensors' error does not name its file
             model = model.to("cpu")
             for p in model.parameters():  # channels_last weights are not contiguous; safetensors wants them so
                 p.data = p.data.contiguous()
             model.save_pretrained(tmp)
-        with atomic.no_space(output_dir, staging=tmp):
+        with atomic.writing(output_dir, staging=tmp):
             processor.save_pretrained(tmp)
             (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
             config.save(tmp, **resolved, num_processes=results["num_processes"])
