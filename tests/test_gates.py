@@ -130,6 +130,26 @@ def test_a_huggingface_yaml_naming_data_files_outside_the_folder_is_refused(data
     assert "its .huggingface.yaml names data_files" in line and "outside the folder" in line, line
 
 
+def test_two_folders_of_one_name_are_never_read_as_each_other(dataset_copy, tmp_path):
+    """datasets caches a local folder under its base name and a hash of its card's configs: a second folder called
+    ds with the same card was read from the first one's cache (evaluate reported the other folder's test split)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hf_fmnist.data.tensors import open_dataset
+
+    other = tmp_path / "elsewhere" / "ds"
+    shutil.copytree(dataset_copy, other)
+    shard = next((other / "data").glob("test-*"))
+    table = pq.read_table(shard)
+    labels = pa.array([9] * len(table), type=table.schema.field("label").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", labels), shard)
+    first = open_dataset(str(dataset_copy))["test"]["label"]
+    assert set(open_dataset(str(other))["test"]["label"]) == {9} and set(first) != {9}
+    pq.write_table(table, shard)  # the same folder, changed in place: read again, not from the cache
+    assert list(open_dataset(str(other))["test"]["label"]) == list(first)
+
+
 def test_a_card_config_whose_data_dir_leaves_the_folder_is_refused(dataset_copy, capsys):
     """datasets reads a config's files from FOLDER/data_dir: ``data_dir: ../..`` is outside too."""
     card = (dataset_copy / "README.md").read_text()

@@ -158,9 +158,9 @@ def _checked_geometry(processor) -> tuple[tuple[int, int], tuple[int, int] | Non
             f"fit inside: fix crop_size in preprocessor_config.json"
         )
     if not all(1 <= side <= MAX_SIDE for side in size):
+        shown = "x".join(str(side) if side < 10**9 else f"10^{len(str(side)) - 1}" for side in (size[1], size[0]))
         raise HfFmnistError(
-            f"image processor resizes to {size[1]}x{size[0]}, beyond {MAX_SIDE} pixels a side; fix "
-            "preprocessor_config.json"
+            f"image processor resizes to {shown}, beyond {MAX_SIDE} pixels a side; fix preprocessor_config.json"
         )
     return size, crop
 

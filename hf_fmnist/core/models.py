@@ -375,7 +375,8 @@ MAX_DEPTH = 1_000
 
 
 def _check_hub_config(repo_id: str, token: str | None) -> None:
-    """:func:`check_config_sizes` of a Hub model's ``config.json``, fetched into the cache transformers reads next.
+    """:func:`check_config_sizes` of a Hub model's ``config.json`` and :func:`check_processor_config` of its
+    ``preprocessor_config.json``, fetched into the cache transformers reads next.
 
     A repo that cannot be reached, or has no config, is left to transformers to report; one whose config is larger
     than :data:`MAX_CONFIG_BYTES` is refused before it is downloaded.
@@ -384,18 +385,24 @@ def _check_hub_config(repo_id: str, token: str | None) -> None:
         from huggingface_hub import HfApi, hf_hub_download
         from huggingface_hub.hf_api import RepoFile
 
-        entry = next(iter(HfApi(token=token).get_paths_info(repo_id, ["config.json"])), None)
-        if isinstance(entry, RepoFile) and entry.size > MAX_CONFIG_BYTES:
-            raise HfFmnistError(
-                f"Model {repo_id!r}: config.json is {entry.size:,} bytes, more than any model's configuration "
-                f"({MAX_CONFIG_BYTES:,}); refused."
-            )
+        names = ["config.json", "preprocessor_config.json"]
+        for entry in HfApi(token=token).get_paths_info(repo_id, names):
+            if isinstance(entry, RepoFile) and entry.size > MAX_CONFIG_BYTES:
+                raise HfFmnistError(
+                    f"Model {repo_id!r}: {entry.path} is {entry.size:,} bytes, more than any model's configuration "
+                    f"({MAX_CONFIG_BYTES:,}); refused."
+                )
         local = Path(hf_hub_download(repo_id, "config.json", token=token))
     except HfFmnistError:
         raise
     except Exception:  # not a repo id, offline, no config: transformers says so, in its own error, caught by callers
         return
     check_config_sizes(local)
+    try:  # the image processor's fields too, as for a folder (a missing one falls back to the presets')
+        processor = Path(hf_hub_download(repo_id, "preprocessor_config.json", token=token))
+    except Exception:
+        return
+    check_processor_config(processor)
 
 
 def check_config_sizes(path: Path) -> None:

@@ -204,7 +204,7 @@ def _size_of(png: bytes, index: int) -> tuple[int, int]:
 
 
 def _decode_pil(data: bytes, index: int, size: tuple[int, int] | None) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     array = None
     try:
@@ -213,6 +213,10 @@ def _decode_pil(data: bytes, index: int, size: tuple[int, int] | None) -> np.nda
             width, height = im.size  # from the header: checked before decoding allocates it
             if (size is None or (height, width) == tuple(size)) and width * height <= MAX_PIXELS:
                 array = np.asarray(im.convert("L"))
+    except UnidentifiedImageError:  # its message shows a BytesIO object's address
+        raise ValueError(
+            f"image {index} cannot be decoded: not an image in a format hf_fmnist reads ({', '.join(IMAGE_FORMATS)})"
+        ) from None
     except Exception as e:  # PIL raises many types for bad data
         raise ValueError(f"image {index} cannot be decoded: {e}") from None
     if size is not None and (height, width) != tuple(size):

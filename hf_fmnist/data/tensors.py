@@ -261,7 +261,7 @@ def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify
         check_reads_inside(folder)
         try:
             with _quiet_progress(datasets):  # converting a local export into datasets' cache is not news to the user
-                return datasets.load_dataset(str(folder))
+                return datasets.load_dataset(str(folder), cache_dir=_local_cache_dir(folder))
         except Exception as e:  # datasets raises many types for unreadable folders
             raise HfFmnistError(f"Cannot load dataset folder {folder}: {one_line(e)}") from None
     try:
@@ -271,6 +271,28 @@ def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify
             f"Cannot load dataset {spec!r} from the Hub ({type(e).__name__}: {one_line(e)}); check the id and your "
             f"network, or pass a local folder written by `hf-fmnist build`."
         ) from None
+
+
+def _local_cache_dir(folder: Path) -> str:
+    """Where ``datasets`` caches a local folder's tables: a folder of its own per path and per version of its files.
+
+    ``datasets`` names a local folder's cache by the folder's base name and a hash of its card's ``configs``, not of
+    its files: two folders called ``ds`` with the same card shared one cache, and the second was read as the first
+    (``evaluate`` reported the other folder's test split). The key here covers the folder's path and each file's
+    name, size, modification time and inode; the folder gate (:func:`check_reads_inside`) has already walked it.
+    """
+    import hashlib
+
+    import datasets
+
+    key = hashlib.sha256(str(folder.resolve()).encode())
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(f for f in filenames if not f.startswith(".")):
+            info = os.stat(os.path.join(dirpath, name))
+            relative = os.path.relpath(os.path.join(dirpath, name), folder)
+            key.update(f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}\n".encode())
+    return os.path.join(datasets.config.HF_DATASETS_CACHE, "hf_fmnist-local", key.hexdigest()[:16])
 
 
 @contextlib.contextmanager
