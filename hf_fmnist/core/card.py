@@ -47,11 +47,12 @@ def render_model_card(
     from ..dataset_script.hf_fmnist import CITATION
     from .config import CONFIG_FILE, TrainConfig
     from .loader import Preprocess
-    from .models import load_image_processor
+    from .models import check_config_sizes, load_image_processor
 
     folder = Path(folder)
     results = check_results(_read_json(folder / RESULTS_FILE), folder / RESULTS_FILE)
     saved = check_saved_parts(_read_json(folder / CONFIG_FILE), folder / CONFIG_FILE)
+    check_config_sizes(folder / "config.json")  # id2label: class indices to names, as transformers reads it
     model_config = _read_json(folder / "config.json")
     config = TrainConfig.load(folder)
     sources = saved.get("sources") or config.sources()  # folders trained before sources were saved: guessed
@@ -229,7 +230,7 @@ def _epochs_text(results: dict, steps_per_epoch: int | None) -> str:
 def _example_title(name: str, id2label: dict[int, str]) -> str:
     """``3_dress.png`` → the class name of label 3."""
     label = name.split("_", 1)[0]
-    return id2label.get(int(label), name) if label.isdigit() else name
+    return id2label.get(int(label), name) if label.isascii() and label.isdigit() else name  # not '²'
 
 
 def _folder_name(folder: Path) -> str:

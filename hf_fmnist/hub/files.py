@@ -15,30 +15,34 @@ import errno
 import fnmatch
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# What a training output folder publishes: the model, its card and what the card shows, the results and config,
-# TensorBoard logs (the Hub shows them) and `hf-fmnist export`'s ONNX file. Checkpoints, a user's own notes and temp
-# files stay local.
-MODEL_FILES = (
+# What a training output folder publishes, each named as hf_fmnist writes it: the model, its card and what the card
+# shows (training/outputs.py: the plots, examples/LABEL_NAME.png), the results and config, TensorBoard's files under
+# runs/ (accelerate's tracker for the project "hf_fmnist" of training/loop.py: the event files, and hparams.yml and
+# the hparams' own event file in a folder named after the time) and `hf-fmnist export`'s onnx/model.onnx. Anything
+# else (checkpoints, a user's own notes, images or temp files) stays local and is named in the log.
+MODEL_FILES: tuple[str | re.Pattern[str], ...] = (
     "README.md",
     "config.json",
     "preprocessor_config.json",
     "model.safetensors",
-    "model-*.safetensors",
+    re.compile(r"model-[0-9]{5}-of-[0-9]{5}\.safetensors"),  # save_pretrained's shards
     "model.safetensors.index.json",
     "all_results.json",
     "training_config.json",
-    "*.png",
-    "examples/*.png",
-    "runs/*",
-    "runs/*/*",
-    "runs/*/*/*",
-    "runs/*/*/*/*",
-    "onnx/*",
+    "learning_curves.png",
+    "confusion_matrix.png",
+    "predictions.png",
+    re.compile(r"examples/[0-9]{1,4}_[a-z0-9_]{1,100}\.png"),  # f"{label}_{slug}.png", slug [a-z0-9_]
+    "onnx/model.onnx",
+    re.compile(r"runs/hf_fmnist/events\.out\.tfevents\.[0-9]+\.[^/]+"),
+    re.compile(r"runs/hf_fmnist/[0-9]+(\.[0-9]+)?/events\.out\.tfevents\.[0-9]+\.[^/]+"),
+    re.compile(r"runs/hf_fmnist/[0-9]+(\.[0-9]+)?/hparams\.yml"),
 )
 MODEL_IGNORE = ("step_*", "epoch_*", ".*", "*/.*", "evaluation/*", "**/__pycache__/*")
 # What `hf-fmnist build` writes: the card and the Parquet shards (data/<split>-NNNNN-of-NNNNN.parquet).
@@ -117,32 +121,39 @@ def gather(
     folder: Path,
     snapshot: Path,
     *,
-    include: Sequence[str] | None,
+    include: Sequence[str | re.Pattern[str]] | None,
     ignore: Sequence[str] = (),
     log: Callable[[str], None] | None = None,
+    left_out: list[str] | None = None,
 ) -> dict[str, LocalFile]:
     """The files of ``folder`` to publish, each copied once into ``snapshot`` (see the module's docstring).
 
-    ``include``: the repo type's list (glob patterns, ``*`` within one folder level); None publishes any plain file
-    (tests pushing a hand-made folder). ``ignore``: silently left out (hidden files, checkpoints).
+    ``include``: the repo type's list (glob patterns, ``*`` within one folder level, or regular expressions matching
+    the whole path); None publishes any plain file (tests pushing a hand-made folder). ``ignore``: silently left out
+    (hidden files, checkpoints). ``left_out``: if given, gets the path of each entry the log names (a file not
+    published, a link to a folder).
     """
     files, refused = {}, []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         base = Path(dirpath)
         for name in sorted(dirnames):
             if (base / name).is_symlink():
-                refused.append(f"{(base / name).relative_to(folder).as_posix()} (a link to a folder)")
+                rel = (base / name).relative_to(folder).as_posix()
+                refused.append(f"{rel} (a link to a folder)")
+                if left_out is not None:
+                    left_out.append(rel)
         for name in sorted(filenames):
             rel = (base / name).relative_to(folder).as_posix()
             if any(fnmatch.fnmatch(rel, pattern) for pattern in ignore):
                 continue
-            if include is not None and not any(matches(rel, pattern) for pattern in include):
-                refused.append(f"{rel} (not a file hf_fmnist writes)")
-                continue
             try:
+                if include is not None and not any(matches(rel, pattern) for pattern in include):
+                    raise Refused("not a file hf_fmnist writes")
                 files[rel] = copy_plain(folder, rel, snapshot)
             except Refused as e:
                 refused.append(f"{rel} ({e})")
+                if left_out is not None:
+                    left_out.append(rel)
     if refused and log is not None:
         from ..errors import printable
 
@@ -153,7 +164,10 @@ def gather(
     return dict(sorted(files.items()))
 
 
-def matches(rel: str, pattern: str) -> bool:
-    """``pattern`` matches the whole of ``rel``, ``*`` staying within one folder level (unlike fnmatch's)."""
+def matches(rel: str, pattern: str | re.Pattern[str]) -> bool:
+    """``pattern`` matches the whole of ``rel``: a glob's ``*`` stays within one folder level (unlike fnmatch's); a
+    regular expression must match all of it."""
+    if isinstance(pattern, re.Pattern):
+        return pattern.fullmatch(rel) is not None
     parts, wanted = rel.split("/"), pattern.split("/")
     return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, wanted))

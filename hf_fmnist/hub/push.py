@@ -18,6 +18,7 @@ anything is uploaded, and never appear in messages, cards or uploaded files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -116,7 +117,8 @@ def push_folder(
     *,
     repo_type: str,
     ignore: Sequence[str] = (),
-    include: Sequence[str] | None = None,
+    include: Sequence[str | re.Pattern[str]] | None = None,
+    check: Callable[[Path, list[str]], None] | None = None,
     render: Callable[[Path, str, str | None], dict[str, bytes]] | None = None,
     default_name: str | None = None,
     space_sdk: str | None = None,
@@ -128,11 +130,12 @@ def push_folder(
     ``{"url", "repo_id", "commit": sha or None, "changed": bool, "files": n, "pr_url": url or None}``; ``commit`` is
     None when nothing changed. Files pass the publishing gate (:func:`hf_fmnist.hub.files.gather`: ``include`` is
     the repo type's list, ``ignore`` what stays local silently) and are uploaded from the private snapshot it
-    writes. ``render(snapshot, repo_id, remote README.md text or None)`` returns files (path → bytes) uploaded
-    instead, such as the card rendered for this repo from the snapshot's files. ``repo_id`` None: ``<the token's
-    namespace>/<default_name>``, as the transformers Trainer does. ``options``: the user's :class:`PushChoices`
-    (token, private, revision, commit_message, create_pr). ``space_sdk`` is required by the Hub when
-    ``repo_type="space"`` creates the repo.
+    writes. ``check(snapshot, left out)`` may refuse the push before the Hub is asked anything (``left out``: the
+    folder's paths the gate named in the log, not those ignored). ``render(snapshot, repo_id, remote README.md text
+    or None)`` returns files (path → bytes) uploaded instead, such as the card rendered for this repo from the
+    snapshot's files. ``repo_id`` None: ``<the token's namespace>/<default_name>``, as the transformers Trainer does.
+    ``options``: the user's :class:`PushChoices` (token, private, revision, commit_message, create_pr).
+    ``space_sdk`` is required by the Hub when ``repo_type="space"`` creates the repo.
     """
     log = log or (lambda message: print(message, file=sys.stderr))
     choices = PushChoices(**options)
@@ -142,9 +145,12 @@ def push_folder(
     if not folder.is_dir():
         raise HubError(f"{folder} is not a folder; pass the folder to publish.")
     with tempfile.TemporaryDirectory(prefix="hf_fmnist-push-") as snapshot:
-        files = gather(folder, Path(snapshot), include=include, ignore=ignore, log=log)
+        left_out: list[str] = []
+        files = gather(folder, Path(snapshot), include=include, ignore=ignore, log=log, left_out=left_out)
         if not files:
             raise HubError(f"{folder} holds no files to publish.")
+        if check is not None:
+            check(Path(snapshot), left_out)
         session = _Session.open(choices, log)
         repo_id = repo_id or session.default_repo(default_name or folder.resolve().name)
         target = session.target(repo_id, repo_type, space_sdk)
@@ -314,16 +320,22 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
     name>``. Returns the repo's URL, or the pull request's with ``create_pr=True``.
     """
     from ..core.card import demo_block, render_model_card
+    from ..core.models import check_config_sizes
 
     folder = Path(model_dir)
     for required in MODEL_REQUIRED:
         if not (folder / required).is_file():
             raise HubError(f"{folder} has no {required}: pass a folder written by `train.py` (training finished).")
 
-    def render(snapshot: Path, repo: str, remote_card: str | None) -> dict[str, bytes]:
+    def check(snapshot: Path, left_out: list[str]) -> None:  # before the repo is created
         _require(folder, snapshot, MODEL_REQUIRED)  # the card is rendered from what passed the gate, read once
-        card = render_model_card(snapshot, repo_id=repo, endpoint=_endpoint(), demo=demo_block(remote_card))
-        return {"README.md": card.encode(), **_public_training_config(snapshot)}
+        with _naming(folder, snapshot):
+            check_config_sizes(snapshot / "config.json")  # what the card reads of it (id2label), one line if wrong
+
+    def render(snapshot: Path, repo: str, remote_card: str | None) -> dict[str, bytes]:
+        with _naming(folder, snapshot):
+            card = render_model_card(snapshot, repo_id=repo, endpoint=_endpoint(), demo=demo_block(remote_card))
+            return {"README.md": card.encode(), **_public_training_config(snapshot)}
 
     result = push_folder(
         repo_id,
@@ -331,11 +343,24 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
         repo_type="model",
         ignore=MODEL_IGNORE,
         include=MODEL_FILES,
+        check=check,
         render=render,
         default_name=folder.resolve().name,
         **kwargs,
     )
     return result["pr_url"] or result["url"]
+
+
+@contextlib.contextmanager
+def _naming(folder: Path, snapshot: Path):
+    """A refusal about a file of the snapshot names the user's folder instead (the snapshot is a temp folder)."""
+    try:
+        yield
+    except HfFmnistError as e:
+        message = str(e).replace(f"{snapshot}{os.sep}", f"{folder}{os.sep}")
+        if message == str(e):
+            raise
+        raise HubError(message) from None
 
 
 MODEL_REQUIRED = ("config.json", "model.safetensors", "README.md", "all_results.json", "training_config.json")
@@ -381,8 +406,11 @@ def push_dataset(repo_id: str | None, dataset_dir: str | os.PathLike, **kwargs) 
     if scripts:
         raise HubError(f"{folder} holds loading scripts ({', '.join(scripts)}); datasets >= 4 refuses such repos.")
 
-    def render(snapshot: Path, repo: str, remote_card: str | None) -> dict[str, bytes]:
+    def check(snapshot: Path, left_out: list[str]) -> None:
         _require(folder, snapshot, ("README.md",))  # the card published is the one read once through the gate
+        _require_data(folder, snapshot, left_out)
+
+    def render(snapshot: Path, repo: str, remote_card: str | None) -> dict[str, bytes]:
         card = (snapshot / "README.md").read_bytes().decode("utf-8", "replace")
         return {"README.md": dataset_card_for_repo(card, repo).encode()}
 
@@ -392,11 +420,66 @@ def push_dataset(repo_id: str | None, dataset_dir: str | os.PathLike, **kwargs) 
         repo_type="dataset",
         ignore=DATASET_IGNORE,
         include=DATASET_FILES,
+        check=check,
         render=render,
         default_name=DEFAULT_DATASET_NAME,
         **kwargs,
     )
     return result["pr_url"] or result["url"]
+
+
+def _require_data(folder: Path, snapshot: Path, left_out: list[str]) -> None:
+    """Refuse a dataset push that leaves out a shard (``data/*.parquet``) or a file the card's ``configs`` name: the
+    card would declare a split the published repo cannot load."""
+    shards = (folder / "data").glob("*.parquet") if (folder / "data").is_dir() else ()
+    missing = sorted(
+        {f"data/{p.name}" for p in shards if not p.name.startswith(".")}
+        - {"data/" + p.name for p in (snapshot / "data").glob("*.parquet")}
+    )
+    others = [rel for rel in left_out if rel not in missing]
+    if others:
+        patterns = _card_data_patterns(folder, snapshot / "README.md")
+        missing += [rel for rel in others if any(_names(pattern, rel) for pattern in patterns)]
+    if missing:
+        shown = printable(", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
+        raise HubError(
+            f"{folder}: {shown[:300]} cannot be published (see the line above), and the dataset card's splits need "
+            f"it; replace it with a plain copy (or remove it and its split) to publish the dataset."
+        )
+
+
+def _card_data_patterns(folder: Path, card: Path) -> list[str]:
+    """The path patterns the card's ``configs`` give ``datasets`` (``data_files``; ``data_dir`` as ``DIR/*``)."""
+    import yaml
+    from huggingface_hub import metadata_load
+
+    from ..core.card import MAX_README_BYTES
+    from ..data.card import card_configs
+
+    if card.stat().st_size > MAX_README_BYTES:
+        raise HubError(f"{folder}/README.md is more than {MAX_README_BYTES:,} bytes, too large for a dataset card.")
+    try:
+        metadata = metadata_load(card)
+    except (ValueError, yaml.YAMLError, RecursionError) as e:
+        reason = printable(" ".join(str(e).split()))[:150]
+        raise HubError(f"{folder}/README.md: its YAML metadata cannot be read ({reason}).") from None
+    patterns = []
+    for config in card_configs(metadata, folder / "README.md"):  # checked: strings where paths are, lists bounded
+        if config.get("data_dir") is not None:
+            patterns.append(str(config["data_dir"]).rstrip("/") + "/*")
+        files = config.get("data_files", [])
+        for entry in [files] if isinstance(files, str) else files:
+            paths = entry["path"] if isinstance(entry, dict) else entry
+            patterns += [paths] if isinstance(paths, str) else paths
+    return patterns
+
+
+def _names(pattern: str, rel: str) -> bool:
+    """Whether a card's ``data_files`` pattern names ``rel`` (a file, or a folder it reads from)."""
+    import fnmatch
+
+    pattern = pattern.removeprefix("./")
+    return fnmatch.fnmatchcase(rel, pattern) or pattern.startswith(rel + "/")
 
 
 def update_file(
@@ -416,6 +499,9 @@ def update_file(
     """
     from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.hf_api import RepoFile
+
+    from ..core.card import MAX_README_BYTES
 
     log = log or (lambda message: print(message, file=sys.stderr))
     api = HfApi(token=resolve_token(token), library_name="hf_fmnist")
@@ -423,12 +509,26 @@ def update_file(
         head = _call(lambda: api.repo_info(check_repo_id(repo_id), repo_type=repo_type).sha, "read the repo", log)
 
         def read(revision=head) -> str | None:
+            entries = api.get_paths_info(repo_id, [path_in_repo], repo_type=repo_type, revision=revision)
+            entry = next((e for e in entries if isinstance(e, RepoFile) and e.path == path_in_repo), None)
+            if entry is None:
+                return None
+            if entry.size > MAX_README_BYTES:  # as _remote_text: a card is kilobytes, and edits hold it in memory
+                raise HubError(
+                    f"{path_in_repo} of {repo_id} is {entry.size:,} bytes, more than {MAX_README_BYTES:,} (the most "
+                    f"hf_fmnist edits); left as it is."
+                )
             try:
-                return Path(
-                    hf_hub_download(repo_id, path_in_repo, repo_type=repo_type, revision=revision, token=api.token)
-                ).read_text(encoding="utf-8")
+                local = hf_hub_download(repo_id, path_in_repo, repo_type=repo_type, revision=revision, token=api.token)
             except EntryNotFoundError:
                 return None
+            data = Path(local).read_bytes()
+            if len(data) > MAX_README_BYTES:  # replaced on the Hub since it was listed
+                raise HubError(f"{path_in_repo} of {repo_id} is more than {MAX_README_BYTES:,} bytes; left as it is.")
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise HubError(f"{path_in_repo} of {repo_id} is not UTF-8 text; left as it is.") from None
 
         old = _call(read, f"download {path_in_repo}", log)
         new = edit(old)

@@ -216,9 +216,10 @@ def with_demo_block(card: str | None, space_id: str, space_url: str) -> str | No
     if card is None:
         return None
     block = demo_block(space_id, space_url)
-    pattern = re.compile(re.escape(DEMO_START) + r".*?" + re.escape(DEMO_END), re.S)
-    if pattern.search(card):
-        return pattern.sub(lambda _: block, card, count=1)
+    start = card.find(DEMO_START)  # str.find, not a regex: START.*?END is quadratic in a card of start markers
+    stop = card.find(DEMO_END, start + len(DEMO_START)) if start >= 0 else -1
+    if stop >= 0:
+        return card[:start] + block + card[stop + len(DEMO_END) :]
     lines = card.split("\n")
     end = _end_of_section(lines, "## Usage")
     if end is None:
