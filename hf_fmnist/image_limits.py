@@ -42,14 +42,16 @@ def per_image_bytes(channels: int, size: tuple[int, int]) -> int:
     return channels * size[0] * size[1] * 4 * INPUT_OVERHEAD
 
 
-def fit_batch(batch: int, channels: int, size: tuple[int, int]) -> int:
-    """``batch``, or the largest smaller batch whose inputs fit the budget (evaluation, prediction, export); one line
-    if not even one image fits."""
-    each = per_image_bytes(channels, size)
+def fit_batch(batch: int, channels: int, size: tuple[int, int], activations: int = 0) -> int:
+    """``batch``, or the largest smaller batch whose inputs, and ``activations`` bytes per image (the model's own
+    working memory, ``core.models.inference_activation_bytes``), fit the budget (evaluation, prediction, export);
+    one line if not even one image fits."""
+    each = per_image_bytes(channels, size) + activations
     fits = memory_budget() // each
     if fits < 1:
         raise HfFmnistError(
-            f"One {channels}×{size[0]}×{size[1]} input needs {each / 2**20:,.0f} MB, more than {_budget_text()}."
+            f"One {channels}×{size[0]}×{size[1]} input needs {each / 2**20:,.0f} MB (with the model's working memory), "
+            f"more than {_budget_text()}."
         )
     return max(1, min(batch, fits))
 

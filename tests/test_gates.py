@@ -53,8 +53,6 @@ def test_hard_links_and_files_we_do_not_write_stay_local(dataset_copy, tmp_path,
     """Before: a hard link data/extra.txt to an outside file, and a model trained into ds/model, were published by
     push-dataset without a word (dataset pushes had no list of files)."""
     os.link(_secret(tmp_path), dataset_copy / "data" / "extra.txt")
-    shard = next((dataset_copy / "data").glob("test-*.parquet"))
-    os.link(shard, tmp_path / "second-name.parquet")  # a shard with two names: its bytes could be anyone's
     (dataset_copy / "model").mkdir()
     (dataset_copy / "model" / "config.json").write_text("{}")
     logged = []
@@ -64,11 +62,18 @@ def test_hard_links_and_files_we_do_not_write_stay_local(dataset_copy, tmp_path,
     assert remote == {
         ".gitattributes",
         "README.md",
-        *(f"data/{p.name}" for p in (dataset_copy / "data").glob("train-*")),
+        *(f"data/{p.name}" for p in (dataset_copy / "data").glob("*.parquet")),
     }
     line = " ".join(logged)
     assert "data/extra.txt (not a file hf_fmnist writes)" in line and "model/config.json (not a file" in line
-    assert f"data/{shard.name} (2 hard links to one file: copy it to publish it)" in line
+
+    # a shard with two names (its bytes could be anyone's) is left out, and then the card's test split could not be
+    # loaded from the repo: the push is refused before the repo is touched (tests/test_publishing.py has the line)
+    shard = next((dataset_copy / "data").glob("test-*.parquet"))
+    os.link(shard, tmp_path / "second-name.parquet")
+    with pytest.raises(publish.HubError, match=f"data/{shard.name} cannot be published"):
+        publish.push_dataset(unique_repo("twonames"), dataset_copy, log=logged.append)
+    assert f"data/{shard.name} (2 hard links to one file: copy it to publish it)" in " ".join(logged)
 
 
 def test_the_gate_refuses_links_anywhere_in_the_path(tmp_path):
@@ -460,6 +465,18 @@ def test_a_token_holding_a_newline_is_a_bad_token_not_a_network_error(export_dir
     assert "token" in line and "line break" in line and "network" not in line and "testtoken" not in line
 
 
+def test_training_with_push_to_hub_checks_the_token_before_it_trains(export_dir, tmp_path, monkeypatch, capsys):
+    """Before: the bad token was reported after training had run (34 s for 5 steps here; hours for a real run)."""
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args
+
+    monkeypatch.setenv("HF_TOKEN", "hf_testtoken0123456789abcdef\nsecond-line")
+    out = tmp_path / "out"
+    assert train_main(tiny_train_args(out, str(export_dir), "--push_to_hub")) == 2
+    assert "line break" in one_error_line(capsys) and not out.exists()
+
+
 def test_a_hub_models_config_is_checked_before_transformers_reads_it(model_folder, tmp_path, hub, capsys):
     """The same gate for a Hub id: its config.json (num_labels 10⁹) is fetched and checked first."""
     folder = _edited_model(model_folder, tmp_path, "config.json", num_labels=1_000_000_000)
@@ -524,3 +541,38 @@ def test_decoding_a_split_is_checked_against_the_budget_before_allocating(monkey
     monkeypatch.setenv("HF_FMNIST_MEMORY_MB", "100")
     with pytest.raises(HfFmnistError, match="300 images of 640x640 decoded asks for about .* memory budget"):
         tensors.decode(split)
+
+
+def test_inference_batches_count_the_models_working_memory(monkeypatch):
+    """Before: only the inputs were counted, so a preprocessor_config.json of 1024x1024 let evaluate take batches of
+    20 through the CNN preset (2.8 GB peak for 10 images: its first feature map alone is 32 MB per image), and ONNX
+    export's verification passed 6 GB. The model's largest intermediate tensor is measured on the meta device."""
+    from hf_fmnist.core import models
+    from hf_fmnist.image_limits import fit_batch
+
+    config = models.create_model("cnn").config
+    small = models.inference_activation_bytes(config, 3, (28, 28))
+    large = models.inference_activation_bytes(config, 3, (1024, 1024))
+    assert 0 < small < 1 << 20 and large == 2 * 32 << 20  # twice the 64x512x512 float32 map after the stem
+    monkeypatch.delenv("HF_FMNIST_MEMORY_MB", raising=False)
+    assert fit_batch(1000, 3, (1024, 1024), large) == (1 << 30) // (3 * 1024 * 1024 * 4 * 4 + large) == 9
+    assert fit_batch(1000, 3, (28, 28), small) == 1000
+
+
+def test_an_evaluation_batch_is_no_larger_than_the_images_it_holds():
+    """Before: 10 images were padded to a batch of 1,000 (and 640x640 images, resized in that batch, took 2.5 GB)."""
+    import torch
+
+    from hf_fmnist.core.loader import DeviceLoader, Preprocess
+
+    preprocess = Preprocess(channels=1, size=(28, 28), crop=None, mean=(0.5,), std=(0.5,))
+    images, labels = torch.zeros(10, 28, 28, dtype=torch.uint8), torch.arange(10)
+    batches = list(DeviceLoader(images, labels, batch_size=1000, preprocess=preprocess, train=False).epoch(0))
+    assert [len(x) for x, _, _ in batches] == [10]
+    two = [
+        DeviceLoader(images, labels, batch_size=4, preprocess=preprocess, train=False, rank=r, world=2) for r in (0, 1)
+    ]
+    assert [[index.tolist() for _, _, index in loader.epoch(0)] for loader in two] == [
+        [[0, 2, 4, 6], [8, -1, -1, -1]],
+        [[1, 3, 5, 7], [9, -1, -1, -1]],
+    ]  # processes stay in step: equal batch counts, padded with -1

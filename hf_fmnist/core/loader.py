@@ -232,8 +232,15 @@ class DeviceLoader:
     def __len__(self) -> int:
         if self.train:
             return len(self.images) // self.global_batch * self.accumulation
-        per_process = -(-len(self.images) // self.world)
-        return -(-per_process // self.batch_size)
+        return -(-self._per_process() // self._eval_batch())
+
+    def _per_process(self) -> int:
+        return -(-len(self.images) // self.world)
+
+    def _eval_batch(self) -> int:
+        """Evaluation batches are no larger than a process's share: 10 images were padded to a batch of 1,000 (and
+        decoded 640×640 images, resized in that batch, took 2.5 GB)."""
+        return max(1, min(self.batch_size, self._per_process()))
 
     @property
     def global_batch(self) -> int:
@@ -274,10 +281,11 @@ class DeviceLoader:
 
     def _eval_batches(self):
         mine = torch.arange(self.rank, len(self.images), self.world, device=self.images.device)
-        padded = torch.full((len(self) * self.batch_size,), -1, dtype=torch.long, device=mine.device)
+        batch = self._eval_batch()
+        padded = torch.full((len(self) * batch,), -1, dtype=torch.long, device=mine.device)
         padded[: len(mine)] = mine
         for step in range(len(self)):
-            index = padded[step * self.batch_size : (step + 1) * self.batch_size]
+            index = padded[step * batch : (step + 1) * batch]
             safe = index.clamp(min=0)
             yield self.preprocess(self.images[safe]), self.labels[safe], index
 

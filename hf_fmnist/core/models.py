@@ -468,6 +468,37 @@ def check_config_sizes(path: Path) -> None:
         raise bad("image_size", f"a number of pixels from 1 to {MAX_SIDE:,}")
 
 
+def inference_activation_bytes(config, channels: int, size: tuple[int, int]) -> int:
+    """The working memory one image costs the model described by ``config`` at inference: twice its largest
+    intermediate tensor (an operation's input and output are alive together), measured by running the model on
+    the meta device (no memory, no arithmetic). A 28×28 preset needs kilobytes; the CNN preset at 1024×1024 needs
+    64 MB per image, and a transformer's attention grows with the square of the pixels. 0 when the model does not
+    run at that size (its own forward then says why)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from transformers import AutoModelForImageClassification
+
+    class LargestOutput(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    self.largest = max(self.largest, t.numel() * t.element_size())
+            return out
+
+    try:
+        with torch.device("meta"):
+            model = AutoModelForImageClassification.from_config(config, trust_remote_code=False).eval()
+            pixels = torch.empty(1, channels, *size)
+            with torch.no_grad(), LargestOutput() as seen:
+                model(pixel_values=pixels)
+    except Exception:  # a size the model refuses, an operation without a meta kernel: nothing to add
+        return 0
+    return 2 * seen.largest
+
+
 def load_config(name_or_path: str, token: str | None, source: str):
     """The ``PretrainedConfig`` of a folder or Hub id, through every gate before any weight is read: the folder's
     files and links (:func:`check_model_folder`), the config's fields as plain JSON, no remote code, and the size

@@ -67,7 +67,7 @@ def evaluate_model(
     from .. import atomic, ownership, plots
     from ..core import metrics
     from ..core.loader import DeviceLoader, Preprocess
-    from ..core.models import check_output_apart
+    from ..core.models import check_output_apart, inference_activation_bytes
     from ..data.tensors import eval_split_of, find_columns, load_arrays, local_root, open_dataset
     from ..image_limits import fit_batch
 
@@ -88,10 +88,13 @@ def evaluate_model(
     images, labels = load_arrays(split, rows, root=local_root(dataset))  # only the rows evaluated are decoded
     device = next(model.parameters()).device
     preprocess = Preprocess.from_processor(processor, model.config.num_channels)
+    # a batch is held at the stored images' size (as floats) before it is resized to the model's: count the larger
+    size = (max(preprocess.size[0], images.shape[1]), max(preprocess.size[1], images.shape[2]))
+    working = inference_activation_bytes(model.config, preprocess.channels, preprocess.size)
     loader = DeviceLoader(
         torch.tensor(images, device=device),
         torch.tensor(labels, device=device),
-        batch_size=fit_batch(batch_size, preprocess.channels, preprocess.size),  # within the memory budget
+        batch_size=fit_batch(batch_size, preprocess.channels, size, working),  # within the memory budget
         train=False,
         preprocess=preprocess,
     )

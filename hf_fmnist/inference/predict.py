@@ -177,6 +177,7 @@ def iter_predict(
     from tqdm.auto import tqdm
 
     from ..core.loader import Preprocess
+    from ..core.models import inference_activation_bytes
     from .evaluate import load_for_inference
 
     files = collect_paths(paths)
@@ -184,7 +185,8 @@ def iter_predict(
         raise HfFmnistError(f"No image files found in {', '.join(paths)}.")
     model, processor, names = load_for_inference(model_ref)
     preprocess = Preprocess.from_processor(processor, model.config.num_channels)
-    batch_size = fit_batch(batch_size, preprocess.channels, preprocess.size)  # the memory budget: smaller batches
+    working = inference_activation_bytes(model.config, preprocess.channels, preprocess.size)
+    batch_size = fit_batch(batch_size, preprocess.channels, preprocess.size, working)  # within the memory budget
     top_k = max(1, min(top_k, len(names)))
     device = next(model.parameters()).device
     pending: list[dict] = []  # results in input order, the batch's entries among them
