@@ -112,6 +112,12 @@ def prepare_run(config: TrainConfig, start_time: float, cleanup: contextlib.Exit
 
     check_output_dir(config)  # before anything is loaded or written, on every process
     check_output_apart(config.output_dir, "--output_dir", model=config.model_name_or_path, dataset=config.dataset)
+    if config.push_to_hub:  # a token or repo id that cannot work is refused now, not after hours of training
+        from ..hub.push import check_repo_id, resolve_token
+
+        resolve_token(config.hub_token)
+        if config.hub_model_id is not None:
+            check_repo_id(config.hub_model_id)
     recipe = choose_recipe(config)
     accelerator = make_accelerator(
         config, mixed_precision=mixed_precision_for(config, recipe), torch_compile=compile_for(config, recipe)
