@@ -255,16 +255,21 @@ def trained(export_dir, tmp_path_factory) -> Path:
         ("all_results.json", lambda saved: {**saved, "resumes": {"step": 1}}, "'resumes'"),
     ],
 )
-def test_push_model_of_results_or_config_of_the_wrong_type_is_one_line(trained, tmp_path, capsys, file, edit, field):
-    """Before: TypeError tracebacks from the card (all_results.json [] or "NaN%") and the config ("fast")."""
+def test_push_model_of_results_or_config_of_the_wrong_type_is_one_line(
+    trained, tmp_path, hub, capsys, file, edit, field
+):
+    """Before: TypeError tracebacks from the card (all_results.json [] or "NaN%") and the config ("fast"); then the
+    line named the push's temp copy, and the refusal came after an empty repo was created."""
     import json
 
     folder = tmp_path / "m"
     shutil.copytree(trained, folder)
     (folder / file).write_text(json.dumps(edit(json.loads((folder / file).read_text()))))
-    assert cli.main(["push-model", "--repo-id", unique_repo("schema"), "--model-dir", str(folder)]) == 2
+    repo_id = unique_repo("schema")
+    assert cli.main(["push-model", "--repo-id", repo_id, "--model-dir", str(folder)]) == 2
     line = one_error_line(capsys)
-    assert file in line and field in line, line
+    assert f"{folder / file}" in line and field in line, line
+    assert ("model", repo_id) not in hub.state.repos
 
 
 # Writing apart from what is read ------------------------------------------------------------------------------------

@@ -331,6 +331,10 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
         _require(folder, snapshot, MODEL_REQUIRED)  # the card is rendered from what passed the gate, read once
         with _naming(folder, snapshot):
             check_config_sizes(snapshot / "config.json")  # what the card reads of it (id2label), one line if wrong
+            # every file the card and the published config read, checked now: a refusal after the repo exists
+            # left an empty repo behind (the repo id only changes the card's links)
+            render_model_card(snapshot, repo_id=repo_id or "namespace/name", endpoint=_endpoint())
+            _public_training_config(snapshot)
 
     def render(snapshot: Path, repo: str, remote_card: str | None) -> dict[str, bytes]:
         with _naming(folder, snapshot):
