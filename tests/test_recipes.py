@@ -71,7 +71,8 @@ def test_every_unset_flag_takes_the_recipes_value(name):
     import dataclasses
 
     recipe = recipes.RECIPES[name]
-    resolved = resolve(TrainConfig(output_dir="o"), recipe).to_dict()
+    model = None if recipe.model else "someone/checkpoint"  # fine-tune keeps the model it is given
+    resolved = resolve(TrainConfig(output_dir="o", model_name_or_path=model), recipe).to_dict()
     settings = [f.name for f in dataclasses.fields(recipe) if f.name in resolved and f.name != "model_config"]
     assert len(settings) >= 14  # every setting a recipe fills, not a lucky few
     assert {f: resolved[f] for f in settings} == {f: getattr(recipe, f) for f in settings}
