@@ -103,6 +103,7 @@ def test_the_model_list_names_each_file_as_hf_fmnist_writes_it(tmp_path):
         "examples/²_boot.png",
         "examples/photo.png",
         "examples/3_Dress.png",
+        "examples/4_coat.png",  # named like ours, but not one training wrote (its examples/ marker lists those)
         "onnx/model.onnx.bak",
         "onnx/notes.txt",
         "runs/notes.txt",
@@ -116,8 +117,13 @@ def test_the_model_list_names_each_file_as_hf_fmnist_writes_it(tmp_path):
     for rel in ours + theirs:
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(rel.encode())
+    from hf_fmnist import ownership
+
+    ownership.mark(folder / "examples", ownership.EXAMPLES, files=["3_dress.png", "9_ankle_boot.png"])
     logged: list[str] = []
-    selected = gate.gather(folder, tmp_path / "snapshot", include=gate.MODEL_FILES, log=logged.append)
+    selected = gate.gather(
+        folder, tmp_path / "snapshot", include=gate.model_files(folder), ignore=gate.MODEL_IGNORE, log=logged.append
+    )
     assert sorted(selected) == sorted(ours)
     assert len(logged) == 1 and all(f"{rel} (not a file hf_fmnist writes)" in logged[0] for rel in theirs), logged
 

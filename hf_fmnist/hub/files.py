@@ -26,6 +26,7 @@ from pathlib import Path
 # runs/ (accelerate's tracker for the project "hf_fmnist" of training/loop.py: the event files, and hparams.yml and
 # the hparams' own event file in a folder named after the time) and `hf-fmnist export`'s onnx/model.onnx. Anything
 # else (checkpoints, a user's own notes, images or temp files) stays local and is named in the log.
+EXAMPLE_FILE = re.compile(r"examples/[0-9]{1,4}_[a-z0-9_]{1,100}\.png")  # f"{label}_{slug}.png", slug [a-z0-9_]
 MODEL_FILES: tuple[str | re.Pattern[str], ...] = (
     "README.md",
     "config.json",
@@ -38,12 +39,24 @@ MODEL_FILES: tuple[str | re.Pattern[str], ...] = (
     "learning_curves.png",
     "confusion_matrix.png",
     "predictions.png",
-    re.compile(r"examples/[0-9]{1,4}_[a-z0-9_]{1,100}\.png"),  # f"{label}_{slug}.png", slug [a-z0-9_]
+    EXAMPLE_FILE,  # only those the examples/ folder's marker lists: see model_files
     "onnx/model.onnx",
     re.compile(r"runs/hf_fmnist/events\.out\.tfevents\.[0-9]+\.[^/]+"),
     re.compile(r"runs/hf_fmnist/[0-9]+(\.[0-9]+)?/events\.out\.tfevents\.[0-9]+\.[^/]+"),
     re.compile(r"runs/hf_fmnist/[0-9]+(\.[0-9]+)?/hparams\.yml"),
 )
+
+
+def model_files(folder: Path) -> tuple[str | re.Pattern[str], ...]:
+    """:data:`MODEL_FILES` for ``folder``, with the example images narrowed to the ones training wrote there (its
+    ``examples/.hf_fmnist`` marker lists them): a user's own ``examples/3_dress.png`` stays local."""
+    from ..ownership import EXAMPLES, marked_files
+
+    ours = sorted(marked_files(folder / "examples", EXAMPLES))
+    named = tuple(f"examples/{name}" for name in ours if EXAMPLE_FILE.fullmatch(f"examples/{name}"))
+    return tuple(p for p in MODEL_FILES if p is not EXAMPLE_FILE) + named
+
+
 MODEL_IGNORE = ("step_*", "epoch_*", ".*", "*/.*", "evaluation/*", "**/__pycache__/*")
 # What `hf-fmnist build` writes: the card and the Parquet shards (data/<split>-NNNNN-of-NNNNN.parquet).
 DATASET_FILES = ("README.md", "data/*.parquet")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HfFmnistError, printable
-from .files import DATASET_FILES, DATASET_IGNORE, MODEL_FILES, MODEL_IGNORE, LocalFile, gather
+from .files import DATASET_FILES, DATASET_IGNORE, MODEL_FILES, MODEL_IGNORE, LocalFile, gather, model_files
 
 __all__ = ["MODEL_FILES", "MODEL_IGNORE", "DATASET_FILES", "DATASET_IGNORE", "push_folder", "push_model"]
 
@@ -346,7 +346,7 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
         folder,
         repo_type="model",
         ignore=MODEL_IGNORE,
-        include=MODEL_FILES,
+        include=model_files(folder),
         check=check,
         render=render,
         default_name=folder.resolve().name,
