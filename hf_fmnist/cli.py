@@ -308,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)
+    previous = _on_sigterm(_terminate)
     try:
         status = args.run(args)
     except HfFmnistError as e:
@@ -316,10 +317,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated (SIGTERM); nothing half-written was left", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # e.g. `hf-fmnist ... | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        _on_sigterm(previous)
     return status or 0
+
+
+class Terminated(BaseException):
+    """SIGTERM (``timeout``, ``kill``, a scheduler) arrived: raised where the command is, so that its ``finally``
+    blocks remove their temp folders (the default action ended the process at once, leaving an export's
+    ``.export-*`` folder behind)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def _on_sigterm(handler):
+    """Install ``handler`` for SIGTERM in the main thread; returns the previous one (None elsewhere)."""
+    import signal
+    import threading
+
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _version() -> str:

@@ -128,6 +128,26 @@ def test_failed_verification_leaves_no_file(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+def test_sigterm_during_the_export_leaves_no_temp_folder(tmp_path, monkeypatch, capsys):
+    """Before: SIGTERM (timeout, kill, a scheduler) ended the process at once and the export's hidden .export-*
+    folder, with a model.onnx in it, stayed behind. Now the command's own cleanup runs, and it says so."""
+    import signal
+
+    from hf_fmnist import cli
+
+    model_dir = tiny_model(tmp_path / "cnn")
+
+    def verify(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)  # arrives while the graph is being checked
+        raise AssertionError("SIGTERM should have stopped the export")
+
+    monkeypatch.setattr(onnx_export, "verify", verify)
+    assert cli.main(["export", "--model", str(model_dir)]) == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert not (model_dir / "onnx").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back for whatever runs next in the process
+
+
 def test_a_model_onnx_we_did_not_write_is_not_replaced(tmp_path):
     model_dir = tiny_model(tmp_path / "cnn")
     (model_dir / "onnx").mkdir()
