@@ -238,3 +238,20 @@ def test_training_and_exporting_onto_a_read_only_filesystem_is_one_line(small_di
     line = one_error_line(capsys)
     assert line.startswith(f"error: cannot write {small_disk / 'export'} (Read-only file system)"), line
     assert list(small_disk.iterdir()) == []
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.ENOSPC])
+def test_a_read_only_or_full_tensor_cache_only_costs_speed(tmp_path, monkeypatch, code):
+    """The decoded-tensor cache is an optimisation: a cache it cannot write is skipped, not a refusal. (Turning
+    EROFS/EACCES into a CannotWriteError line for real outputs had made this cache raise it.)"""
+    import numpy as np
+
+    from hf_fmnist.data import tensors
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
+    path = tmp_path / "cache.npz"
+    tensors._save_atomic(path, images=np.zeros((2, 28, 28), np.uint8), labels=np.zeros(2, np.int64))
+    assert not path.exists()

@@ -227,7 +227,7 @@ def _cache_path(ds) -> Path | None:
 
 
 def _save_atomic(path: Path, *, images: np.ndarray, labels: np.ndarray) -> None:
-    from ..atomic import NoSpaceError, write_with
+    from ..atomic import CannotWriteError, NoSpaceError, write_with
 
     def savez(tmp: str) -> None:
         with open(tmp, "wb") as f:  # a file object: given a name, np.savez would append ".npz" to it
@@ -235,7 +235,7 @@ def _save_atomic(path: Path, *, images: np.ndarray, labels: np.ndarray) -> None:
 
     try:
         write_with(path, savez)
-    except (OSError, NoSpaceError):  # a read-only or full cache only costs speed
+    except (OSError, NoSpaceError, CannotWriteError):  # a read-only or full cache only costs speed
         pass
 
 
