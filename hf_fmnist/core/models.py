@@ -325,6 +325,17 @@ def check_model_folder(name_or_path: str, token: str | None = None) -> None:
             )
 
 
+def _read_json(path: Path):
+    """A model folder's JSON file (config, image processor config, shard index), or one line if it is not JSON;
+    RecursionError is unreadable input too (an array nested 10**5 deep in a few hundred KB)."""
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise HfFmnistError(f"{path}: not readable JSON ({one_line(e, 120)}).") from None
+
+
 MAX_SHARDS = 10_000
 
 
@@ -332,14 +343,10 @@ def check_shard_index(path: Path) -> None:
     """A sharded checkpoint's index (``model.safetensors.index.json``) names its shards by path, and transformers
     opens them relative to the folder: ``../elsewhere/model.safetensors`` loaded weights from outside it. Every
     shard must be a plain file name in the folder."""
-    import json
 
     if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
         raise HfFmnistError(f"Model folder {path.parent}: {printable(path.name)} is not a shard index; refused.")
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:
-        raise HfFmnistError(f"{path}: not readable JSON ({one_line(e, 120)}).") from None
+    index = _read_json(path)
     shards = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(shards, dict) or len(set(map(str, shards.values()))) > MAX_SHARDS:
         raise HfFmnistError(f"{path}: field 'weight_map' must be an object of tensor names to shard files; refused.")
@@ -419,10 +426,7 @@ def check_config_sizes(path: Path) -> None:
 
     if not path.is_file():
         return
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:  # RecursionError: nesting 10**5 deep
-        raise HfFmnistError(f"{path}: not readable JSON ({one_line(e, 120)}).") from None
+    config = _read_json(path)
     if not isinstance(config, dict):
         raise HfFmnistError(f"{path}: holds a JSON {type(config).__name__}, not a model configuration.")
 
@@ -545,10 +549,7 @@ def check_processor_config(path: Path) -> None:
 
     if not path.is_file():
         return
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:  # RecursionError: nesting 10**5 deep
-        raise HfFmnistError(f"{path}: not readable JSON ({one_line(e, 120)}).") from None
+    config = _read_json(path)
     if not isinstance(config, dict):
         raise HfFmnistError(f"{path}: holds a JSON {type(config).__name__}, not an image processor configuration.")
 
