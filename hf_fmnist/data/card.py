@@ -98,6 +98,7 @@ def _size_category(n: int) -> str:
 # The read-back schema of a dataset card's YAML metadata: what ``datasets.load_dataset`` takes from a folder's card
 # and this package reads (``configs``). Strangers' cards are read too (a folder anyone may hand over), so each
 # value's type and size is checked before the first use; a later field the package reads is added here.
+MAX_METADATA_BYTES = 1 << 20  # a dataset card's README.md (ours is about 5 KB) or a .huggingface.yaml
 MAX_CONFIGS = 100
 MAX_DATA_FILES = 1000
 MAX_STRING = 1000
@@ -157,3 +158,43 @@ def _is_scalar(value) -> bool:
     return (
         value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= MAX_STRING)
     )
+
+
+def read_metadata(path, shown=None):
+    """The YAML metadata of a card (its front matter) or of a ``.huggingface.yaml`` (the whole file), None if
+    absent; one line otherwise. ``shown``: the path the line names (a push reads a private copy of the card)."""
+    from pathlib import Path
+
+    import yaml
+    from huggingface_hub import metadata_load
+
+    from ..errors import HfFmnistError, one_line
+
+    path = Path(path)
+    shown = shown or path
+    try:
+        if not path.is_file():
+            return None
+        if path.stat().st_size > MAX_METADATA_BYTES:
+            raise HfFmnistError(f"{shown} is {path.stat().st_size:,} bytes, more than dataset metadata; refused.")
+        if path.name == "README.md":
+            return metadata_load(path)
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise HfFmnistError(f"{shown}: cannot read it ({e.strerror}).") from None
+    except (ValueError, yaml.YAMLError, RecursionError) as e:  # a bad card's YAML: ValueError from metadata_load
+        raise HfFmnistError(f"{shown}: its YAML metadata cannot be read ({one_line(e, 150)}).") from None
+
+
+def config_paths(configs: list[dict]) -> list[tuple[str, bool]]:
+    """Every path that checked ``configs`` (:func:`card_configs`) give ``datasets``, in order: ``(data_dir, True)``
+    for a folder it reads from, ``(pattern, False)`` for each ``data_files`` pattern."""
+    paths: list[tuple[str, bool]] = []
+    for config in configs:
+        if config.get("data_dir") is not None:
+            paths.append((str(config["data_dir"]), True))
+        files = config.get("data_files", [])
+        for entry in [files] if isinstance(files, str) else files:
+            named = entry["path"] if isinstance(entry, dict) else entry
+            paths += [(p, False) for p in ([named] if isinstance(named, str) else named)]
+    return paths

@@ -310,9 +310,6 @@ def _quiet_progress(datasets):
         datasets.enable_progress_bars()
 
 
-MAX_CARD_BYTES = 1 << 20  # a dataset card's README.md; ours is about 5 KB
-
-
 def check_reads_inside(folder: Path) -> None:
     """The folder-reading gate for a local dataset folder: everything ``datasets.load_dataset`` reads lies inside it.
 
@@ -348,38 +345,14 @@ def _card_data_files(folder: Path) -> list[tuple[str, str]]:
     over the card's."""
     import datasets
 
-    from .card import card_configs
+    from .card import card_configs, config_paths, read_metadata
 
     patterns: list[tuple[str, str]] = []
     for path in (folder / "README.md", folder / datasets.config.REPOYAML_FILENAME):
         source = "card (README.md)" if path.name == "README.md" else path.name
-        for config in card_configs(_read_metadata(path), path):  # the schema: strings where paths are, no deeper
-            files = config.get("data_files", [])
-            if config.get("data_dir") is not None:  # datasets reads from folder/data_dir
-                patterns.append((source, str(config["data_dir"])))
-            for entry in [files] if isinstance(files, str) else files:
-                paths = entry["path"] if isinstance(entry, dict) else entry
-                patterns += [(source, p) for p in ([paths] if isinstance(paths, str) else paths)]
+        configs = card_configs(read_metadata(path), path)  # the schema: strings where paths are, no deeper
+        patterns += [(source, pattern) for pattern, _ in config_paths(configs)]
     return patterns
-
-
-def _read_metadata(path: Path):
-    """The YAML metadata of a card (its front matter) or of a ``.huggingface.yaml`` (the whole file); None if absent."""
-    import yaml
-    from huggingface_hub import metadata_load
-
-    try:
-        if not path.is_file():
-            return None
-        if path.stat().st_size > MAX_CARD_BYTES:
-            raise HfFmnistError(f"{path} is {path.stat().st_size:,} bytes, more than dataset metadata; refused.")
-        if path.name == "README.md":
-            return metadata_load(path)
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise HfFmnistError(f"{path}: cannot read it ({e.strerror}).") from None
-    except (ValueError, yaml.YAMLError, RecursionError) as e:  # a bad card's YAML: ValueError from metadata_load
-        raise HfFmnistError(f"{path}: its YAML metadata cannot be read ({one_line(e, 150)}).") from None
 
 
 def _stays_inside(pattern: str) -> bool:

@@ -454,28 +454,11 @@ def _require_data(folder: Path, snapshot: Path, left_out: list[str]) -> None:
 
 def _card_data_patterns(folder: Path, card: Path) -> list[str]:
     """The path patterns the card's ``configs`` give ``datasets`` (``data_files``; ``data_dir`` as ``DIR/*``)."""
-    import yaml
-    from huggingface_hub import metadata_load
+    from ..data.card import card_configs, config_paths, read_metadata
 
-    from ..core.card import MAX_README_BYTES
-    from ..data.card import card_configs
-
-    if card.stat().st_size > MAX_README_BYTES:
-        raise HubError(f"{folder}/README.md is more than {MAX_README_BYTES:,} bytes, too large for a dataset card.")
-    try:
-        metadata = metadata_load(card)
-    except (ValueError, yaml.YAMLError, RecursionError) as e:
-        reason = printable(" ".join(str(e).split()))[:150]
-        raise HubError(f"{folder}/README.md: its YAML metadata cannot be read ({reason}).") from None
-    patterns = []
-    for config in card_configs(metadata, folder / "README.md"):  # checked: strings where paths are, lists bounded
-        if config.get("data_dir") is not None:
-            patterns.append(str(config["data_dir"]).rstrip("/") + "/*")
-        files = config.get("data_files", [])
-        for entry in [files] if isinstance(files, str) else files:
-            paths = entry["path"] if isinstance(entry, dict) else entry
-            patterns += [paths] if isinstance(paths, str) else paths
-    return patterns
+    shown = folder / "README.md"  # ``card`` is the push's private copy
+    configs = card_configs(read_metadata(card, shown), shown)  # checked: strings where paths are, lists bounded
+    return [path.rstrip("/") + "/*" if is_dir else path for path, is_dir in config_paths(configs)]
 
 
 def _names(pattern: str, rel: str) -> bool:
