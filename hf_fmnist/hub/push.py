@@ -320,7 +320,6 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
     name>``. Returns the repo's URL, or the pull request's with ``create_pr=True``.
     """
     from ..core.card import demo_block, render_model_card
-    from ..core.models import check_config_sizes
 
     folder = Path(model_dir)
     for required in MODEL_REQUIRED:
@@ -330,9 +329,9 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
     def check(snapshot: Path, left_out: list[str]) -> None:  # before the repo is created
         _require(folder, snapshot, MODEL_REQUIRED)  # the card is rendered from what passed the gate, read once
         with _naming(folder, snapshot):
-            check_config_sizes(snapshot / "config.json")  # what the card reads of it (id2label), one line if wrong
-            # every file the card and the published config read, checked now: a refusal after the repo exists
-            # left an empty repo behind (the repo id only changes the card's links)
+            # every file the card and the published config read (all_results.json, training_config.json, config.json
+            # with its id2label), checked now: a refusal after the repo exists left an empty repo behind (the repo
+            # id only changes the card's links)
             render_model_card(snapshot, repo_id=repo_id or "namespace/name", endpoint=_endpoint())
             _public_training_config(snapshot)
 
