@@ -43,6 +43,39 @@ def test_zero_init_residual_zeroes_exactly_the_last_norm_of_every_residual_branc
     assert zero_init_residual(create_model("vit")) == 0
 
 
+def test_zero_init_residual_makes_resnet_and_convnext_blocks_start_as_their_shortcut():
+    """The presets transformers.js runs get the same trick: each block's output is its shortcut's at the start."""
+    model = create_model("resnet").eval()
+    assert zero_init_residual(model) == 5  # basic blocks, depths 1 + 2 + 2
+    blocks = [m for m in model.modules() if type(m).__name__ == "ResNetBasicLayer"]
+    assert len(blocks) == 5
+    for block in blocks:
+        x = torch.randn(2, block.layer[0].convolution.in_channels, 7, 7)
+        assert torch.equal(block(x), F.relu(block.shortcut(x)))
+    model = create_model("convnext").eval()
+    assert zero_init_residual(model) == 5
+    for block in (m for m in model.modules() if type(m).__name__ == "ConvNextLayer"):
+        x = torch.randn(2, block.dwconv.in_channels, 7, 7)
+        assert torch.equal(block(x), x)  # no drop path at rate 0: the residual adds exactly zero
+    assert zero_init_residual(create_model("pvt1")) == 0
+
+
+@pytest.mark.parametrize(
+    "preset, stem",
+    [("resnet", "resnet.embedder.embedder.convolution"), ("convnext", "convnext.embeddings.patch_embeddings")],
+)
+def test_pca_stem_initialises_the_new_presets_stems(preset, stem):
+    """ResNet's 7×7 stem and ConvNeXt's 2×2 patchify stem get the principal components, ± each."""
+    model = create_model(preset)
+    conv = model.get_submodule(stem)
+    before = conv.weight.detach().clone()
+    assert pca_init_stem(model, PRE(_images(500)))
+    count = min(conv.out_channels // 2, conv.kernel_size[0] * conv.kernel_size[1])
+    assert not torch.equal(conv.weight[:count], before[:count])
+    assert torch.allclose(conv.weight[count : 2 * count], -conv.weight[:count])
+    assert torch.equal(conv.weight[2 * count :], before[2 * count :])
+
+
 def test_pca_stem_filters_whiten_the_patches_largest_component_first():
     """Conv outputs of the first filters are decorrelated with variance λ/(λ+ε), in decreasing order; the next
     filters are their negatives; the rest keep their random initialisation."""
@@ -67,7 +100,7 @@ def test_pca_stem_filters_whiten_the_patches_largest_component_first():
 
 def test_pca_stem_leaves_models_without_a_small_first_convolution_alone():
     model = create_model("cnn")
-    model.regnet.embedder.embedder.convolution = torch.nn.Conv2d(3, 32, 7, stride=2, padding=3)
+    model.regnet.embedder.embedder.convolution = torch.nn.Conv2d(3, 32, 9, stride=2, padding=4)
     weights = model.regnet.embedder.embedder.convolution.weight.detach().clone()
     assert not pca_init_stem(model, PRE(_images(100)))
     assert torch.equal(model.regnet.embedder.embedder.convolution.weight, weights)

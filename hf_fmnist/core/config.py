@@ -86,8 +86,8 @@ class TrainConfig:
     )
     model_name_or_path: str | None = _f(
         None,
-        "a preset (cnn, vit, pvt), a local model folder or a Hub model id of an image-classification checkpoint; "
-        "default: the recipe's preset",
+        "a preset (cnn, vit, pvt, resnet, convnext, pvt1), a local model folder or a Hub model id of an "
+        "image-classification checkpoint; default: the recipe's preset",
     )
     dataset: str = _f(
         "fashion_mnist", "fashion_mnist (built in), a folder written by `hf-fmnist build`, or a Hub dataset id"

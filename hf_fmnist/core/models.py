@@ -11,7 +11,7 @@ says ``do_convert_rgb: true``.
 >>> create_model("resnet9000")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-hf_fmnist.errors.HfFmnistError: Unknown model preset 'resnet9000'; choose one of: cnn, vit, pvt, or pass a model...
+hf_fmnist.errors.HfFmnistError: Unknown model preset 'resnet9000'; choose one of: cnn, vit, pvt, resnet, convnext,...
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def label_maps(names=CLASS_NAMES) -> tuple[dict[int, str], dict[str, int]]:
     return {i: n for i, n in enumerate(names)}, {n: i for i, n in enumerate(names)}
 
 
-def cnn(*, names=CLASS_NAMES, **shape):
+def regnet(*, names=CLASS_NAMES, **shape):
     """A small RegNet-X for 28×28: a stride-2 stem (14×14), then stages of 32/64/128 channels at 7, 4 and 2 pixels.
 
     Chosen by time to accuracy on a 2-core CPU (docs/benchmarks.md): about 1,600 training images/s there. Keeping a
@@ -59,7 +59,7 @@ def cnn(*, names=CLASS_NAMES, **shape):
 
 
 def vit(*, names=CLASS_NAMES, **shape):
-    """A small ViT for 28×28: 4×4 patches (49 tokens), width 128, 4 layers of 4 heads; ``shape`` as for :func:`cnn`."""
+    """A small ViT for 28×28: 4×4 patches (49 tokens), width 128, 4 layers of 4 heads; ``shape`` as for :func:`regnet`."""
     from transformers import ViTConfig, ViTForImageClassification
 
     id2label, label2id = label_maps(names)
@@ -82,7 +82,7 @@ def vit(*, names=CLASS_NAMES, **shape):
     return ViTForImageClassification(config)
 
 
-def pvt(*, names=CLASS_NAMES, **shape):
+def pvt_v2(*, names=CLASS_NAMES, **shape):
     """A small Pyramid Vision Transformer v2 for 28×28: three stages of attention at 14×14, 7×7 and 4×4 tokens.
 
     The CPU transformer preset, a stock ``PvtV2ForImageClassification`` (``pipeline`` loads it). Overlapping 3×3
@@ -113,6 +113,90 @@ def pvt(*, names=CLASS_NAMES, **shape):
     return PvtV2ForImageClassification(config)
 
 
+def resnet(*, names=CLASS_NAMES, **shape):
+    """A small ResNet (basic blocks) for 28×28, a type transformers.js runs: stages of 32/64/128 channels at 7, 4 and
+    2 pixels, as the RegNet preset's.
+
+    transformers' ResNet stem is fixed (a 7×7 stride-2 convolution, then a stride-2 max-pool): 28×28 becomes 7×7
+    before the first stage, whatever the config says. ``downsample_in_first_stage=False`` keeps that stage at 7×7, so
+    the stages run at 7, 4 and 2 pixels; a 14×14 stage (as the GPU recipes give the RegNet) is not possible with it.
+    ``shape`` overrides any of these ``ResNetConfig`` values.
+    """
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    id2label, label2id = label_maps(names)
+    config = _config(
+        ResNetConfig,
+        shape,
+        num_channels=3,
+        embedding_size=32,
+        hidden_sizes=[32, 64, 128],
+        depths=[1, 2, 2],
+        layer_type="basic",
+        downsample_in_first_stage=False,
+        num_labels=len(names),
+        id2label=id2label,
+        label2id=label2id,
+    )
+    return ResNetForImageClassification(config)
+
+
+def convnext(*, names=CLASS_NAMES, **shape):
+    """A small ConvNeXt for 28×28, a type transformers.js runs: a 2×2 patchify stem (14×14), then stages of
+    32/64/128 channels at 14, 7 and 3 pixels.
+
+    ConvNeXt downsamples between stages with an unpadded 2×2 stride-2 convolution, so 7×7 becomes 3×3 (not 4×4 as
+    in the RegNet); a 4×4 stem would give stages at 7, 3 and 1 pixels. ``shape`` overrides any ``ConvNextConfig``.
+    """
+    from transformers import ConvNextConfig, ConvNextForImageClassification
+
+    id2label, label2id = label_maps(names)
+    config = _config(
+        ConvNextConfig,
+        shape,
+        num_channels=3,
+        patch_size=2,
+        num_stages=3,
+        hidden_sizes=[32, 64, 128],
+        depths=[1, 2, 2],
+        num_labels=len(names),
+        id2label=id2label,
+        label2id=label2id,
+    )
+    return ConvNextForImageClassification(config)
+
+
+def pvt_v1(*, names=CLASS_NAMES, **shape):
+    """A small Pyramid Vision Transformer (v1) for 28×28, a type transformers.js runs: 4×4 patches (7×7 tokens),
+    then 3×3 tokens and one token plus the class token.
+
+    PVT v1 sizes each stage's position embeddings from ``image_size // 2**(i+1)`` and its patch size, and they must
+    match the tokens the stage gets: with a 28×28 input only 4×4 patches first (then 2×2 merges) fit, so its first
+    stage is coarser than the v2 preset's 14×14. ``shape`` overrides any ``PvtConfig`` value.
+    """
+    from transformers import PvtConfig, PvtForImageClassification
+
+    id2label, label2id = label_maps(names)
+    config = _config(
+        PvtConfig,
+        shape,
+        num_channels=3,
+        image_size=IMAGE_SIZE,
+        num_encoder_blocks=3,
+        depths=[2, 2, 1],
+        hidden_sizes=[64, 128, 128],
+        patch_sizes=[4, 2, 2],
+        strides=[4, 2, 2],
+        num_attention_heads=[1, 2, 2],
+        sequence_reduction_ratios=[1, 1, 1],
+        mlp_ratios=[4, 4, 4],
+        num_labels=len(names),
+        id2label=id2label,
+        label2id=label2id,
+    )
+    return PvtForImageClassification(config)
+
+
 def _config(config_class, shape: dict, **preset):
     """The preset's config with ``shape`` applied; a key the class does not know is an error, not silently kept."""
     unknown = sorted(set(shape) - set(config_class().to_dict()))
@@ -124,20 +208,39 @@ def _config(config_class, shape: dict, **preset):
     return config_class(**{**preset, **shape})
 
 
-PRESETS: dict[str, Callable] = {"cnn": cnn, "vit": vit, "pvt": pvt}
+# What each preset name builds. `cnn` and `pvt` are the recipes' presets: pointing them at `resnet` or `convnext` and
+# `pvt_v1` (types transformers.js runs; RegNet and PVTv2 it does not) is this one line. Models saved from any of them
+# load by their config's model_type, whatever the names point at later.
+PRESETS: dict[str, Callable] = {
+    "cnn": regnet,
+    "vit": vit,
+    "pvt": pvt_v2,
+    "resnet": resnet,
+    "convnext": convnext,
+    "pvt1": pvt_v1,
+}
+# The model types transformers.js 4.3.1 runs for image classification (its MODEL_FOR_IMAGE_CLASSIFICATION mapping),
+# of those the presets build: a test exports each preset of these types and runs it there.
+TRANSFORMERS_JS_TYPES = frozenset({"vit", "resnet", "convnext", "pvt"})
 
 
 def zero_init_residual(model) -> int:
-    """Zero the scale of the last BatchNorm in every residual branch, so each block starts as the identity.
+    """Start every residual block as the identity, so early training sees a shallower network.
 
-    As torchvision's ``zero_init_residual`` (Goyal et al., 2017): early training sees a shallower network. Applies to
-    RegNet X/Y and ResNet blocks; returns how many branches were changed (0 for other models).
+    RegNet X/Y and ResNet blocks: the scale of the last BatchNorm in the residual branch is zeroed, as torchvision's
+    ``zero_init_residual`` (Goyal et al., 2017). ConvNeXt blocks: their layer scale (``layer_scale_parameter``,
+    1e-6 by default, already nearly this) is zeroed. Returns how many blocks were changed (0 for other models).
     """
     import torch
 
     changed = 0
     for module in model.modules():
-        if type(module).__name__ not in ("RegNetXLayer", "RegNetYLayer", "ResNetBasicLayer", "ResNetBottleNeckLayer"):
+        kind = type(module).__name__
+        if kind in ("ConvNextLayer",) and getattr(module, "layer_scale_parameter", None) is not None:
+            torch.nn.init.zeros_(module.layer_scale_parameter)
+            changed += 1
+            continue
+        if kind not in ("RegNetXLayer", "RegNetYLayer", "ResNetBasicLayer", "ResNetBottleNeckLayer"):
             continue
         norms = [m for m in module.layer.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         if norms:
@@ -153,13 +256,14 @@ def pca_init_stem(model, pixel_values) -> bool:
     CIFAR-10 training (airbench's patch whitening; here it is only an initialisation, trained as usual).
     ``pixel_values``: normalised training images ``(N, C, H, W)`` whose channels are equal (gray as RGB). The
     remaining filters keep their random initialisation. Returns False (nothing changed) for models whose first
-    layer is not a small convolution over the image channels.
+    layer is not a small convolution over the image channels (up to 7×7: ResNet's stem, whose 49 components fill
+    all 32 filters of the ``resnet`` preset, ± each).
     """
     import torch
     import torch.nn.functional as F
 
     conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-    if conv is None or conv.groups != 1 or conv.in_channels != pixel_values.shape[1] or conv.kernel_size[0] > 5:
+    if conv is None or conv.groups != 1 or conv.in_channels != pixel_values.shape[1] or conv.kernel_size[0] > 7:
         return False
     if isinstance(conv.padding, str):  # "same"/"valid": not a stem of the kind this initialises
         return False

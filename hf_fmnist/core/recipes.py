@@ -176,13 +176,12 @@ RECIPES: dict[str, Recipe] = {
 }
 
 # Without --recipe: the recipe for (device, preset). No GPU recipe trains the ViT yet: on a GPU it gets the CPU one.
+# The other convolutional presets (resnet, convnext) take the CNN's recipes, and pvt1 the transformer's.
 DEFAULTS: dict[tuple[str, str], str] = {
-    ("cpu", "cnn"): "cpu-15min",
-    ("cpu", "vit"): "cpu-vit-15min",
-    ("cpu", "pvt"): "cpu-vit-15min",
-    ("gpu", "cnn"): "h200-2min",
-    ("gpu", "vit"): "cpu-vit-15min",
-    ("gpu", "pvt"): "cpu-vit-15min",
+    **{("cpu", preset): "cpu-15min" for preset in ("cnn", "resnet", "convnext")},
+    **{("cpu", preset): "cpu-vit-15min" for preset in ("vit", "pvt", "pvt1")},
+    **{("gpu", preset): "h200-2min" for preset in ("cnn", "resnet", "convnext")},
+    **{("gpu", preset): "cpu-vit-15min" for preset in ("vit", "pvt", "pvt1")},
 }
 DEFAULT_PRESET = "cnn"
 
