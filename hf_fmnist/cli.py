@@ -127,7 +127,12 @@ def _push_space(args: argparse.Namespace) -> None:
     from .hub.space import push_space
 
     result = push_space(
-        args.repo_id, args.model, data_dir=args.data_dir, default_name=DEFAULT_SPACE_NAME, **_push_kwargs(args)
+        args.repo_id,
+        args.model,
+        data_dir=args.data_dir,
+        default_name=DEFAULT_SPACE_NAME,
+        static=args.static,
+        **_push_kwargs(args),
     )
     print(f"{'Pull request' if args.create_pr else 'Space'} at {result.get('pr_url') or result['url']}")
 
@@ -270,13 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     push_s = sub.add_parser(
         "push-space",
-        help="publish the demo as a Gradio Space linked to a Hub model (needs the 'demo' extra)",
+        help="publish the demo as a Space linked to a Hub model: the Gradio app (needs the 'demo' extra), or with "
+        "--static a page in which transformers.js classifies in the browser",
         description="Push the demo app (app.py, requirements.txt, README with Space metadata, the demo code, "
         "example images) to a Hub Space, as one commit (none when unchanged), then link the Space from the model "
         "card.",
     )
     push_s.add_argument("--model", required=True, help="NAMESPACE/NAME of the model repo the Space runs")
     push_s.add_argument("--data-dir", help="raw files for the example test images")
+    push_s.add_argument(
+        "--static",
+        action="store_true",
+        help="publish a static Space instead: a page in which transformers.js (copied from js/node_modules, "
+        "`npm ci --ignore-scripts`) classifies in the browser, loading the model's onnx/model_quantized.onnx",
+    )
     _add_push_flags(push_s, DEFAULT_SPACE_NAME)
     push_s.set_defaults(run=_push_space)
 

@@ -326,6 +326,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_DELETE(self):
         self._dispatch("DELETE")
 
+    def do_OPTIONS(self):
+        """A browser's CORS preflight: downloads may come from any page, as the Hub's do (transformers.js)."""
+        self._send(204, b"", {"Access-Control-Allow-Methods": "GET, HEAD", "Access-Control-Allow-Headers": "*"})
+
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
@@ -342,6 +346,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        # as the Hub: a page on another origin (a static Space, transformers.js) may read the files and their headers
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Expose-Headers", "Content-Range, ETag, X-Repo-Commit, X-Linked-Size")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()

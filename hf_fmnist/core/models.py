@@ -59,7 +59,8 @@ def regnet(*, names=CLASS_NAMES, **shape):
 
 
 def vit(*, names=CLASS_NAMES, **shape):
-    """A small ViT for 28×28: 4×4 patches (49 tokens), width 128, 4 layers of 4 heads; ``shape`` as for :func:`regnet`."""
+    """A small ViT for 28×28: 4×4 patches (49 tokens), width 128, 4 layers of 4 heads; ``shape`` as for
+    :func:`regnet`."""
     from transformers import ViTConfig, ViTForImageClassification
 
     id2label, label2id = label_maps(names)

@@ -136,30 +136,44 @@ def push_space(
     create_pr: bool = False,
     log=None,
     default_name: str = "fashion-mnist-demo",
+    static: bool = False,
 ) -> dict:
     """Publish the Space, then link it from the model card; ``{"url", "repo_id", "commit", "changed",
-    "card_linked"}``. ``repo_id`` None: ``<your namespace>/<default_name>``."""
+    "card_linked"}``. ``repo_id`` None: ``<your namespace>/<default_name>``. ``static``: the page in which
+    transformers.js classifies in the browser (:mod:`hf_fmnist.hub.static_space`) instead of the Gradio app."""
+    from huggingface_hub import constants
+
     from ..extras import installed_version
+    from . import static_space
 
     log = log or (lambda message: print(message, file=sys.stderr))
-    installed_version("gradio", extra="demo", command="push-space")  # before anything reaches the Hub
+    if static:
+        static_space.node_modules()  # before anything reaches the Hub
+    else:
+        installed_version("gradio", extra="demo", command="push-space")
     if repo_id is not None:
         check_repo_id(repo_id)
     check_repo_id(model_id)
     _check_model_exists(model_id, token)
+    if static:
+        static_space.check_model_for_browser(model_id, token)
     with tempfile.TemporaryDirectory(prefix="hf_fmnist-space-") as tmp:
-        build_space(tmp, model_id, data_dir=data_dir)
+        if static:
+            static_space.build_static_space(tmp, model_id, constants.ENDPOINT)
+        else:
+            build_space(tmp, model_id, data_dir=data_dir)
+        kind = "Browser (transformers.js)" if static else "Gradio"
         result = push_folder(
             repo_id,
             tmp,
             repo_type="space",
-            space_sdk="gradio",
+            space_sdk="static" if static else "gradio",
             ignore=SPACE_IGNORE,
-            include=SPACE_FILES,
+            include=static_space.STATIC_FILES if static else SPACE_FILES,
             token=token,
             private=private,
             revision=revision,
-            commit_message=commit_message or f"Gradio demo of {model_id} with hf_fmnist",
+            commit_message=commit_message or f"{kind} demo of {model_id} with hf_fmnist",
             create_pr=create_pr,
             log=log,
             default_name=default_name,
@@ -168,17 +182,21 @@ def push_space(
         log(f"The model card of {model_id} links the Space once it is on the Space's main branch; not changed now.")
         result["card_linked"] = False
     else:
-        result["card_linked"] = link_from_model_card(model_id, result["repo_id"], result["url"], token=token, log=log)
+        result["card_linked"] = link_from_model_card(
+            model_id, result["repo_id"], result["url"], token=token, log=log, static=static
+        )
     return result
 
 
-def link_from_model_card(model_id: str, space_id: str, space_url: str, *, token: str | None = None, log) -> bool:
+def link_from_model_card(
+    model_id: str, space_id: str, space_url: str, *, token: str | None = None, log, static: bool = False
+) -> bool:
     """Add or refresh the Space link in the model's README.md; False (one line said why) when that is not possible."""
     found = []
 
     def edit(card: str | None) -> str | None:
         found.append(card is not None)
-        return with_demo_block(card, space_id, space_url)
+        return with_demo_block(card, space_id, space_url, static=static)
 
     try:
         changed = update_file(
@@ -201,21 +219,23 @@ def link_from_model_card(model_id: str, space_id: str, space_url: str, *, token:
     return True
 
 
-def demo_block(space_id: str, space_url: str) -> str:
-    return (
-        f"{DEMO_START}\n**Try it in your browser:** [{space_id}]({space_url}), a Gradio demo of this model "
-        f"(upload a photo, draw a garment, or click a test image).\n{DEMO_END}"
+def demo_block(space_id: str, space_url: str, *, static: bool = False) -> str:
+    what = (
+        "a page in which transformers.js runs this model on your device (upload an image or draw a garment)"
+        if static
+        else "a Gradio demo of this model (upload a photo, draw a garment, or click a test image)"
     )
+    return f"{DEMO_START}\n**Try it in your browser:** [{space_id}]({space_url}), {what}.\n{DEMO_END}"
 
 
-def with_demo_block(card: str | None, space_id: str, space_url: str) -> str | None:
+def with_demo_block(card: str | None, space_id: str, space_url: str, *, static: bool = False) -> str | None:
     """``card`` with the demo block replaced in place, else inserted at the end of its ``## Usage`` section.
 
     A card without a Usage section gets the block at its end; no card (None) stays None: there is nothing to link.
     """
     if card is None:
         return None
-    block = demo_block(space_id, space_url)
+    block = demo_block(space_id, space_url, static=static)
     start = card.find(DEMO_START)  # str.find, not a regex: START.*?END is quadratic in a card of start markers
     stop = card.find(DEMO_END, start + len(DEMO_START)) if start >= 0 else -1
     if stop >= 0:
