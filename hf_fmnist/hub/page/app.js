@@ -5,7 +5,7 @@ import { env, pipeline, RawImage } from "./lib/transformers.min.js";
 import { HUB, MODEL } from "./config.js";
 
 const SIDE = 28; // the model's input: Fashion-MNIST's 28×28 gray images, light object on black
-const MAX_BYTES = 20 * 1024 * 1024; // a photo is a few MB; more is not a picture of a garment
+const MAX_BYTES = 20_000_000; // a photo is a few MB; more is not a picture of a garment
 const MAX_PIXELS = 50_000_000; // checked before the image is drawn (decoded): a small file may claim huge sides
 
 env.remoteHost = HUB;
