@@ -3,6 +3,9 @@
 #   1. Everything scripts/setup_main.sh does (Debian's dataset-fashion-mnist, .venv, the pinned CPU torch), with this
 #      package's dev extras: the demo and onnx extras, pytest, selenium, ruff and mypy.
 #   2. Debian's chromium and chromium-driver, for the demo's browser test, where apt-get is available.
+#   3. transformers.js from the npm registry, exactly as js/package-lock.json pins it (npm ci: about 25 s), for the
+#      transformers.js tests and `push-space --static`. --ignore-scripts: onnxruntime-node's CPU binary is in its
+#      package, and its install script would download more from outside the registries.
 # Environment: as scripts/setup_main.sh (PYTHON, TORCH_SPEC, TORCH_INDEX_URL).
 set -euo pipefail
 SETUP_EXTRAS=dev
@@ -13,5 +16,11 @@ SETUP_EXTRAS=dev
 # selenium or playwright everywhere); without them that one test is skipped.
 if { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; } && ! apt_install chromium chromium-driver; then
   echo "setup: could not install chromium and chromium-driver; the demo's browser test will be skipped" >&2
+fi
+if ! command -v npm >/dev/null && ! apt_install nodejs npm; then
+  echo "setup: could not install Node and npm; the transformers.js tests will be skipped (failed under CI=true)" >&2
+fi
+if command -v npm >/dev/null; then
+  (cd js && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 echo "setup: ready for the tests (.venv/bin/hf-fmnist, .venv/bin/python)"
