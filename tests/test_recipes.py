@@ -90,3 +90,21 @@ def test_onecycle_warms_up_over_a_quarter_of_all_steps():
     }
     assert schedule(config, 4, 10, "cosine")["num_warmup_steps"] == 0
     assert schedule(TrainConfig(output_dir="o", max_train_steps=15), 4, 10)["num_train_epochs"] == 2
+
+
+@pytest.mark.parametrize("name", [n for n, r in recipes.RECIPES.items() if r.model == "cnn"])
+def test_pointing_cnn_at_resnet_keeps_every_cnn_recipe_buildable(name, monkeypatch):
+    """The switch issue 24 asks for is one line (models.PRESETS["cnn"]): with it, each CNN recipe, the GPU ones'
+    wider shapes included, still builds a stock model. ConvNeXt has no embedding_size or downsample_in_first_stage,
+    so pointing cnn at it also needs the GPU recipes' shapes rewritten: that is an error, not a silent change."""
+    from hf_fmnist.core import models
+
+    recipe = recipes.RECIPES[name]
+    monkeypatch.setitem(models.PRESETS, "cnn", models.resnet)
+    model = create_model("cnn", **recipe.model_config)
+    assert model.config.model_type == "resnet"
+    assert model(pixel_values=torch.zeros(2, 3, 28, 28)).logits.shape == (2, 10)
+    monkeypatch.setitem(models.PRESETS, "cnn", models.convnext)
+    if recipe.model_config:
+        with pytest.raises(HfFmnistError, match="ConvNextConfig has no setting downsample_in_first_stage, embedding"):
+            create_model("cnn", **recipe.model_config)
