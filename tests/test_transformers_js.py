@@ -467,7 +467,7 @@ def test_static_space_classifies_uploads_and_drawings_in_chromium(hub, trained, 
     Chromium: a test image gives onnxruntime's int8 top-1; a drawing gets five classes; an empty file, a text file,
     a damaged PNG, a 21 MB file and a 50-megapixel PNG each get one line in the page, never a stack trace; nothing
     leaves loopback, and the int8 file and the library's WebAssembly come from the Hub and the Space."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import hf_hub_download, snapshot_download
     from PIL import Image
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -481,6 +481,9 @@ def test_static_space_classifies_uploads_and_drawings_in_chromium(hub, trained, 
     model_id, space_id = publish(folder, "static-model"), unique_repo("static-space")
     assert main(["push-space", "--static", "--model", model_id, "--repo-id", space_id]) == 0
     space = Path(snapshot_download(space_id, repo_type="space", local_dir=tmp_path / "space"))
+    assert "sdk: static" in (space / "README.md").read_text()
+    card = Path(hf_hub_download(model_id, "README.md")).read_text()  # the model card links the Space, as for Gradio
+    assert f"[{space_id}](" in card and "a page in which transformers.js runs this model on your device" in card
     site = Site(space)
     images, _ = load_tensors("test")
     image = np.ascontiguousarray(images[:1].numpy(), dtype=np.uint8)
