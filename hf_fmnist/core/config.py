@@ -30,7 +30,7 @@ from ..errors import HfFmnistError
 from . import recipes
 
 CONFIG_FILE = "training_config.json"
-SCHEDULERS = ("onecycle", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+SCHEDULERS = recipes.SCHEDULERS
 REPORTERS = ("tensorboard", "all")
 
 
@@ -81,7 +81,8 @@ class TrainConfig:
     )
     recipe: str | None = _f(
         None,
-        f"named defaults for everything below that is not given: {', '.join(recipes.RECIPES)} (listed below); "
+        f"named defaults for everything below that is not given: {', '.join(recipes.RECIPES)} (listed below), or a "
+        "JSON recipe file (as `hf-fmnist tune` writes); "
         f"default: {recipes.DEFAULTS[('cpu', 'cnn')]} on CPU, {recipes.DEFAULTS[('gpu', 'cnn')]} on a GPU",
     )
     model_name_or_path: str | None = _f(
@@ -257,6 +258,8 @@ class TrainConfig:
             if value is None or value == "latest" or sources.get(name, "local") != "local":
                 continue
             out[name] = _public_path(value)
+        if out["recipe"] is not None and recipes.is_file_spec(out["recipe"]):  # a recipe file: its name only
+            out["recipe"] = _public_path(out["recipe"])
         return out
 
     @staticmethod
