@@ -7,7 +7,7 @@ from hf_fmnist.core import recipes
 from hf_fmnist.core.config import TrainConfig
 from hf_fmnist.core.models import create_model
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.training.settings import resolve
+from hf_fmnist.training.settings import choose_recipe, resolve
 
 
 @pytest.mark.parametrize("name", [n for n, r in recipes.RECIPES.items() if r.model])
@@ -131,7 +131,7 @@ def _bad(tmp_path, **change):
 def test_a_bad_recipe_file_is_one_line_naming_it_and_the_field(tmp_path, change, words):
     path = _bad(tmp_path, **change)
     with pytest.raises(HfFmnistError) as e:
-        TrainConfig(output_dir="o", recipe=str(path))
+        choose_recipe(TrainConfig(output_dir="o", recipe=str(path)))
     assert str(path) in str(e.value) and words in str(e.value) and "\n" not in str(e.value)
 
 
