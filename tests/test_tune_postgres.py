@@ -25,7 +25,7 @@ def database():
         if IN_CI:
             pytest.fail(f"{missing}, and CI=true requires the shared-storage test", pytrace=False)
         pytest.skip(missing)
-    pytest.importorskip("psycopg2")
+    pytest.importorskip("psycopg")
     with postgres() as url:
         yield url
 

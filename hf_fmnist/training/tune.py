@@ -175,16 +175,24 @@ def open_study(args: TuneArgs, base: recipes.Recipe, space: list, out: Path):
                 f"{', '.join(what) or 'setting'} than this command; resume it with the same --recipe, --space, "
                 f"--validation_split_percentage and --seed, or pass another --study_name or --output_dir."
             )
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=args.seed),
-        pruner=make_pruner(args.pruner),
-        load_if_exists=True,
+    study = _retry_race(
+        lambda: optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=args.seed),
+            pruner=make_pruner(args.pruner),
+            load_if_exists=True,
+        )
     )
     if name not in existing:
-        study.set_user_attr(ATTR, wanted)
+        _retry_race(lambda: study.set_user_attr(ATTR, wanted))
+        if study.user_attrs.get(ATTR) != json.loads(json.dumps(wanted)):  # another worker created it otherwise
+            raise HfFmnistError(
+                f"Study {name!r} in {describe_storage(args.storage, out)} was just created by another worker with "
+                f"other settings; start every worker with the same --recipe, --space, --validation_split_percentage "
+                f"and --seed."
+            )
     if args.storage is None:  # the output folder is locked: a trial still "running" here was cut off by a crash
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
@@ -200,12 +208,28 @@ def make_storage(url: str | None, out: Path):
     try:
         with warnings.catch_warnings():  # the heartbeat is "experimental" (since Optuna 2.9)
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(target, engine_kwargs=_engine_kwargs(target), **heartbeat)
+            return _retry_race(
+                lambda: optuna.storages.RDBStorage(target, engine_kwargs=_engine_kwargs(target), **heartbeat)
+            )
     except Exception as e:  # sqlalchemy and the drivers raise many types for a URL that cannot connect
         raise HfFmnistError(
             f"--storage {describe_storage(url, out)} cannot be opened ({type(e).__name__}: {one_line(e, 200)}); "
             f"check the URL, the server and its credentials."
         ) from None
+
+
+def _retry_race(action, tries: int = 5):
+    """``action()``, again after a moment when it lost a race with another worker creating the same rows or tables
+    (workers started together on a new database both create Optuna's tables, its study and its attributes)."""
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(tries):
+        try:
+            return action()
+        except IntegrityError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5 + attempt)
 
 
 def _engine_kwargs(url: str) -> dict:
