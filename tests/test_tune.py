@@ -241,3 +241,35 @@ def test_without_optuna_the_error_names_the_extra(tmp_path, recipe, capsys, monk
     monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
     assert tune_main(tune_args(tmp_path / "o", tmp_path, recipe)) == 2
     assert 'pip install "hf_fmnist[tune]"' in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("name", [n for n, r in recipes.RECIPES.items() if r.model is not None])
+def test_every_recipes_default_space_keeps_to_the_recipe_rules(name):
+    from hf_fmnist.training import space as search_space
+
+    base = recipes.RECIPES[name]
+    params = search_space.default_space(base)
+    assert {"learning_rate", "weight_decay", "label_smoothing", "random_erasing", "pad_crop"} <= {
+        p.name for p in params
+    }
+    for param in params:  # either end of every range makes a recipe the loader accepts (it checks every range)
+        assert param.low < param.high and (param.low > 0 or not param.log)
+        for value in (param.low, param.high):
+            tuned = search_space.apply(base, "t", {param.name: value}, "test")
+            assert getattr(tuned, param.name) == value and tuned.model_config == base.model_config
+
+
+def test_a_model_config_parameter_merges_into_the_recipes_shape(tmp_path, recipe):
+    from hf_fmnist.training import space as search_space
+
+    base = recipes.get(str(recipe))
+    path = tmp_path / "space.yaml"
+    path.write_text("model_config.hidden_sizes: {choices: [[8, 16, 32], [16, 16, 16]]}\n")
+    (param,) = search_space.load(path, base)
+    tuned = search_space.apply(base, "t", {param.name: [8, 16, 32]}, "test")
+    assert tuned.model_config == {**base.model_config, "hidden_sizes": [8, 16, 32]}
+
+
+def test_a_fine_tune_recipe_is_refused(tmp_path, capsys):
+    assert tune_main(["--output_dir", str(tmp_path / "o"), "--recipe", "fine-tune"]) == 2
+    assert "fine-tunes a checkpoint" in one_error_line(capsys)
