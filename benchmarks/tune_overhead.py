@@ -51,7 +51,7 @@ def trials(args, out: Path, count: int) -> list[tuple[float, float]]:
 
     space = out.parent / "fixed_space.json"
     space.write_text(json.dumps({"learning_rate": {"choices": [recipes.get(args.recipe).learning_rate]}}))
-    done = _finished(out)
+    done = _finished(args, out)
     command = [sys.executable, "-m", "hf_fmnist.cli", "tune", "--output_dir", str(out), "--recipe", args.recipe]
     command += ["--space", str(space), "--pruner", "none", "--n_trials", str(done + count), "--seed", str(args.seed)]
     command += ["--dataset", args.dataset, "--validation_split_percentage", str(args.validation_split_percentage)]
@@ -59,17 +59,23 @@ def trials(args, out: Path, count: int) -> list[tuple[float, float]]:
         if getattr(args, name) is not None:
             command += [f"--{name}", str(getattr(args, name))]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    study = optuna.load_study(study_name=None, storage=f"sqlite:///{out / 'study.db'}")
+    study = optuna.load_study(study_name=_study_name(args), storage=f"sqlite:///{out / 'study.db'}")
     new = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE][done:]
     return [(t.user_attrs["train_runtime"], (t.datetime_complete - t.datetime_start).total_seconds()) for t in new]
 
 
-def _finished(out: Path) -> int:
+def _study_name(args) -> str:
+    from hf_fmnist.core import recipes
+
+    return f"hf_fmnist-{recipes.get(args.recipe).name}"  # tune's default
+
+
+def _finished(args, out: Path) -> int:
     if not (out / "study.db").exists():
         return 0
     import optuna
 
-    study = optuna.load_study(study_name=None, storage=f"sqlite:///{out / 'study.db'}")
+    study = optuna.load_study(study_name=_study_name(args), storage=f"sqlite:///{out / 'study.db'}")
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
