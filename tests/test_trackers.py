@@ -53,9 +53,9 @@ def test_an_unknown_tracker_is_one_line():
 
 
 @pytest.mark.parametrize("tracker", ["wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"])
-def test_a_tracker_that_is_not_installed_names_its_extra(tmp_path, capsys, tracker):
-    if importlib.util.find_spec(tracker) is not None:
-        pytest.skip(f"{tracker} is installed here")
+def test_a_tracker_that_is_not_installed_names_its_extra(tmp_path, capsys, monkeypatch, tracker):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == tracker else real(name, *a))
     dataset = str(synthetic_export(tmp_path / "data"))
     out = tmp_path / "out"
     assert train_main(tiny_train_args(out, dataset, "--with_tracking", "--report_to", tracker)) == 2
@@ -95,3 +95,29 @@ def test_tune_logs_each_trial_as_its_own_trackio_run(tmp_path):
     assert sorted(logged) == ["trial_0000", "trial_0001"]
     for number, row in trials.items():
         assert logged[f"trial_{number:04d}"][-1]["eval/accuracy"] == row["validation_accuracy"]
+
+
+@pytest.mark.slow
+def test_wandb_offline_and_mlflow_write_only_under_the_output_folder(tmp_path):
+    pytest.importorskip("wandb")
+    pytest.importorskip("mlflow")
+    dataset = str(synthetic_export(tmp_path / "data", sizes=(64, 20)))
+    out, cwd = tmp_path / "out", tmp_path / "cwd"
+    cwd.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    for name in ("MLFLOW_TRACKING_URI", "WANDB_DIR", "TRACKIO_DIR"):
+        env.pop(name, None)
+    args = tiny_train_args(out, dataset, "--with_tracking", "--report_to", "wandb,mlflow")
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_fmnist.cli", "train", *args], env=env, cwd=cwd, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert os.listdir(cwd) == []  # nothing in the working directory (wandb's ./wandb, mlflow's ./mlruns by default)
+    assert len(list((out / "runs" / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'runs' / 'mlflow' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("hf_fmnist").experiment_id])
+    results = json.loads((out / "all_results.json").read_text())
+    assert run.info.run_name == "out" and run.data.metrics["eval/accuracy"] == results["eval_accuracy"]

@@ -8,7 +8,8 @@ tensorboard    (installed)           OUTPUT_DIR/runs/hf_fmnist/ (event files; wh
 trackio        hf_fmnist[trackio]    $TRACKIO_DIR if set, else OUTPUT_DIR/runs/trackio/ (its SQLite store; one
                                      store per process, fixed when trackio is first imported)
 wandb          hf_fmnist[wandb]      OUTPUT_DIR/runs/wandb/ (``WANDB_MODE=offline`` keeps it off the network)
-mlflow         hf_fmnist[mlflow]     $MLFLOW_TRACKING_URI if set, else the file store OUTPUT_DIR/runs/mlflow/
+mlflow         hf_fmnist[mlflow]     $MLFLOW_TRACKING_URI if set, else a SQLite store OUTPUT_DIR/runs/mlflow/
+                                     mlflow.db (MLflow 3 refuses its old file store), artifacts beside it
 aim            hf_fmnist[aim]        OUTPUT_DIR/runs/ (its repository)
 dvclive        hf_fmnist[dvclive]    OUTPUT_DIR/runs/dvclive/
 comet_ml       hf_fmnist[comet_ml]   Comet's servers (an online service; nothing kept locally by us)
@@ -81,7 +82,8 @@ def prepare(config: TrainConfig) -> list[str]:
     if "mlflow" in names and not os.environ.get("MLFLOW_TRACKING_URI"):
         import mlflow
 
-        mlflow.set_tracking_uri((runs / "mlflow").absolute().as_uri())
+        # MLflow 3 refuses its old file store; its SQLite store is a file too, created when the run starts
+        mlflow.set_tracking_uri(f"sqlite:///{(runs / 'mlflow' / 'mlflow.db').absolute()}")
     return names
 
 
@@ -89,9 +91,11 @@ def init_kwargs(config: TrainConfig) -> dict:
     """``Accelerator.init_trackers(init_kwargs=...)``: each run named after its output folder, local files under
     ``OUTPUT_DIR/runs``."""
     runs, name = runs_dir(config), Path(config.output_dir).name or "run"
+    if "mlflow" in chosen(config):  # called once the output folder is written: its store's folder may be made now
+        (runs / "mlflow").mkdir(parents=True, exist_ok=True)
     return {
         "trackio": {"name": name},
         "wandb": {"dir": str(runs), "name": name},
-        "mlflow": {"run_name": name},
+        "mlflow": {"run_name": name, "logging_dir": str((runs / "mlflow" / "artifacts").absolute())},
         "dvclive": {"dir": str(runs / "dvclive")},
     }
