@@ -273,3 +273,20 @@ def test_a_model_config_parameter_merges_into_the_recipes_shape(tmp_path, recipe
 def test_a_fine_tune_recipe_is_refused(tmp_path, capsys):
     assert tune_main(["--output_dir", str(tmp_path / "o"), "--recipe", "fine-tune"]) == 2
     assert "fine-tunes a checkpoint" in one_error_line(capsys)
+
+
+def test_a_trial_left_running_by_a_crash_is_marked_failed_when_the_search_resumes(tmp_path, recipe):
+    from hf_fmnist.training import space as search_space
+    from hf_fmnist.training.tune import open_study
+
+    out = tmp_path / "search"
+    out.mkdir()
+    base = recipes.get(str(recipe))
+    args = _args(out, tmp_path, recipe)
+    study = open_study(args, base, search_space.default_space(base), out)
+    crashed = study.ask()  # as a process killed mid-trial leaves it: running, forever
+    done = study.ask()
+    study.tell(done, 0.5)
+    again = open_study(args, base, search_space.default_space(base), out)
+    states = {t.number: t.state.name for t in again.trials}
+    assert states == {crashed.number: "FAIL", done.number: "COMPLETE"}
