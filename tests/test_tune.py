@@ -18,10 +18,11 @@ import pytest
 from hf_fmnist.core import recipes
 from hf_fmnist.errors import HfFmnistError
 from hf_fmnist.training import loop
+from hf_fmnist.training.loop import main as train_main
 from hf_fmnist.training.tune import TuneArgs, tune
 from hf_fmnist.training.tune import main as tune_main
 
-from conftest import one_error_line
+from conftest import one_error_line, synthetic_export
 from tune_helpers import tiny_recipe, train_only_export, tune_args
 
 optuna = pytest.importorskip("optuna")
@@ -80,6 +81,12 @@ def test_a_pruned_search_on_a_train_only_folder_writes_a_recipe_train_accepts(tm
     ).model_config
     # the printed command retrains the best settings with train.py's loader of recipes, on a folder with a test split
     assert summary["command"].startswith(f"hf-fmnist train --recipe {out / 'best_recipe.json'} ")
+    with_test = synthetic_export(tmp_path / "with-test", sizes=(64, 20))
+    retrain = tmp_path / "retrain"
+    flags = ["--output_dir", str(retrain), "--dataset", str(with_test), "--max_train_steps", "1"]
+    assert train_main(["--recipe", str(out / "best_recipe.json"), *flags]) == 0
+    resolved = json.loads((retrain / "training_config.json").read_text())["resolved"]
+    assert resolved["recipe"] == "tuned-tiny" and resolved["learning_rate"] == values["learning_rate"]
 
 
 @pytest.mark.slow
