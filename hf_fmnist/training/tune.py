@@ -270,7 +270,7 @@ def search(args: TuneArgs, base: recipes.Recipe, space: list, study, out: Path, 
     progress = TrialProgress(study, wanted, done)
 
     def objective(trial) -> float:
-        return run_trial(args, base, space, trial, cache, out)
+        return run_trial(args, base, space, trial, cache, out, signals)
 
     failed = []
 
@@ -306,8 +306,11 @@ def search(args: TuneArgs, base: recipes.Recipe, space: list, study, out: Path, 
     return summary
 
 
-def run_trial(args: TuneArgs, base: recipes.Recipe, space: list, trial, cache: DataCache, out: Path) -> float:
-    """One trial: its recipe file, then :func:`train` on the held-out split; its held-out accuracy."""
+def run_trial(
+    args: TuneArgs, base: recipes.Recipe, space: list, trial, cache: DataCache, out: Path, signals=None
+) -> float:
+    """One trial: its recipe file, then :func:`train` on the held-out split; its held-out accuracy. A stop signal
+    that came before training started cuts the trial off here (training heeds the ones that come later)."""
     values = {p.name: p.suggest(trial) for p in space}
     trial.set_user_attr("values", values)
     recipe = search_space.apply(
@@ -317,6 +320,8 @@ def run_trial(args: TuneArgs, base: recipes.Recipe, space: list, trial, cache: D
         out / "trials" / f"trial_{trial.number:04d}.json", json.dumps(recipes.to_dict(recipe), indent=2) + "\n"
     )
     config = trial_config(args, recipe_file, out / "trials" / f"trial_{trial.number:04d}")
+    if signals is not None and signals.received:
+        raise Preempted(signals.received, 0, out)
     results = train(config, SearchTrial(trial, cache))
     assert results is not None  # one process
     trial.set_user_attr("train_runtime", results["train_runtime"])
