@@ -310,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train or fine-tune a model (the same flags as train.py; see `hf-fmnist train --help`)",
         add_help=False,
     )
+    sub.add_parser(
+        "tune",
+        help="search training settings with Optuna on a held-out share of the training split (see "
+        "`hf-fmnist tune --help`)",
+        add_help=False,
+    )
     return parser
 
 
@@ -319,6 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .training.loop import main as train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["tune"]:  # its own flags, and its own signal handling (a cut-off trial is recorded as failed)
+        from .training.tune import main as tune_main
+
+        return tune_main(argv[1:])
     args = build_parser().parse_args(argv)
     previous = _on_sigterm(_terminate)
     try:

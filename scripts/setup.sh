@@ -23,4 +23,9 @@ fi
 if command -v npm >/dev/null; then
   (cd js && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
+# `hf-fmnist tune --storage` is tested against a real PostgreSQL server that the test starts on a private port (its
+# own cluster in a temp folder, removed afterwards): Debian's server binaries, where missing.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! apt_install postgresql; then
+  echo "setup: could not install postgresql; the shared-study test will be skipped (it fails under CI=true)" >&2
+fi
 echo "setup: ready for the tests (.venv/bin/hf-fmnist, .venv/bin/python)"

@@ -7,7 +7,7 @@ from hf_fmnist.core import recipes
 from hf_fmnist.core.config import TrainConfig
 from hf_fmnist.core.models import create_model
 from hf_fmnist.errors import HfFmnistError
-from hf_fmnist.training.settings import resolve
+from hf_fmnist.training.settings import choose_recipe, resolve
 
 
 @pytest.mark.parametrize("name", [n for n, r in recipes.RECIPES.items() if r.model])
@@ -108,3 +108,56 @@ def test_pointing_cnn_at_resnet_keeps_every_cnn_recipe_buildable(name, monkeypat
     if recipe.model_config:
         with pytest.raises(HfFmnistError, match="ConvNextConfig has no setting downsample_in_first_stage, embedding"):
             create_model("cnn", **recipe.model_config)
+
+
+# --- recipes are data: the built-ins and a file given to --recipe go through one reader ---------------------------
+
+
+@pytest.mark.parametrize("name", list(recipes.RECIPES))
+def test_a_builtin_written_as_a_file_reads_back_equal(tmp_path, name):
+    import json
+
+    path = tmp_path / f"{name}-copy.json"
+    path.write_text(json.dumps(recipes.to_dict(recipes.RECIPES[name])))
+    assert recipes.get(str(path)) == recipes.RECIPES[name]
+    assert TrainConfig(output_dir="o", recipe=str(path)).public_dict()["recipe"] == f"./{path.name}"  # no local path
+
+
+def _bad(tmp_path, **change):
+    import json
+
+    data = {**recipes.to_dict(recipes.RECIPES["cpu-5min"]), **change}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))  # NaN is written as NaN, which json reads back
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"learnin_rate": 0.1}, "unknown recipe field 'learnin_rate'"),
+        ({"learning_rate": "fast"}, "'learning_rate' must be float"),
+        ({"learning_rate": float("nan")}, "'learning_rate' must be float"),
+        ({"num_train_epochs": 2.5}, "'num_train_epochs' must be int"),
+        ({"hflip": 1}, "'hflip' must be bool"),
+        ({"model": "someone/model"}, "'model' must be a preset"),
+        ({"model_config": {"hidden_sizes": [10**9]}}, "model_config['hidden_sizes']"),
+        ({"pad_crop": 99}, "pad_crop must be in [0, 8]"),
+        ({"lr_scheduler_type": "sometimes"}, "lr_scheduler_type 'sometimes'"),
+    ],
+)
+def test_a_bad_recipe_file_is_one_line_naming_it_and_the_field(tmp_path, change, words):
+    path = _bad(tmp_path, **change)
+    with pytest.raises(HfFmnistError) as e:
+        choose_recipe(TrainConfig(output_dir="o", recipe=str(path)))
+    assert str(path) in str(e.value) and words in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("content", ["{", "[1, 2]", "x" * (70 << 10)])
+def test_a_file_that_is_no_recipe_is_one_line(tmp_path, content):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    with pytest.raises(HfFmnistError, match=r"--recipe .*r\.json"):
+        recipes.get(str(path))
+    with pytest.raises(HfFmnistError, match="no such recipe file"):
+        recipes.get(str(tmp_path / "missing.json"))

@@ -30,8 +30,10 @@ from ..errors import HfFmnistError
 from . import recipes
 
 CONFIG_FILE = "training_config.json"
-SCHEDULERS = ("onecycle", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
-REPORTERS = ("tensorboard", "all")
+SCHEDULERS = recipes.SCHEDULERS
+# Accelerate's trackers (each an optional extra; hf_fmnist/training/trackers.py says where each writes), and "all"
+TRACKERS = ("tensorboard", "trackio", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive")
+REPORTERS = (*TRACKERS, "all")
 
 
 PROCESSES_HELP = """\
@@ -81,7 +83,8 @@ class TrainConfig:
     )
     recipe: str | None = _f(
         None,
-        f"named defaults for everything below that is not given: {', '.join(recipes.RECIPES)} (listed below); "
+        f"named defaults for everything below that is not given: {', '.join(recipes.RECIPES)} (listed below), or a "
+        "JSON recipe file (as `hf-fmnist tune` writes); "
         f"default: {recipes.DEFAULTS[('cpu', 'cnn')]} on CPU, {recipes.DEFAULTS[('gpu', 'cnn')]} on a GPU",
     )
     model_name_or_path: str | None = _f(
@@ -146,8 +149,12 @@ class TrainConfig:
     )
     checkpointing_steps: str | None = _f(None, "save a resumable checkpoint every N optimizer steps, or 'epoch'")
     resume_from_checkpoint: str | None = _f(None, "a checkpoint folder, or 'latest' in --output_dir")
-    with_tracking: bool = _f(False, "log metrics for TensorBoard under OUTPUT_DIR/runs")
-    report_to: str = _f("tensorboard", f"tracker for --with_tracking: {', '.join(REPORTERS)}")
+    with_tracking: bool = _f(False, "log metrics to the --report_to trackers (local files under OUTPUT_DIR/runs)")
+    report_to: str = _f(
+        "tensorboard",
+        f"trackers for --with_tracking, comma-separated: {', '.join(REPORTERS)} (every installed one); each but "
+        "tensorboard is the pip extra of its name",
+    )
     max_train_samples: int | None = _f(None, "use only the first N training images (quick runs, tests)")
     max_eval_samples: int | None = _f(None, "evaluate on only the first N test images")
     validation_split_percentage: int | None = _f(
@@ -186,8 +193,8 @@ class TrainConfig:
                 raise HfFmnistError(f"--{name} must be > 0, not {value}.")
         if self.weight_decay is not None and self.weight_decay < 0:
             raise HfFmnistError(f"--weight_decay must be >= 0, not {self.weight_decay}.")
-        if self.recipe is not None:
-            recipes.get(self.recipe)  # the error lists the recipes
+        if self.recipe is not None and not recipes.is_file_spec(self.recipe):
+            recipes.get(self.recipe)  # the error lists the recipes; a recipe file is read when training starts
         if self.mixed_precision is not None and self.mixed_precision not in recipes.PRECISIONS:
             raise HfFmnistError(
                 f"--mixed_precision {self.mixed_precision!r} is not one of {', '.join(recipes.PRECISIONS)}."
@@ -208,8 +215,9 @@ class TrainConfig:
             raise HfFmnistError(
                 f"--lr_scheduler_type {self.lr_scheduler_type!r} is not one of {', '.join(SCHEDULERS)}."
             )
-        if self.report_to not in REPORTERS:
-            raise HfFmnistError(f"--report_to {self.report_to!r} is not one of {', '.join(REPORTERS)}.")
+        for reporter in self.report_to.split(","):
+            if reporter.strip() not in REPORTERS:
+                raise HfFmnistError(f"--report_to {reporter.strip()!r} is not one of {', '.join(REPORTERS)}.")
         if self.checkpointing_steps is not None and not (
             self.checkpointing_steps == "epoch" or re.fullmatch(r"[1-9][0-9]*", self.checkpointing_steps)
         ):
@@ -257,6 +265,8 @@ class TrainConfig:
             if value is None or value == "latest" or sources.get(name, "local") != "local":
                 continue
             out[name] = _public_path(value)
+        if out["recipe"] is not None and recipes.is_file_spec(out["recipe"]):  # a recipe file: its name only
+            out["recipe"] = _public_path(out["recipe"])
         return out
 
     @staticmethod

@@ -17,15 +17,36 @@ trains the same model on 1 or N processes; its learning rate belongs to that glo
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+import os
 import textwrap
+import typing
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 
 from ..errors import HfFmnistError
 
 PRECISIONS = ("no", "fp16", "bf16")
+SCHEDULERS = ("onecycle", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 NOT_MEASURED = "not measured"
 # Measured results are written in one place, per CPU and as ranges; the recipes point there
 MEASURED = "measured per CPU in docs/benchmarks.md (Recipes: measured results)"
+
+
+# The ranges a recipe's numbers must lie in (the flags' own, from core/config.py, and bounds on the work asked for)
+_RANGES = (
+    ("num_train_epochs", 1, 10_000),
+    ("train_batch_size", 1, 1 << 16),
+    ("learning_rate", 0, 10),
+    ("weight_decay", 0, 10),
+    ("label_smoothing", 0, 1),
+    ("pad_crop", 0, 8),
+    ("random_erasing", 0, 1),
+    ("eval_last_epochs", 0, 10_000),
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +78,14 @@ class Recipe:
             raise ValueError(f"recipe {self.name}: mixed_precision {self.mixed_precision!r} not in {PRECISIONS}")
         if self.model is None and self.model_config:
             raise ValueError(f"recipe {self.name}: model_config needs a preset to apply to")
+        if self.lr_scheduler_type not in SCHEDULERS:
+            raise ValueError(f"recipe {self.name}: lr_scheduler_type {self.lr_scheduler_type!r} not in {SCHEDULERS}")
+        for name, low, high in _RANGES:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"recipe {self.name}: {name} must be in [{low:g}, {high:g}], not {value!r}")
+        if not self.label_smoothing < 1 or not self.learning_rate > 0:
+            raise ValueError(f"recipe {self.name}: label_smoothing must be < 1 and learning_rate > 0")
 
     def describe(self) -> str:
         """One line for ``--help``."""
@@ -70,110 +99,111 @@ class Recipe:
         )
 
 
-# The GPU recipes widen the CNN: at 28×28 an H200 is bound by kernel launches, not arithmetic, so width is nearly
-# free there, and keeping a 14×14 stage (downsample_in_first_stage=False) learns more per epoch.
-_WIDE = {"embedding_size": 64, "hidden_sizes": [64, 128, 256], "depths": [1, 2, 2], "downsample_in_first_stage": False}
-_WIDER = {"embedding_size": 64, "hidden_sizes": [96, 192, 384], "depths": [2, 3, 3], "downsample_in_first_stage": False}
+# The built-in recipes are files of the same form as the ones `hf-fmnist tune` writes, read by the same loader
+# (hf_fmnist/recipes/NAME.json). The GPU recipes widen the CNN: at 28×28 an H200 is bound by kernel launches, not
+# arithmetic, so width is nearly free there, and keeping a 14×14 stage (downsample_in_first_stage=False) learns more
+# per epoch.
+BUILTIN_ORDER = ("cpu-5min", "cpu-15min", "cpu-vit-15min", "h200-10s", "h200-2min", "h200-5min", "fine-tune")
+MAX_RECIPE_BYTES = 64 << 10  # a recipe is a few hundred bytes; a larger file is not one
+# model_config values: whole numbers, booleans, short strings, or short lists of whole numbers, each bounded, so a
+# recipe from a stranger cannot ask for a model that exhausts memory before training starts
+MAX_SHAPE_INT = 4096
+MAX_SHAPE_LIST = 16
 
-RECIPES: dict[str, Recipe] = {
-    r.name: r
-    for r in (
-        Recipe(
-            name="cpu-5min",
-            tuned_for="5 minutes on a 2-core CPU (aim: 93.0%)",
-            model="cnn",
-            num_train_epochs=9,
-            train_batch_size=512,
-            learning_rate=6e-3,
-            weight_decay=0.05,
-            pad_crop=0,
-            zero_init_residual=True,
-            pca_stem=True,
-            eval_last_epochs=2,
-            result=MEASURED,
-        ),
-        Recipe(
-            name="cpu-15min",
-            tuned_for="15 minutes on a 2-core CPU (aim: 94.0%)",
-            model="cnn",
-            num_train_epochs=30,
-            train_batch_size=512,
-            learning_rate=6e-3,
-            weight_decay=0.05,
-            pad_crop=1,
-            random_erasing=0.25,
-            zero_init_residual=True,
-            pca_stem=True,
-            eval_last_epochs=8,
-            result=MEASURED,
-        ),
-        Recipe(
-            name="cpu-vit-15min",
-            tuned_for="15 minutes on a 2-core CPU, a transformer (aim: 90.0%)",
-            model="pvt",
-            num_train_epochs=8,
-            train_batch_size=256,
-            learning_rate=3e-3,
-            weight_decay=0.05,
-            pad_crop=0,
-            eval_last_epochs=3,
-            result=MEASURED,
-        ),
-        Recipe(
-            name="h200-10s",
-            tuned_for="10 s of training and evaluation on one H200 (aim: 94.0%)",
-            model="cnn",
-            model_config=_WIDE,
-            num_train_epochs=12,
-            train_batch_size=512,
-            learning_rate=4e-3,
-            weight_decay=0.05,
-            pad_crop=1,
-            mixed_precision="bf16",
-            result=NOT_MEASURED,
-        ),
-        Recipe(
-            name="h200-2min",
-            tuned_for="2 minutes of training and evaluation on one H200 (aim: 95.5%)",
-            model="cnn",
-            model_config=_WIDE,
-            num_train_epochs=60,
-            train_batch_size=512,
-            learning_rate=4e-3,
-            weight_decay=0.05,
-            pad_crop=2,
-            random_erasing=0.1,
-            mixed_precision="bf16",
-            result=NOT_MEASURED,
-        ),
-        Recipe(
-            name="h200-5min",
-            tuned_for="the best accuracy in 5 minutes on one H200 (aim: 96.0%)",
-            model="cnn",
-            model_config=_WIDER,
-            num_train_epochs=80,
-            train_batch_size=512,
-            learning_rate=3e-3,
-            weight_decay=0.05,
-            pad_crop=2,
-            random_erasing=0.25,
-            mixed_precision="bf16",
-            torch_compile=True,
-            result=NOT_MEASURED,
-        ),
-        Recipe(
-            name="fine-tune",
-            tuned_for="fine-tuning a checkpoint that is not a preset (the default for one)",
-            model=None,
-            num_train_epochs=5,
-            train_batch_size=128,
-            learning_rate=5e-4,
-            weight_decay=0.05,
-            pad_crop=2,
-            result=NOT_MEASURED,
-        ),
-    )
-}
+
+def from_dict(data, where: str) -> Recipe:
+    """A :class:`Recipe` from a JSON object, its fields checked (names, types, ranges); else one line naming
+    ``where`` (the file) and the field. The one reader of a recipe: the built-ins and files given to ``--recipe``."""
+    if not isinstance(data, dict):
+        raise HfFmnistError(f"{where}: a recipe must be a JSON object, not {type(data).__name__}.")
+    hints = typing.get_type_hints(Recipe)
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise HfFmnistError(
+            f"{where}: unknown recipe field {unknown[0]!r}; recipe fields are {', '.join(sorted(known))}."
+        )
+    missing = sorted(f.name for f in dataclasses.fields(Recipe) if f.name not in data and _required(f))
+    if missing:
+        raise HfFmnistError(f"{where}: recipe field {missing[0]!r} is missing.")
+    for name, value in data.items():
+        kinds = typing.get_args(hints[name]) or (hints[name],)
+        if not any(_fits(value, kind) for kind in kinds):
+            wanted = " or ".join("null" if k is type(None) else getattr(k, "__name__", str(k)) for k in kinds)
+            raise HfFmnistError(f"{where}: recipe field {name!r} must be {wanted}, not {json.dumps(value)[:60]}.")
+    _check_shape(data.get("model_config", {}), where)
+    from .models import PRESETS
+
+    if data.get("model") is not None and data["model"] not in PRESETS:  # a recipe never names a path or a Hub id
+        raise HfFmnistError(f"{where}: recipe field 'model' must be a preset ({', '.join(PRESETS)}) or null.")
+    try:
+        return Recipe(**data)
+    except ValueError as e:
+        raise HfFmnistError(f"{where}: {e}") from None
+
+
+def load_file(path: str | os.PathLike) -> Recipe:
+    """A recipe file (JSON, as ``hf-fmnist tune`` writes and the built-ins are): one line if it is not one."""
+    path = Path(path).expanduser()
+    try:
+        if not path.is_file():
+            raise HfFmnistError(f"--recipe {path}: no such recipe file; pass a recipe name or a JSON recipe file.")
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise HfFmnistError(f"--recipe {path}: {path.stat().st_size:,} bytes is not a recipe (at most 64 KiB).")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise HfFmnistError(f"--recipe {path}: not a JSON recipe file ({type(e).__name__}: {e}).") from None
+    return from_dict(data, f"--recipe {path}")
+
+
+def to_dict(recipe: Recipe) -> dict:
+    """The recipe as the JSON object :func:`from_dict` reads back equal."""
+    return dataclasses.asdict(recipe)
+
+
+def _builtin() -> dict[str, Recipe]:
+    folder = resources.files("hf_fmnist") / "recipes"
+    out = {}
+    for name in BUILTIN_ORDER:
+        recipe = from_dict(json.loads((folder / f"{name}.json").read_text(encoding="utf-8")), f"{name}.json")
+        if recipe.name != name:  # a bug of the package, not of user input
+            raise RuntimeError(f"hf_fmnist/recipes/{name}.json names itself {recipe.name!r}")
+        out[name] = recipe
+    return out
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _fits(value, kind) -> bool:
+    """``value`` (from JSON) is a ``kind``: bools are not numbers, whole numbers are floats, floats are finite."""
+    kind = typing.get_origin(kind) or kind
+    if kind is type(None):
+        return value is None
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def _check_shape(shape: dict, where: str) -> None:
+    for key, value in shape.items():
+        items = value if isinstance(value, list) else [value]
+        ok = isinstance(value, (bool, str)) and len(str(value)) <= 64
+        ok = ok or (
+            len(items) <= MAX_SHAPE_LIST
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SHAPE_INT for v in items)
+        )
+        if not ok:
+            raise HfFmnistError(
+                f"{where}: model_config[{key!r}] must be a boolean, a short string, or whole numbers 0-{MAX_SHAPE_INT} "
+                f"(at most {MAX_SHAPE_LIST}), not {json.dumps(value)[:60]}."
+            )
+
+
+RECIPES: dict[str, Recipe] = _builtin()
 
 # Without --recipe: the recipe for (device, preset). No GPU recipe trains the ViT yet: on a GPU it gets the CPU one.
 # The other convolutional presets (resnet, convnext) take the CNN's recipes, and pvt1 the transformer's.
@@ -187,9 +217,20 @@ DEFAULT_PRESET = "cnn"
 
 
 def get(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise HfFmnistError(f"Unknown --recipe {name!r}; choose one of: {', '.join(RECIPES)} (see train.py --help).")
-    return RECIPES[name]
+    """A built-in recipe by name, or a recipe file (a path ending in ``.json``, or one that exists)."""
+    if name in RECIPES:
+        return RECIPES[name]
+    if is_file_spec(name):
+        return load_file(name)
+    raise HfFmnistError(
+        f"Unknown --recipe {name!r}; choose one of: {', '.join(RECIPES)} (see train.py --help), or pass a JSON recipe "
+        f"file (as `hf-fmnist tune` writes)."
+    )
+
+
+def is_file_spec(name: str) -> bool:
+    """``--recipe`` names a file, not a built-in: it ends in ``.json`` or holds a path separator."""
+    return name.endswith(".json") or os.sep in name or "/" in name
 
 
 def default_recipe(model_name_or_path: str | None, *, gpu: bool) -> str:

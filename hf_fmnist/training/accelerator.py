@@ -44,8 +44,10 @@ def make_accelerator(config: TrainConfig, *, mixed_precision: str = "no", torch_
         )
     tracking = {}
     if config.with_tracking:
+        from .trackers import prepare
+
         tracking = {
-            "log_with": config.report_to,
+            "log_with": prepare(config),
             "project_config": ProjectConfiguration(
                 project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "runs")
             ),

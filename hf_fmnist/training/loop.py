@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -80,6 +80,16 @@ class Evaluation:
     report: dict
 
 
+class Trial(Protocol):
+    """What a search (``hf-fmnist tune``, :mod:`hf_fmnist.training.tune`) adds to a run of :func:`train`: the data,
+    decoded and on the device once per process (the training split and its held-out share only: the test split is
+    never read), and a report after each evaluated epoch, which may stop the run (pruning) by raising."""
+
+    def data(self, config: TrainConfig, accelerator) -> Data: ...
+
+    def report(self, run: Run, epoch: int, loss: float, evaluation: Evaluation | None) -> None: ...
+
+
 @dataclass
 class Run:
     """Everything one training run holds, prepared once by :func:`prepare_run`; the loop reads it and updates
@@ -105,9 +115,12 @@ class Run:
 # --- setup -------------------------------------------------------------------------------------------------------
 
 
-def prepare_run(config: TrainConfig, start_time: float, cleanup: contextlib.ExitStack) -> Run:
-    """Accelerator, settings, data on the device, model, loaders, optimizer and schedule; resumed if asked.
-    ``cleanup`` releases what the run holds (the output folder's lock) when training ends, however it ends."""
+def prepare_run(
+    config: TrainConfig, start_time: float, cleanup: contextlib.ExitStack, trial: Trial | None = None
+) -> Run:
+    """Accelerator, settings, data on the device (a ``trial``'s, when a search runs it), model, loaders, optimizer
+    and schedule; resumed if asked. ``cleanup`` releases what the run holds (the output folder's lock, the trackers)
+    when training ends, however it ends."""
     from accelerate.utils import DynamoBackend, set_seed
 
     check_output_dir(config)  # before anything is loaded or written, on every process
@@ -124,7 +137,7 @@ def prepare_run(config: TrainConfig, start_time: float, cleanup: contextlib.Exit
     )
     checkpoint.check_shared_storage(accelerator, config.output_dir)  # several machines: one folder all of them see
     set_seed(config.seed)
-    data = load_data(config, accelerator)
+    data = trial.data(config, accelerator) if trial is not None else load_data(config, accelerator)
     settings = resolve(
         config,
         recipe,
@@ -218,30 +231,40 @@ def prepare_run(config: TrainConfig, start_time: float, cleanup: contextlib.Exit
     if config.with_tracking:
         # public_dict: TensorBoard's hparams are published with the model, so no path of this machine goes in
         hparams = {**config.public_dict(), **config.public_resolved(settings.to_dict())}
+        from .trackers import init_kwargs
+
         accelerator.init_trackers(
-            "hf_fmnist", config={k: v for k, v in hparams.items() if isinstance(v, (int, float, str, bool))}
+            "hf_fmnist",
+            config={k: v for k, v in hparams.items() if isinstance(v, (int, float, str, bool))},
+            init_kwargs=init_kwargs(config),
         )
+        cleanup.callback(accelerator.end_training)  # a run stopped early (pruned, preempted) closes its runs too
     return Run(
         config, settings, accelerator, data, model, processor, optimizer, scheduler, train_loader, eval_loader,
         state, start_time, held_out_loader=held_out_loader,
     )  # fmt: skip
 
 
-def load_data(config: TrainConfig, accelerator) -> Data:
+def load_data(config: TrainConfig, accelerator, *, test: bool = True) -> Data:
     """Both splits as uint8/int64 tensors on ``accelerator.device``; built or downloaded once per machine, by its
-    first process, into caches that only that machine reads."""
+    first process, into caches that only that machine reads.
+
+    ``test=False`` (a search): only the training split is read, and its held-out share
+    (``--validation_split_percentage``, required) is all that is evaluated; the dataset needs no test split."""
     from ..data.tensors import eval_split_of, find_columns, load_arrays, local_root, open_dataset
 
+    if not test and not config.validation_split_percentage:
+        raise HfFmnistError("A search evaluates a held-out share only: pass --validation_split_percentage.")
     with local_main_first(accelerator):
         dataset = open_dataset(config.dataset, data_dir=config.data_dir)
-        eval_split = eval_split_of(dataset)
+        eval_split = eval_split_of(dataset) if test else "train"
         if "train" not in dataset or eval_split is None:
             raise HfFmnistError(
                 f"Dataset {config.dataset!r} has splits {', '.join(dataset)}; training needs 'train' and 'test' "
                 f"(or 'validation')."
             )
         root = local_root(config.dataset)
-        arrays = {split: load_arrays(split, dataset, root=root) for split in ("train", eval_split)}
+        arrays = {split: load_arrays(split, dataset, root=root) for split in {"train", eval_split}}
     features = dataset["train"].features
     names = list(features[find_columns(features)[1]].names)
     (tx, ty), (ex, ey) = arrays["train"], arrays[eval_split]
@@ -260,6 +283,10 @@ def load_data(config: TrainConfig, accelerator) -> Data:
             train_split_verified=accelerator.is_main_process and is_original_split("train", tx, ty),
         )
         tx, ty = tx[train], ty[train]
+    if not test:  # the held-out share stands in for the evaluation split: nothing else is on the device
+        assert held_out is not None
+        return Data(names, torch.tensor(tx, device=device), torch.tensor(ty, device=device), held_out.images,
+                    held_out.labels, "validation", held_out)  # fmt: skip
     return Data(
         names=names,
         train_images=torch.tensor(tx, device=device),
@@ -301,11 +328,14 @@ def initialise(model, settings: Settings, preprocess: Preprocess, data: Data) ->
 # --- the loop ----------------------------------------------------------------------------------------------------
 
 
-def train(config: TrainConfig) -> dict | None:
+def train(config: TrainConfig, trial: Trial | None = None) -> dict | None:
     """Train, evaluate, and write the model folder; returns the final results (also in ``all_results.json``) on the
-    main process, None on the others. Raises :class:`Preempted` after a stop signal, once a checkpoint is written."""
+    main process, None on the others. Raises :class:`Preempted` after a stop signal, once a checkpoint is written.
+
+    Run by a search (``trial``): the trial's data, a report after every evaluated epoch, and at the end the
+    held-out share's results only (:func:`trial_results`): no test split, no model folder."""
     with StopSignals() as signals, contextlib.ExitStack() as cleanup:
-        run = prepare_run(config, time.perf_counter(), cleanup)
+        run = prepare_run(config, time.perf_counter(), cleanup, trial)
         settings, state = run.settings, run.state
         run.accelerator.print(describe(run))
         progress = Progress(run.accelerator, settings.max_train_steps, state.step)
@@ -320,6 +350,8 @@ def train(config: TrainConfig) -> dict | None:
                 )
                 progress.bar.clear()
                 end_epoch(run, epoch, loss, evaluation)
+                if trial is not None:
+                    trial.report(run, epoch, loss, evaluation)
                 for name in due + ([f"epoch_{epoch + 1}"] if config.checkpoint_each_epoch else []):
                     save_checkpoint(run, name)
                 if state.step < settings.max_train_steps:  # at the very end, finishing beats a checkpoint
@@ -328,9 +360,7 @@ def train(config: TrainConfig) -> dict | None:
                 progress.close()
                 raise Preempted(stop, state.step, stop_checkpoint(run, stop))
         progress.close()
-        results = finish(run, evaluation)
-    if config.with_tracking:
-        run.accelerator.end_training()
+        results = finish(run, evaluation) if trial is None else trial_results(run, evaluation)
     return results
 
 
@@ -564,6 +594,18 @@ def finish(run: Run, evaluation: Evaluation | None = None) -> dict | None:
         url = push_model(config.hub_model_id, config.output_dir, token=config.hub_token, private=config.hub_private)
         accelerator.print(f"Pushed to {url}")
     return results
+
+
+def trial_results(run: Run, evaluation: Evaluation | None) -> dict:
+    """A search's trial ends here: the last epoch's held-out results and the history, nothing written."""
+    state = run.state
+    return {
+        "train_samples": len(run.data.train_images),
+        "train_steps": state.step,
+        "train_runtime": round(state.train_seconds, 3),
+        "history": state.history,
+        **held_out_results(run.data.held_out, evaluation),
+    }
 
 
 def held_out_results(held_out: HeldOut | None, validation: Evaluation | None) -> dict:
