@@ -377,3 +377,43 @@ def test_push_model_selects_the_onnx_folder(exported, tmp_path):
         "onnx/model_fp16.onnx",
         "onnx/model_quantized.onnx",
     ]
+
+
+def test_push_model_publishes_the_export_and_its_card_and_refuses_a_stale_one(tmp_path, hub, monkeypatch):
+    """A trained folder, exported, pushed to the loopback Hub: all three ONNX files and the record are uploaded, the
+    card lists each file with the record's counts and tags onnx and transformers.js. Training again into the folder
+    leaves the older onnx/: push-model refuses it in one line, before creating anything. (The accuracy limits are
+    lifted here: a few steps on synthetic images make a model near chance on the real test images, where int8 may
+    lose an image; the limits have tests of their own.)"""
+    import yaml
+
+    from hf_fmnist.hub import push as publish
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import synthetic_export, tiny_train_args, unique_repo
+
+    dataset = str(synthetic_export(tmp_path / "data", sizes=(64, 20)))
+    out = tmp_path / "out"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert train_main(tiny_train_args(out, dataset)) == 0
+    monkeypatch.setattr(onnx_export, "MAX_LOSS", {"int8": 10_000, "fp16": 10_000})
+    record = onnx_export.export_onnx(out, max_samples=100, log=lambda line: None)
+    repo = unique_repo("onnx")
+    publish.push_model(repo, out, log=lambda line: None)
+    remote = hub.state.files("model", repo)
+    for name in ("model.onnx", "model_quantized.onnx", "model_fp16.onnx", "export.json"):
+        assert remote[f"onnx/{name}"] == (out / "onnx" / name).read_bytes()
+    card = remote["README.md"].decode()
+    tags = yaml.safe_load(card.split("---\n")[1])["tags"]
+    assert "onnx" in tags and "transformers.js" in tags
+    int8 = record["dtypes"]["int8"]
+    assert '| `onnx/model_quantized.onnx` | int8 | "q8" (the browser\'s default) | ' in card
+    assert f"({int8['correct']:,} of 100) | {int8['agree_fp32']:,} of 100 |" in card
+    assert f'pipeline("image-classification", "{repo}")' in card
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert train_main([*tiny_train_args(out, dataset, "--seed", "7"), "--overwrite_output_dir"]) == 0
+    stale = unique_repo("stale")
+    with pytest.raises(HfFmnistError, match="was exported from another model than this model.safetensors"):
+        publish.push_model(stale, out, log=lambda line: None)
+    assert ("model", stale) not in hub.state.repos

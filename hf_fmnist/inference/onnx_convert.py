@@ -40,7 +40,6 @@ def run(spec: dict) -> dict:
 
     from .evaluate import load_for_inference
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     staging = Path(spec["staging"])
     model, processor, _ = load_for_inference(spec["model_dir"])
     # Exported on the CPU in float32 and the default memory layout: the graph must not depend on where we ran.
