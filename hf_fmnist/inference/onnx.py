@@ -135,8 +135,12 @@ def _convert(model_dir: Path, staging: Path, dtypes, *, data_dir, max_samples) -
     spec_file = staging / ".spec.json"
     spec_file.write_text(json.dumps(spec))
     with open(staging / ".child.log", "wb") as stderr:
+        # the child's temp files (onnxruntime's calibration model among them) go inside staging: a killed child's are
+        # removed with it
+        (staging / ".tmp").mkdir()
+        env = {**os.environ, "TMPDIR": str(staging / ".tmp")}
         child = subprocess.Popen(
-            [sys.executable, "-m", "hf_fmnist.inference.onnx_convert", str(spec_file)], stderr=stderr
+            [sys.executable, "-m", "hf_fmnist.inference.onnx_convert", str(spec_file)], stderr=stderr, env=env
         )
         try:
             status = child.wait()
@@ -151,6 +155,7 @@ def _convert(model_dir: Path, staging: Path, dtypes, *, data_dir, max_samples) -
     log = (staging / ".child.log").read_bytes()[-4000:].decode("utf-8", "replace")
     for name in (".spec.json", ".child.log"):
         (staging / name).unlink()
+    shutil.rmtree(staging / ".tmp")
     errors = [line for line in log.splitlines() if line.startswith("error: ")]
     if status == 2 and errors:
         raise HfFmnistError(errors[-1].removeprefix("error: "))

@@ -31,7 +31,9 @@ BATCH = 500  # images per forward pass when verifying
 CALIBRATION_IMAGES = 500  # training images the int8 activation ranges are calibrated on
 CALIBRATION_BATCH = 50
 CALIBRATION_SEED = 0  # which training images: the same ones on every export of a model
-QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]  # the arithmetic; norms, softmax and GELU stay float (their accuracy)
+# The arithmetic, and what lets onnxruntime fuse it into integer kernels (a Relu or residual Add between two Convs);
+# norms, softmax and GELU stay float, for accuracy
+QUANTIZED_OPS = ["Conv", "MatMul", "Gemm", "Relu", "Add", "GlobalAveragePool"]
 
 
 def run(spec: dict) -> dict:
@@ -126,6 +128,8 @@ def quantize_int8(fp32: Path, target: Path, preprocess, data_dir: str | None) ->
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     pixels = calibration_pixels(preprocess, data_dir)
+    unshared = target.with_name(".unshared.onnx")
+    _unshare_initializers(fp32, unshared)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -137,7 +141,7 @@ def quantize_int8(fp32: Path, target: Path, preprocess, data_dir: str | None) ->
 
     try:
         quantize_static(
-            str(fp32),
+            str(unshared),
             str(target),
             Reader(),
             quant_format=QuantFormat.QDQ,
@@ -155,6 +159,31 @@ def quantize_int8(fp32: Path, target: Path, preprocess, data_dir: str | None) ->
             f"int8 calibration of the ONNX export failed ({type(e).__name__}: {one_line(e)[:300]}); nothing was "
             f"written. Export without it: --dtypes fp32,fp16."
         ) from None
+    finally:
+        unshared.unlink(missing_ok=True)
+
+
+def _unshare_initializers(fp32: Path, target: Path) -> None:
+    """A copy of the graph in which no weight feeds two layers. The TorchScript exporter keeps one copy of equal
+    initializers (the zero biases BatchNorm folding leaves, say) and hands it on through ``Identity`` nodes; the
+    quantizer then gives such a shared bias one scale, which cannot be each Conv's input × weight scale, and
+    onnxruntime leaves those Convs in float between DequantizeLinear and QuantizeLinear (slower than fp32)."""
+    import onnx
+
+    model = onnx.load(str(fp32))
+    weights = {t.name: t for t in model.graph.initializer}
+    keep = []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in weights:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(weights[node.input[0]])
+            copy.name = node.output[0]
+            model.graph.initializer.append(copy)
+        else:
+            keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    onnx.save(model, str(target))
 
 
 def to_fp16(fp32: Path, target: Path) -> None:
