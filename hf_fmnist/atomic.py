@@ -10,6 +10,11 @@ Folders (a checkpoint, a dataset export) are assembled under a temp name and swa
 previous folder is renamed aside, the new one renamed into place, the old one deleted; a failure in between puts the
 previous one back.
 
+Modes follow the user's umask (:func:`publish`): ``mkstemp`` and ``mkdtemp`` make private (0600/0700) temp files and
+folders, and so do libraries that write atomically themselves (safetensors), but what a command leaves as output
+gets the mode an ordinary new file or folder gets (0644/0755 under umask 022), so that a teammate on a shared disk
+can read the weights. Every write here applies it before the rename that publishes, to the whole tree of a folder.
+
 A disk that fills up mid-write is the user's to fix, not a bug: :func:`writing` turns ``ENOSPC`` (and ``EDQUOT``),
 however the writing library reports it (``OSError``, safetensors' ``SafetensorError``, pyarrow's ``OSError``), into
 one :class:`NoSpaceError` line naming the filesystem and the file, under its final name; a read-only filesystem or
@@ -110,6 +115,43 @@ def writing(file: str | os.PathLike, staging: str | os.PathLike | None = None):
         raise NoSpaceError(final or file) from None
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (``/proc/self/status``; else set and restored at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def publish(path: str | os.PathLike) -> Path:
+    """Give ``path``, and everything under it if it is a folder, the mode a new file (0666) or folder (0777) gets
+    under the umask: the one rule for output modes. Links are not followed, and nothing else is touched: call it only
+    on what the command itself wrote (a temp file or folder about to be renamed into place)."""
+    path = Path(path)
+    mask = umask()
+    file_mode, dir_mode = 0o666 & ~mask, 0o777 & ~mask
+    if path.is_symlink():
+        return path
+    if not path.is_dir():
+        os.chmod(path, file_mode)
+        return path
+    os.chmod(path, dir_mode)
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+        for name in dirnames:
+            if not os.path.islink(os.path.join(dirpath, name)):
+                os.chmod(os.path.join(dirpath, name), dir_mode)
+        for name in filenames:
+            if not os.path.islink(os.path.join(dirpath, name)):
+                os.chmod(os.path.join(dirpath, name), file_mode)
+    return path
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Replace ``path`` with a regular file holding ``data`` (a link there is replaced, its target left alone)."""
     path = Path(path)
@@ -118,6 +160,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            publish(tmp)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)  # ours: mkstemp created it
@@ -141,6 +184,7 @@ def write_with(path: str | os.PathLike, writer) -> Path:
         os.close(fd)
         try:
             writer(tmp)
+            publish(tmp)  # the writer may have replaced the temp file with a private one of its own
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)  # ours: mkstemp created it
@@ -153,9 +197,11 @@ def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> Path:
 
     The previous ``target`` is renamed aside (a hidden name next to it), ``new`` renamed into place, then the old
     one deleted; if the second rename fails, the previous folder is put back. Both must be on one filesystem (make
-    ``new`` next to ``target``). The caller decides whether ``target`` may be replaced.
+    ``new`` next to ``target``). Modes are set by :func:`publish` first. The caller decides whether ``target`` may
+    be replaced.
     """
     new, target = Path(new), Path(target)
+    publish(new)  # mkdtemp's folder, and what libraries wrote into it, get the umask's modes
     if not target.exists() and not target.is_symlink():
         os.rename(new, target)
         return target

@@ -18,6 +18,7 @@ from hf_fmnist.core.config import TrainConfig
 from hf_fmnist.data import card as dataset_cards
 from hf_fmnist.data import idx
 from hf_fmnist.data.tensors import class_counts
+from hf_fmnist.errors import HfFmnistError
 from hf_fmnist.training import outputs
 
 from conftest import REAL_DIR, Synthetic, idx_images, idx_labels, real_data
@@ -407,3 +408,38 @@ def test_the_card_names_a_held_out_validation_split_and_claims_only_the_test_spl
     meta = yaml.safe_load(text.split("---")[1])
     [result] = meta["model-index"][0]["results"]
     assert result["dataset"]["split"] == "test" and result["metrics"][0]["value"] == pytest.approx(0.9123)
+
+
+def test_the_card_lists_the_onnx_files_with_their_measured_accuracy_and_the_transformers_js_snippet(tmp_path):
+    """Issue 24, item 3: with `hf-fmnist export`'s record, the card names the file each transformers.js dtype loads,
+    with the counts the record holds (not numbers of its own), shows the snippet file the Node test runs, and tags
+    `onnx` and `transformers.js`; without a record, none of it."""
+    from hf_fmnist.core import export_record
+
+    folder = model_folder(tmp_path)
+    plain = cards.render_model_card(folder, repo_id="user/plain", endpoint="https://hub.test")
+    assert "onnx" not in _metadata(plain)["tags"] and "transformers.js" not in _metadata(plain)["tags"]
+    assert "model_quantized.onnx" not in plain
+    (folder / "onnx").mkdir()
+    record = {
+        "format": export_record.FORMAT,
+        "weights_sha256": "0" * 64,
+        "images": 10_000,
+        "pytorch_correct": 9_123,
+        "dtypes": {
+            "fp32": {"file": "model.onnx", "correct": 9_123, "agree_fp32": 10_000},
+            "int8": {"file": "model_quantized.onnx", "correct": 9_107, "agree_fp32": 9_921},
+            "fp16": {"file": "model_fp16.onnx", "correct": 9_121, "agree_fp32": 9_996},
+        },
+    }
+    (folder / export_record.RECORD).write_text(json.dumps(record))
+    card = cards.render_model_card(folder, repo_id="user/fm", endpoint="https://hub.test")
+    assert {"onnx", "transformers.js"} <= set(_metadata(card)["tags"])
+    assert '| `onnx/model_quantized.onnx` | int8 | "q8" (the browser\'s default) | 91.07% (9,107 of 10,000) |' in card
+    assert '| `onnx/model_fp16.onnx` | fp16 | "fp16" | 91.21% (9,121 of 10,000) | 9,996 of 10,000 |' in card
+    snippet = Path(dataset_cards.template_path(export_record.SNIPPET_FILE)).read_text()
+    assert "MODEL_ID" in snippet and snippet.replace("MODEL_ID", "user/fm") in card
+    record["dtypes"]["int8"]["correct"] = 10_001  # more right answers than images: a record we did not write
+    (folder / export_record.RECORD).write_text(json.dumps(record))
+    with pytest.raises(HfFmnistError, match="int8: correct is not a count of at most 10000"):
+        cards.render_model_card(folder, repo_id="user/fm", endpoint="https://hub.test")

@@ -93,6 +93,9 @@ def test_the_model_list_names_each_file_as_hf_fmnist_writes_it(tmp_path):
         "examples/3_dress.png",
         "examples/9_ankle_boot.png",
         "onnx/model.onnx",
+        "onnx/model_quantized.onnx",
+        "onnx/model_fp16.onnx",
+        "onnx/export.json",
         "runs/hf_fmnist/events.out.tfevents.1796284550.vm.7811.0",
         "runs/hf_fmnist/1796284550.8963056/events.out.tfevents.1796284550.vm.7811.1",
         "runs/hf_fmnist/1796284550.8978794/hparams.yml",
@@ -106,6 +109,7 @@ def test_the_model_list_names_each_file_as_hf_fmnist_writes_it(tmp_path):
         "examples/4_coat.png",  # named like ours, but not one training wrote (its examples/ marker lists those)
         "onnx/model.onnx.bak",
         "onnx/notes.txt",
+        "onnx/model_int8.onnx",
         "runs/notes.txt",
         "runs/hf_fmnist/notes.txt",
         "runs/hf_fmnist/private/hparams.yml",

@@ -23,6 +23,7 @@ DEMO_START, DEMO_END = "<!-- hf_fmnist:demo -->", "<!-- /hf_fmnist:demo -->"
 RESULTS_FILE = "all_results.json"  # the model folder's metrics, which its card shows
 EXAMPLES_DIR = "examples"  # test images published with the model for the Hub's widget
 MAX_README_BYTES = 1 << 20  # a remote card larger than this is not searched for a demo block
+ONNX_TAGS = ["onnx", "transformers.js"]  # where `hf-fmnist export` wrote onnx/ files the card lists
 
 
 def render_model_card(
@@ -45,6 +46,7 @@ def render_model_card(
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     from ..dataset_script.hf_fmnist import CITATION
+    from . import export_record
     from .config import CONFIG_FILE, TrainConfig
     from .loader import Preprocess
     from .models import check_config_sizes, load_image_processor
@@ -61,13 +63,15 @@ def render_model_card(
     model_name = repo_id.split("/")[-1] if repo_id else local_name or _folder_name(folder)
     claim = _evaluation_claim(results, config, sources)
     examples = sorted(p.name for p in (folder / EXAMPLES_DIR).glob("*.png"))
+    onnx_record = export_record.read_record(folder)  # `hf-fmnist export`'s files and what was measured on them
+    onnx_rows = export_record.card_rows(onnx_record)
     id2label = {int(k): v for k, v in model_config.get("id2label", {}).items()}
     card_data = ModelCardData(
         model_name=model_name,
         license="mit",
         library_name="transformers",
         pipeline_tag="image-classification",
-        tags=["image-classification", "fashion-mnist", "hf_fmnist"],
+        tags=["image-classification", "fashion-mnist", "hf_fmnist", *(ONNX_TAGS if onnx_rows else [])],
         datasets=_training_datasets(results, config, sources),
         metrics=["accuracy", "f1"],
         base_model=config.model_name_or_path if sources["model_name_or_path"] == "hub" else None,
@@ -146,6 +150,9 @@ def render_model_card(
             recipe=recipe,
             command_line=_command_line(config),
             demo=demo,
+            onnx_rows=onnx_rows,
+            onnx_images=onnx_record["images"] if onnx_record else None,
+            transformers_js=export_record.snippet(repo_id or LOCAL) if onnx_rows else None,
             citation=CITATION.strip(),
         )
     )

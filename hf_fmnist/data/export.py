@@ -49,7 +49,6 @@ def export(
         with atomic.writing(output_dir, staging=tmp):  # a full disk: one line, the previous export untouched
             write_export(dataset, tmp, max_shard_bytes=max_shard_bytes, verified=verify)
             ownership.mark(tmp, ownership.EXPORT)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; an export is an ordinary folder
         atomic.replace_dir(tmp, output_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -138,9 +137,3 @@ def _writer_batch_size(ds) -> int:
     by_size = getattr(arrow_writer, "get_writer_batch_size_from_data_size", None)
     size_rule = by_size(len(ds), ds._estimate_nbytes()) if by_size else 1000
     return by_features(ds.features) or size_rule
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

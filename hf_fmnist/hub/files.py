@@ -24,7 +24,8 @@ from pathlib import Path
 # What a training output folder publishes, each named as hf_fmnist writes it: the model, its card and what the card
 # shows (training/outputs.py: the plots, examples/LABEL_NAME.png), the results and config, TensorBoard's files under
 # runs/ (accelerate's tracker for the project "hf_fmnist" of training/loop.py: the event files, and hparams.yml and
-# the hparams' own event file in a folder named after the time) and `hf-fmnist export`'s onnx/model.onnx. Anything
+# the hparams' own event file in a folder named after the time) and `hf-fmnist export`'s onnx/ files (fp32, int8 and
+# fp16 models and the export record the card reads). Anything
 # else (checkpoints, a user's own notes, images or temp files) stays local and is named in the log.
 EXAMPLE_FILE = re.compile(r"examples/[0-9]{1,4}_[a-z0-9_]{1,100}\.png")  # f"{label}_{slug}.png", slug [a-z0-9_]
 MODEL_FILES: tuple[str | re.Pattern[str], ...] = (
@@ -41,6 +42,9 @@ MODEL_FILES: tuple[str | re.Pattern[str], ...] = (
     "predictions.png",
     EXAMPLE_FILE,  # only those the examples/ folder's marker lists: see model_files
     "onnx/model.onnx",
+    "onnx/model_quantized.onnx",
+    "onnx/model_fp16.onnx",
+    "onnx/export.json",
     re.compile(r"runs/hf_fmnist/events\.out\.tfevents\.[0-9]+\.[^/]+"),
     re.compile(r"runs/hf_fmnist/[0-9]+(\.[0-9]+)?/events\.out\.tfevents\.[0-9]+\.[^/]+"),
     re.compile(r"runs/hf_fmnist/[0-9]+(\.[0-9]+)?/hparams\.yml"),

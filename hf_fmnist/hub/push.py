@@ -320,6 +320,7 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
     name>``. Returns the repo's URL, or the pull request's with ``create_pr=True``.
     """
     from ..core.card import demo_block, render_model_card
+    from ..core.export_record import check_current
 
     folder = Path(model_dir)
     for required in MODEL_REQUIRED:
@@ -334,6 +335,7 @@ def push_model(repo_id: str | None, model_dir: str | os.PathLike, **kwargs) -> s
             # id only changes the card's links)
             render_model_card(snapshot, repo_id=repo_id or "namespace/name", endpoint=_endpoint())
             _public_training_config(snapshot)
+            check_current(snapshot)  # an onnx/ left by an older model in this folder is not published as this one's
 
     def render(snapshot: Path, repo: str, remote_card: str | None) -> dict[str, bytes]:
         with _naming(folder, snapshot):

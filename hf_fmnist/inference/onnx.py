@@ -1,41 +1,54 @@
-"""``hf-fmnist export --format onnx``: the model as ``onnx/model.onnx``, verified with onnxruntime before it is kept.
+"""``hf-fmnist export --format onnx``: ``onnx/model.onnx`` (fp32), ``onnx/model_quantized.onnx`` (int8) and
+``onnx/model_fp16.onnx`` (fp16), each verified with onnxruntime before any is kept, and ``onnx/export.json``.
 
-The layout is the one transformers.js and Optimum read: ``onnx/model.onnx`` next to ``config.json`` and
+The layout is the one transformers.js and Optimum read: ``onnx/`` next to ``config.json`` and
 ``preprocessor_config.json`` (in the model folder itself by default). Input ``pixel_values`` (batch, channels, height,
-width; the batch size is dynamic), output ``logits``. The graph comes from ``torch.onnx.export(dynamo=False)``
-(TorchScript tracing): for these stock RegNet/ViT/PVTv2 classes it gives a plain, static graph that onnxruntime runs
-as is, in seconds. Why not the others: optimum-onnx 0.1 requires transformers < 4.58 (we need >= 5); torch's newer
-``dynamo=True`` exporter also handles the cnn and vit presets (same logits to 1e-6) but took 40-47 s per export
-here against 5-6 s (2 busy cores): worth switching to when torch drops the TorchScript exporter, which it already
-calls legacy.
+width; the batch size is dynamic; float32 in every file), output ``logits`` (float32). transformers.js loads
+``model.onnx`` for dtype fp32 (Node's default), ``model_quantized.onnx`` for q8 (the browser's default) and
+``model_fp16.onnx`` for fp16. The graph comes from ``torch.onnx.export(dynamo=False)`` (TorchScript tracing): for
+these stock classes it gives a plain, static graph that onnxruntime runs as is. Why not the others: optimum-onnx 0.1
+requires transformers < 4.58 (we need >= 5); torch's newer ``dynamo=True`` exporter took 40-47 s per export here
+against 5-6 s (2 busy cores). The conversion itself is :mod:`.onnx_convert`.
 
-The file is written under a temporary name, then checked on the whole test split (the model's own preprocessing,
-onnxruntime CPU against PyTorch): only when the top-1 class agrees on at least :data:`MIN_AGREEMENT` of the images is
-it renamed to ``model.onnx``. A failed export leaves nothing behind.
+Order: every gate first, in this process (the model folder's files and config as evaluate and predict check them,
+the memory budget for one image of the model's size, what ``onnx/`` holds now); then the native work in a child
+process, into a temp folder, so that SIGTERM and Ctrl-C end it at once (exit 143/130, temp folder removed); then the
+counts are judged here, on the test images (all 10,000 unless ``max_samples``):
 
->>> report = export_onnx("out/model")          # doctest: +SKIP
->>> report["agreement"], report["max_abs_diff"]  # doctest: +SKIP
-(1.0, 2.1e-06)
+- fp32: the same top-1 class as PyTorch on at least :data:`MIN_AGREEMENT` of 10,000 images (9,990);
+- int8 and fp16: lose at most :data:`MAX_LOSS` images of accuracy per 10,000 against PyTorch's: 30 (0.3 points)
+  and 5 (0.05 points). A non-finite logit agrees with nothing and is never right.
+
+Only when all pass is the whole ``onnx/`` folder swapped in (:func:`hf_fmnist.atomic.replace_dir`): an earlier
+export's files, fp16 or int8 ones included, never survive next to a new model.onnx, and a refused export leaves
+what was there before untouched. An existing ``onnx/`` is replaced only if every file in it is one an earlier
+``hf-fmnist export`` wrote.
+
+>>> report = export_onnx("out/model")                # doctest: +SKIP
+>>> report["dtypes"]["int8"]["correct"], report["images"]  # doctest: +SKIP
+(9301, 10000)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import uuid
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
-import numpy as np
-
+from ..core.export_record import DTYPES, FILES, FORMAT, RECORD
 from ..errors import HfFmnistError, printable
 
 ONNX_DIR = "onnx"
-ONNX_FILE = "model.onnx"
-MIN_AGREEMENT = 0.999  # fraction of test images with the same top-1 class as PyTorch
-OPSET = 17  # LayerNorm and everything RegNet/ViT need; supported by onnxruntime >= 1.14 and transformers.js
-MARK = "hf_fmnist.export"  # metadata key: an existing model.onnx carrying it is ours to replace
+ONNX_FILE = FILES["fp32"]
+MIN_AGREEMENT = 9_990  # of 10,000 test images: the fp32 file's top-1 class is PyTorch's
+MAX_LOSS = {"int8": 30, "fp16": 5}  # test images of accuracy lost against PyTorch, per 10,000 (0.3 and 0.05 points)
+PER = 10_000
 SIDECARS = ("config.json", "preprocessor_config.json")
-BATCH = 500  # images per forward pass when verifying
+STOP_GRACE_S = 3  # a terminated child gets this long before it is killed
 
 
 def export_onnx(
@@ -44,119 +57,169 @@ def export_onnx(
     *,
     data_dir: str | None = None,
     max_samples: int | None = None,
+    dtypes: tuple[str, ...] = DTYPES,
     log=print,
 ) -> dict:
-    """Export, verify and keep ``OUTPUT/onnx/model.onnx``; returns the verification numbers and the path."""
+    """Export, verify and keep ``OUTPUT/onnx/``; returns the measured counts (the record) and the path."""
+    from .. import atomic
+    from ..core.export_record import weights_digest
     from ..extras import require
 
     for module in ("onnx", "onnxruntime"):
         require(module, extra="onnx", command="export")
+    if "fp16" in dtypes:
+        require("onnxconverter_common", extra="onnx", command="export")
+    dtypes = tuple(d for d in DTYPES if d in dtypes or d == "fp32")
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise HfFmnistError(f"{model_dir} has no config.json: pass a model folder written by train.py.")
     out = Path(output_dir) if output_dir is not None else model_dir
-    target = out / ONNX_DIR / ONNX_FILE
+    target = out / ONNX_DIR
     _check_replaceable(target)
-    model, processor, _ = _load(model_dir)
+    check_gates(str(model_dir))
     _check_sidecars(model_dir, out)
+    digest = weights_digest(model_dir)
 
-    work = out / ONNX_DIR / f".export-{uuid.uuid4().hex[:8]}"
-    created = [d for d in (out, out / ONNX_DIR) if not d.exists()]  # removed again if the export fails
-    work.mkdir(parents=True)
+    created = [d for d in (out,) if not d.exists()]  # removed again if the export fails
+    with atomic.writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".onnx-", suffix=".tmp", dir=out))
     try:
-        _export_graph(
-            model, work / ONNX_FILE, model.config.num_channels, _input_size(processor, model.config.num_channels)
-        )
-        _mark(work / ONNX_FILE)
-        report = verify(model, processor, work / ONNX_FILE, data_dir=data_dir, max_samples=max_samples)
-        log(
-            f"onnxruntime vs PyTorch on {report['images']:,} test images: top-1 agreement {report['agreement']:.4%}, "
-            f"max |logit diff| {report['max_abs_diff']:.3g}"
-        )
-        if report["agreement"] < MIN_AGREEMENT:
-            raise HfFmnistError(
-                f"The ONNX export of {model_dir} agrees with PyTorch on only {report['agreement']:.2%} of the test "
-                f"images (needed: {MIN_AGREEMENT:.1%}); nothing was written. Report this with the model's config.json."
-            )
+        with atomic.writing(target, staging=staging):
+            report = _convert(model_dir, staging, dtypes, data_dir=data_dir, max_samples=max_samples)
+        log(_summary(report))
+        _judge(report, model_dir)
+        record = {"format": FORMAT, "weights_sha256": digest, **report}
+        atomic.write_text(staging / "export.json", json.dumps(record, indent=2) + "\n")
         for name in SIDECARS:  # the layout transformers.js and Optimum read
             if (model_dir / name).is_file() and not (out / name).is_file():
-                shutil.copyfile(model_dir / name, out / name)
-        os.replace(work / ONNX_FILE, target)
+                atomic.write_bytes(out / name, (model_dir / name).read_bytes())
+        if target.exists() and not _same_weights(target, digest):
+            log(f"Replacing {printable(str(target))}, which an older model's export left")
+        atomic.replace_dir(staging, target)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         if not target.exists():
             for folder in reversed(created):
                 shutil.rmtree(folder, ignore_errors=True)
-    return {**report, "path": str(target), "size": target.stat().st_size}
+    return {**record, "path": str(target / ONNX_FILE), "size": (target / ONNX_FILE).stat().st_size}
 
 
-def _load(model_dir: Path):
-    import torch
-
-    from .evaluate import load_for_inference
-
-    model, processor, names = load_for_inference(str(model_dir))
-    # Exported on the CPU in float32 and the default memory layout: the graph must not depend on where we ran.
-    model = model.to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format).eval()
-    return model, processor, names
-
-
-def _input_size(processor, channels: int) -> tuple[int, int]:
+def check_gates(model_ref: str) -> None:
+    """The gates evaluate and predict pass, before any weight is read: the folder and its config
+    (``load_config``), and the memory budget for one image of the model's own size and working memory (a ViT of
+    1M tokens is refused here in seconds, instead of running for minutes in a native op)."""
     from ..core.loader import Preprocess
+    from ..core.models import inference_activation_bytes, load_config, load_image_processor
+    from ..image_limits import fit_batch
 
-    pre = Preprocess.from_processor(processor, channels)
-    return pre.crop or pre.size
-
-
-def _logits_only(model):
-    """``model(pixel_values).logits`` as a plain module: the ONNX graph gets one named output, no ModelOutput."""
-    import torch
-
-    class Logits(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, pixel_values):
-            return self.model(pixel_values=pixel_values).logits
-
-    return Logits().eval()
+    config = load_config(model_ref, None, repr(model_ref))
+    pre = Preprocess.from_processor(load_image_processor(model_ref), config.num_channels)
+    size = pre.crop or pre.size
+    # the trace runs 2 images; verification runs PyTorch and up to three sessions on each batch
+    working = 4 * inference_activation_bytes(config, pre.channels, size)
+    if fit_batch(2, pre.channels, size, working) < 2:
+        fit_batch(1, pre.channels, size, 2 * working)  # one line naming the sizes, if not even that fits
 
 
-def _export_graph(model, path: Path, channels: int, size: tuple[int, int]) -> None:
-    import warnings
-
-    import torch
-
-    example = torch.zeros(2, channels, *size)
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # TracerWarnings about Python-side shape checks, constant for a fixed size
-        torch.onnx.export(
-            _logits_only(model),
-            (example,),
-            str(path),
-            input_names=["pixel_values"],
-            output_names=["logits"],
-            dynamic_axes={"pixel_values": {0: "batch_size"}, "logits": {0: "batch_size"}},
-            opset_version=OPSET,
-            do_constant_folding=True,
-            dynamo=False,
+def _convert(model_dir: Path, staging: Path, dtypes, *, data_dir, max_samples) -> dict:
+    """Run :mod:`.onnx_convert` in a child process; on any exception here (SIGTERM's ``Terminated``, Ctrl-C's
+    ``KeyboardInterrupt``) the child is terminated, and killed if it lingers, before the caller's cleanup runs."""
+    spec = {
+        "model_dir": str(model_dir),
+        "staging": str(staging),
+        "dtypes": list(dtypes),
+        "data_dir": data_dir,
+        "count": max_samples,
+    }
+    spec_file = staging / ".spec.json"
+    spec_file.write_text(json.dumps(spec))
+    with open(staging / ".child.log", "wb") as stderr:
+        # the child's temp files (onnxruntime's calibration model among them) go inside staging: a killed child's are
+        # removed with it
+        (staging / ".tmp").mkdir()
+        env = {**os.environ, "TMPDIR": str(staging / ".tmp")}
+        child = subprocess.Popen(
+            [sys.executable, "-m", "hf_fmnist.inference.onnx_convert", str(spec_file)], stderr=stderr, env=env
         )
+        try:
+            status = child.wait()
+        except BaseException:
+            child.terminate()
+            try:
+                child.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            raise
+    log = (staging / ".child.log").read_bytes()[-4000:].decode("utf-8", "replace")
+    for name in (".spec.json", ".child.log"):
+        (staging / name).unlink()
+    shutil.rmtree(staging / ".tmp")
+    errors = [line for line in log.splitlines() if line.startswith("error: ")]
+    if status == 2 and errors:
+        raise HfFmnistError(errors[-1].removeprefix("error: "))
+    if status != 0:
+        raise RuntimeError(f"the ONNX conversion exited with status {status}:\n{log}")  # a bug: keep its trace
+    report_file = staging / ".report.json"
+    report = json.loads(report_file.read_text())
+    report_file.unlink()
+    return report
 
 
-def _mark(path: Path) -> None:
-    """Record in the file that hf_fmnist wrote it (so a later export may replace it, and nothing else's)."""
-    import onnx
+def _allowed(per_10000: int, images: int) -> int:
+    """``per_10000`` scaled to ``images`` test images, rounded down (the check is never looser than stated)."""
+    return per_10000 * images // PER
 
-    from .. import __version__
 
-    graph = onnx.load(str(path))
-    onnx.helper.set_model_props(graph, {MARK: __version__})
-    onnx.save(graph, str(path))
+def _judge(report: dict, model_dir: Path) -> None:
+    """Refuse (nothing kept) an fp32 file that disagrees with PyTorch, or an int8/fp16 file that loses too much."""
+    images, reference = report["images"], report["pytorch_correct"]
+    fp32 = report["dtypes"]["fp32"]
+    if fp32["agree_pytorch"] < images - _allowed(PER - MIN_AGREEMENT, images):
+        raise HfFmnistError(
+            f"The ONNX export of {printable(str(model_dir))} agrees with PyTorch on only {fp32['agree_pytorch']:,} of "
+            f"{images:,} test images (needed: {images - _allowed(PER - MIN_AGREEMENT, images):,}); nothing was "
+            f"written. Report this with the model's config.json."
+        )
+    for dtype, per in MAX_LOSS.items():
+        if dtype in report["dtypes"] and reference - report["dtypes"][dtype]["correct"] > _allowed(per, images):
+            lost = reference - report["dtypes"][dtype]["correct"]
+            raise HfFmnistError(
+                f"The {dtype} ONNX file of {printable(str(model_dir))} gets {lost:,} fewer of {images:,} test images "
+                f"right than PyTorch (allowed: {_allowed(per, images):,}, {per} per {PER:,}); nothing was written. "
+                f"Export without it: --dtypes {','.join(d for d in report['dtypes'] if d != dtype)}."
+            )
+
+
+def _summary(report: dict) -> str:
+    images = report["images"]
+    parts = [
+        f"{dtype} {entry['correct']:,} right, {entry['agree_fp32']:,} agree with fp32"
+        for dtype, entry in report["dtypes"].items()
+    ]
+    fp32 = report["dtypes"]["fp32"]
+    return (
+        f"onnxruntime on {images:,} test images (PyTorch: {report['pytorch_correct']:,} right): "
+        f"fp32 agrees with PyTorch on {fp32['agree_pytorch']:,}, max |logit diff| {fp32['max_abs_diff']:.3g}; "
+        + "; ".join(parts)
+    )
+
+
+def _same_weights(target: Path, digest: str) -> bool:
+    from ..core.export_record import read_record
+
+    try:
+        record = read_record(target.parent)
+    except HfFmnistError:
+        return False
+    return record is not None and record["weights_sha256"] == digest
 
 
 def _is_ours(path: Path) -> bool:
     import onnx
+
+    from .onnx_convert import MARK
 
     try:
         graph = onnx.load(str(path), load_external_data=False)
@@ -166,23 +229,36 @@ def _is_ours(path: Path) -> bool:
 
 
 def _check_replaceable(target: Path) -> None:
-    """Write only into a real ``onnx/`` folder, replacing only a ``model.onnx`` of ours.
+    """Write only into a real ``onnx/`` folder, replacing it only when everything in it is ours.
 
     A model folder from a stranger may hold ``onnx`` as a link to a folder of the user's (or ``model.onnx`` as a
-    link to a file of theirs): writing through it would put our files, or replace theirs, outside the folder.
+    link to a file of theirs): writing through it would put our files, or replace theirs, outside the folder. The
+    whole folder is swapped, so anything in it we did not write (a user's notes, someone else's model.onnx) would be
+    lost: refused instead.
     """
-    for path in (target.parent, target):
-        if path.is_symlink():
-            raise HfFmnistError(
-                f"{path} is a link (to {printable(os.readlink(path))}); `hf-fmnist export` writes only into the "
-                f"folder itself: remove the link, or pass --output DIR."
-            )
-    if target.parent.exists() and not target.parent.is_dir():
-        raise HfFmnistError(f"{target.parent} exists and is not a folder; move it away or pass --output DIR.")
-    if target.exists() and not _is_ours(target):
+    if target.is_symlink():
         raise HfFmnistError(
-            f"{target} exists and was not written by `hf-fmnist export`; move it away or pass --output DIR."
+            f"{target} is a link (to {printable(os.readlink(target))}); `hf-fmnist export` writes only into the "
+            f"folder itself: remove the link, or pass --output DIR."
         )
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise HfFmnistError(f"{target} exists and is not a folder; move it away or pass --output DIR.")
+    ours = set(FILES.values()) | {Path(RECORD).name}
+    for entry in sorted(target.iterdir()):
+        if entry.name.startswith(".onnx-") or entry.name.startswith(".export-"):
+            continue  # a temp folder of an export that was killed: ours, and replaced with the folder
+        if entry.is_symlink() or not entry.is_file() or entry.name not in ours:
+            raise HfFmnistError(
+                f"{printable(str(entry))} was not written by `hf-fmnist export`, and the export replaces the whole "
+                f"{target.name}/ folder; move it away or pass --output DIR."
+            )
+        if entry.suffix == ".onnx" and not _is_ours(entry):
+            raise HfFmnistError(
+                f"{printable(str(entry))} exists and was not written by `hf-fmnist export`; move it away or pass "
+                f"--output DIR."
+            )
 
 
 def _check_sidecars(model_dir: Path, out: Path) -> None:
@@ -197,38 +273,6 @@ def _check_sidecars(model_dir: Path, out: Path) -> None:
             raise HfFmnistError(f"{theirs} exists and differs from {mine}; pass an empty or new --output folder.")
 
 
-def verify(model, processor, onnx_path: Path, *, data_dir: str | None = None, max_samples: int | None = None) -> dict:
-    """Top-1 agreement and max |logit difference| of onnxruntime (CPU) vs the PyTorch model on the real test split."""
-    import onnxruntime as ort
-    import torch
-
-    from ..core.loader import Preprocess
-    from ..core.models import inference_activation_bytes
-    from ..data.tensors import load_tensors
-    from ..image_limits import fit_batch
-
-    images, _ = load_tensors("test", data_dir=data_dir)
-    images = images[:max_samples]
-    preprocess = Preprocess.from_processor(processor, model.config.num_channels)
-    options = ort.SessionOptions()
-    options.enable_cpu_mem_arena = False  # the arena keeps its peak for the session's life, outside any budget
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    agree, max_diff = 0, 0.0
-    # PyTorch and onnxruntime each run the batch: twice the model's working memory per image, within the budget
-    working = 2 * inference_activation_bytes(model.config, preprocess.channels, preprocess.size)
-    batch = fit_batch(BATCH, preprocess.channels, preprocess.size, working)
-    for start in range(0, len(images), batch):
-        pixels = preprocess(images[start : start + batch]).contiguous()
-        with torch.inference_mode():
-            expected = model(pixel_values=pixels).logits.float().numpy()
-        got = session.run(["logits"], {"pixel_values": pixels.numpy()})[0]
-        agree += int((got.argmax(1) == expected.argmax(1)).sum())
-        max_diff = max(max_diff, float(np.abs(got - expected).max()))
-    return {"images": len(images), "agreement": agree / len(images), "max_abs_diff": max_diff}
-
-
 def format_report(report: dict) -> str:
-    return (
-        f"Wrote {report['path']} ({report['size'] / 1e6:.2f} MB): same top-1 class as PyTorch on "
-        f"{report['agreement']:.2%} of {report['images']:,} test images, max |logit diff| {report['max_abs_diff']:.3g}"
-    )
+    files = ", ".join(f"onnx/{entry['file']}" for entry in report["dtypes"].values())
+    return f"Wrote {files} and {RECORD} in {printable(str(Path(report['path']).parent.parent))}"

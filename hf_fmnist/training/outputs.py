@@ -70,6 +70,7 @@ def write_model_folder(
             )
             (tmp / "README.md").write_text(card)
             _replace_examples(tmp / EXAMPLES_DIR, output_dir / EXAMPLES_DIR)
+        atomic.publish(tmp)  # safetensors and mkstemp write private files: the folder gets the umask's modes
         for item in sorted(tmp.iterdir()):
             os.replace(item, output_dir / item.name)
     finally:
