@@ -141,7 +141,12 @@ def _export(args: argparse.Namespace) -> None:
     from .inference.onnx import export_onnx, format_report
 
     report = export_onnx(
-        args.model, args.output, data_dir=args.data_dir, max_samples=args.max_test_images, dtypes=args.dtypes
+        args.model,
+        args.output,
+        data_dir=args.data_dir,
+        max_samples=args.max_test_images,
+        dtypes=args.dtypes,
+        for_browser=args.for_browser,
     )
     print(format_report(report))
 
@@ -338,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-test-images",
         type=_positive_int,
         help="verify on the first N test images only (default: all 10,000; the thresholds scale with N)",
+    )
+    export.add_argument(
+        "--for-browser",
+        action="store_true",
+        help="refuse, before any work, a model whose type transformers.js cannot run (today's cnn and pvt presets)",
     )
     export.set_defaults(run=_export)
 

@@ -417,3 +417,20 @@ def test_push_model_publishes_the_export_and_its_card_and_refuses_a_stale_one(tm
     with pytest.raises(HfFmnistError, match="was exported from another model than this model.safetensors"):
         publish.push_model(stale, out, log=lambda line: None)
     assert ("model", stale) not in hub.state.repos
+
+
+def test_export_for_the_browser_refuses_a_type_transformers_js_lacks_before_any_work(tmp_path, capsys):
+    """Issue 24.6: the RegNet cnn and PVTv2 pvt presets export and verify in onnxruntime, then fail in
+    transformers.js with "Unsupported model type". Asked to check for the browser, export says so first and writes
+    nothing. Each type transformers.js runs passes the same check."""
+    from hf_fmnist.cli import main
+    from hf_fmnist.inference.onnx import check_transformers_js
+
+    for preset, model_type in (("cnn", "regnet"), ("pvt", "pvt_v2")):
+        model_dir = tiny_model(tmp_path / preset, preset)
+        assert main(["export", "--model", str(model_dir), "--for-browser"]) == 2
+        line = one_error_line(capsys)
+        assert f"is a {model_type} model, which transformers.js 4.3.1 cannot run" in line
+        assert "--for-browser" in line and leftovers(model_dir) == []
+    for preset in ("resnet", "convnext", "vit", "pvt1"):
+        check_transformers_js(str(tiny_model(tmp_path / preset, preset)))  # no refusal

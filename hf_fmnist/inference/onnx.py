@@ -58,9 +58,13 @@ def export_onnx(
     data_dir: str | None = None,
     max_samples: int | None = None,
     dtypes: tuple[str, ...] = DTYPES,
+    for_browser: bool = False,
     log=print,
 ) -> dict:
-    """Export, verify and keep ``OUTPUT/onnx/``; returns the measured counts (the record) and the path."""
+    """Export, verify and keep ``OUTPUT/onnx/``; returns the measured counts (the record) and the path.
+
+    ``for_browser``: refuse, before any work, a model whose type transformers.js cannot run (it would export and
+    verify fine in onnxruntime, then fail in the browser with "Unsupported model type")."""
     from .. import atomic
     from ..core.export_record import weights_digest
     from ..extras import require
@@ -77,6 +81,8 @@ def export_onnx(
     target = out / ONNX_DIR
     _check_replaceable(target)
     check_gates(str(model_dir))
+    if for_browser:
+        check_transformers_js(str(model_dir))
     _check_sidecars(model_dir, out)
     digest = weights_digest(model_dir)
 
@@ -120,6 +126,19 @@ def check_gates(model_ref: str) -> None:
     working = 4 * inference_activation_bytes(config, pre.channels, size)
     if fit_batch(2, pre.channels, size, working) < 2:
         fit_batch(1, pre.channels, size, 2 * working)  # one line naming the sizes, if not even that fits
+
+
+def check_transformers_js(model_ref: str) -> None:
+    """One line when transformers.js (the pinned 4.3.1) has no class for the model's type."""
+    from ..core.models import TRANSFORMERS_JS_TYPES, load_config
+
+    model_type = load_config(model_ref, None, repr(model_ref)).model_type
+    if model_type not in TRANSFORMERS_JS_TYPES:
+        raise HfFmnistError(
+            f"{printable(model_ref)} is a {printable(str(model_type))} model, which transformers.js 4.3.1 cannot run "
+            f"(it runs {', '.join(sorted(TRANSFORMERS_JS_TYPES))}): train a preset of one of those types "
+            "(--model_name_or_path resnet, convnext, vit or pvt1), or drop --for-browser."
+        )
 
 
 def _convert(model_dir: Path, staging: Path, dtypes, *, data_dir, max_samples) -> dict:
