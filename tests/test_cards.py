@@ -18,6 +18,7 @@ from hf_fmnist.core.config import TrainConfig
 from hf_fmnist.data import card as dataset_cards
 from hf_fmnist.data import idx
 from hf_fmnist.data.tensors import class_counts
+from hf_fmnist.errors import HfFmnistError
 from hf_fmnist.training import outputs
 
 from conftest import REAL_DIR, Synthetic, idx_images, idx_labels, real_data
@@ -407,3 +408,23 @@ def test_the_card_names_a_held_out_validation_split_and_claims_only_the_test_spl
     meta = yaml.safe_load(text.split("---")[1])
     [result] = meta["model-index"][0]["results"]
     assert result["dataset"]["split"] == "test" and result["metrics"][0]["value"] == pytest.approx(0.9123)
+
+
+def test_the_card_shows_ece_beside_accuracy_and_the_top_pairs(tmp_path):
+    pairs = [
+        {"true": "Shirt", "predicted": "T-shirt/top", "count": 123, "of": 1000},
+        {"true": "Pullover", "predicted": "Coat", "count": 87, "of": 1000},
+    ]
+    results = _results(eval_ece=0.01876, eval_ece_bins=15, eval_nll=0.2468, eval_confused_pairs=pairs)
+    text = cards.render_model_card(model_folder(tmp_path / "with", results=results))
+    assert "**Test accuracy: 91.23%** (expected calibration error 0.0188) on" in text
+    assert "| expected calibration error (15 equal-width confidence bins) | 0.0188 |" in text
+    assert "| negative log-likelihood (nats per image) | 0.2468 |" in text
+    assert "| Shirt | T-shirt/top | 123 of 1,000 |\n| Pullover | Coat | 87 of 1,000 |" in text
+    # a folder trained before calibration was recorded: no ECE, no pairs, no empty table
+    older = cards.render_model_card(model_folder(tmp_path / "older"))
+    assert "calibration" not in older and "| true | predicted |" not in older
+    # a stranger's results: a pair claiming more mistakes than the class has images is refused in one line
+    bad = _results(eval_confused_pairs=[{"true": "Shirt", "predicted": "Coat", "count": 5, "of": 4}])
+    with pytest.raises(HfFmnistError, match="eval_confused_pairs"):
+        cards.render_model_card(model_folder(tmp_path / "bad", results=bad))
