@@ -31,8 +31,38 @@ def _summary(args: argparse.Namespace) -> None:
     from .data.summary import print_summary
     from .data.tensors import local_root, open_dataset
 
+    if args.map:
+        from .maps import require_method
+
+        require_method(args.map_method, "summary --map")
     dataset = open_dataset(args.dataset, data_dir=args.data_dir, verify=not args.no_verify)
     print_summary(dataset, grid=args.grid, root=local_root(args.dataset))
+    if args.map:
+        from .data.summary import pixel_map
+
+        pixel_map(dataset, args.map, method=args.map_method, split=args.split, root=local_root(args.dataset))
+
+
+def _embed(args: argparse.Namespace) -> None:
+    from .errors import printable
+    from .inference.embed import embed_model
+
+    result = embed_model(
+        args.model,
+        args.output_dir,
+        dataset=args.dataset,
+        split=args.split,
+        method=args.method,
+        thumbnails=args.thumbnails,
+        max_samples=args.max_samples,
+        data_dir=args.data_dir,
+        seed=args.seed,
+    )
+    out = printable(result["output_dir"])
+    print(
+        f"Mapped {result['images']:,} images' {result['features']}-dimensional pooled features with {args.method}: "
+        f"{out}/map.png, {out}/map.csv; projector: tensorboard --logdir {out}/projector"
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -138,6 +168,40 @@ def _export(args: argparse.Namespace) -> None:
     print(format_report(export_onnx(args.model, args.output, data_dir=args.data_dir)))
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from .training.audit import run_audit
+    from .training.label_search import SearchPlan
+    from .training.preemption import EXIT_PREEMPTED, Preempted
+
+    plan = None
+    if not args.skip_labels:
+        from .extras import require
+
+        require("cleanlab", extra="audit", command="audit")  # before hours of folds, not after
+        plan = SearchPlan(
+            k=args.folds,
+            recipe=args.recipe,
+            seed=args.seed,
+            num_train_epochs=args.num_train_epochs,
+            per_device_train_batch_size=args.per_device_train_batch_size,
+            model_name_or_path=args.model,
+        )
+    try:
+        run_audit(
+            args.output_dir,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            threshold=args.threshold,
+            plan=plan,
+            label_split=args.label_split,
+        )
+    except Preempted as e:  # a fold's training was stopped: its checkpoint and the finished folds are kept
+        print(f"{printable(str(e))}\nRun the same audit command again to resume the label search.", file=sys.stderr)
+        return EXIT_PREEMPTED
+    print(f"Report in {args.output_dir} (report.md, audit.json and the grids)")
+    return 0
+
+
 def _push_kwargs(args: argparse.Namespace) -> dict:
     return {
         "token": args.token,
@@ -203,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", help="an exported folder or a Hub dataset id; default: the built-in Fashion-MNIST"
     )
     summary.add_argument("--grid", help="where to save the sample grid PNG (default: no grid)")
+    summary.add_argument(
+        "--map", help="where to save a 2-D map PNG of the raw pixels, coloured by class (default: no map)"
+    )
+    summary.add_argument(
+        "--map-method", choices=["umap", "tsne", "pca"], default="umap", help="umap and tsne need the 'embed' extra"
+    )
+    summary.add_argument("--split", help="the split of the map (default: the first, train)")
     summary.set_defaults(run=_summary)
 
     evaluate = sub.add_parser(
@@ -292,6 +363,52 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", help="folder for onnx/model.onnx and the config files (default: the model folder)")
     export.add_argument("--data-dir", help="raw files for the test split used to verify")
     export.set_defaults(run=_export)
+
+    embed = sub.add_parser(
+        "embed",
+        help="2-D map and TensorBoard projector of a model's features (UMAP/t-SNE: the 'embed' extra)",
+        description="Run a model folder or Hub id over a split, take its pooled penultimate features (the "
+        "backbone's pooler_output, or its last hidden state averaged), and write map.png (UMAP, t-SNE or PCA, "
+        "coloured by class), map.csv and a TensorBoard projector folder (sprite and class metadata).",
+    )
+    embed.add_argument("--model", required=True, help="a training output folder or a Hub model id")
+    embed.add_argument("--output-dir", required=True, help="folder to write (new, empty, or an earlier embed's)")
+    embed.add_argument("--dataset", help="an exported folder or a Hub dataset id; default: built-in Fashion-MNIST")
+    embed.add_argument("--split", help="default: test (or validation)")
+    embed.add_argument("--method", choices=["umap", "tsne", "pca"], default="umap", help="default: umap")
+    embed.add_argument("--thumbnails", type=int, default=0, help="draw this many sampled images on the map")
+    embed.add_argument("--max-samples", type=int, help="only the first N images")
+    embed.add_argument("--seed", type=int, default=0, help="seed of the map and of the thumbnails' sample")
+    embed.add_argument("--data-dir", help="raw files for the built-in dataset")
+    embed.set_defaults(run=_embed)
+
+    audit = sub.add_parser(
+        "audit",
+        help="exact and near duplicates and likely label errors of a dataset (label search: the 'audit' extra)",
+        description="Check a dataset for byte-identical images (within and across splits, with their labels), near "
+        "duplicates across splits (RMS gray-level difference to the nearest image of the first split, at most "
+        "--threshold), and likely label errors (cleanlab on out-of-fold probabilities of a k-fold search that "
+        "trains --recipe with the training script's own loop; resumable: run the same command again). Writes a "
+        "report folder: report.md, audit.json (for `build --audit`) and image grids.",
+    )
+    audit.add_argument("--dataset", help="an exported folder or a Hub dataset id; default: built-in Fashion-MNIST")
+    audit.add_argument("--data-dir", help="raw files for the built-in dataset")
+    audit.add_argument("--output-dir", required=True, help="the report folder (new, empty, or an earlier audit's)")
+    audit.add_argument(
+        "--threshold",
+        type=float,
+        default=8.0,
+        help="near-duplicate threshold, RMS gray levels (0-255); default 8 (docs/dataset.md says why)",
+    )
+    audit.add_argument("--skip-labels", action="store_true", help="duplicates only: no k-fold label search")
+    audit.add_argument("--label-split", default="train", help="the split searched for label errors (default: train)")
+    audit.add_argument("--folds", type=int, default=5, help="k of the k-fold search (default 5)")
+    audit.add_argument("--recipe", default="cpu-5min", help="the training recipe of every fold (default cpu-5min)")
+    audit.add_argument("--model", help="a preset or checkpoint instead of the recipe's model")
+    audit.add_argument("--num-train-epochs", type=int, help="epochs per fold; default: the recipe's")
+    audit.add_argument("--per-device-train-batch-size", type=int, help="default: the recipe's")
+    audit.add_argument("--seed", type=int, default=42, help="seed of the folds and of fold i's training (seed + i)")
+    audit.set_defaults(run=_audit)
 
     sub.add_parser(
         "train",
