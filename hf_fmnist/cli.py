@@ -18,7 +18,7 @@ def _build(args: argparse.Namespace) -> None:
     from .data.export import export
 
     start = time.perf_counter()
-    folder = export(args.output_dir, data_dir=args.data_dir, verify=not args.no_verify)
+    folder = export(args.output_dir, data_dir=args.data_dir, verify=not args.no_verify, audit=args.audit)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     size = sum(p.stat().st_size for p in files)
     print(f"Wrote {folder} ({len(files)} files, {size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
@@ -111,13 +111,18 @@ def _push_dataset(args: argparse.Namespace) -> None:
 
     from .hub.push import push_dataset
 
+    if args.dataset_dir and args.audit:
+        raise HfFmnistError(
+            "--audit applies when push-dataset builds the export; for --dataset-dir, build it with "
+            "`hf-fmnist build --audit REPORT`."
+        )
     if args.dataset_dir:
         url = push_dataset(args.repo_id, args.dataset_dir, **_push_kwargs(args))
     else:
         from .data.export import export
 
         with tempfile.TemporaryDirectory() as tmp:
-            folder = export(f"{tmp}/dataset", data_dir=args.data_dir)
+            folder = export(f"{tmp}/dataset", data_dir=args.data_dir, audit=args.audit)
             url = push_dataset(args.repo_id, folder, **_push_kwargs(args))
     print(f"{'Pull request' if '/discussions/' in url else 'Dataset'} at {url}")
 
@@ -194,6 +199,7 @@ def _audit(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             plan=plan,
             label_split=args.label_split,
+            filter_by=args.filter_by,
         )
     except Preempted as e:  # a fold's training was stopped: its checkpoint and the finished folds are kept
         print(f"{printable(str(e))}\nRun the same audit command again to resume the label search.", file=sys.stderr)
@@ -255,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_flags(build)
     build.add_argument("--output-dir", required=True, help="folder to write (replaced if it is an earlier export)")
+    build.add_argument(
+        "--audit", help="an `hf-fmnist audit` report folder of this data: its counts become the card's Known issues"
+    )
     build.set_defaults(run=_build)
 
     summary = sub.add_parser(
@@ -311,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     push_ds.add_argument("--dataset-dir", help="a folder written by `hf-fmnist build`")
     push_ds.add_argument("--data-dir", help="raw files, when building the export now")
+    push_ds.add_argument(
+        "--audit",
+        help="when building the export now: an `hf-fmnist audit` report folder of this data, for the card's Known "
+        "issues (an export from `build --audit` already has them)",
+    )
     _add_push_flags(push_ds, "hf_fmnist")
     push_ds.set_defaults(run=_push_dataset)
 
@@ -407,6 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--model", help="a preset or checkpoint instead of the recipe's model")
     audit.add_argument("--num-train-epochs", type=int, help="epochs per fold; default: the recipe's")
     audit.add_argument("--per-device-train-batch-size", type=int, help="default: the recipe's")
+    audit.add_argument(
+        "--filter-by",
+        choices=["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"],
+        default="prune_by_noise_rate",
+        help="cleanlab's find_label_issues rule (default: its own, prune_by_noise_rate); changing it reuses the folds",
+    )
     audit.add_argument("--seed", type=int, default=42, help="seed of the folds and of fold i's training (seed + i)")
     audit.set_defaults(run=_audit)
 

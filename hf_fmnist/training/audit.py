@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import atomic, ownership
 from ..data import duplicates
+from ..data.known_issues import fingerprint
 from ..errors import HfFmnistError, printable
 
 AUDIT = "audit-output"  # the ownership marker of a report folder
@@ -38,6 +39,7 @@ def run_audit(
     threshold: float = duplicates.NEAR_THRESHOLD,
     plan=None,
     label_split: str = "train",
+    filter_by: str = "prune_by_noise_rate",
 ) -> dict:
     """Audit a dataset into ``output_dir``; returns the stored result. ``plan``: a :class:`SearchPlan` for the label
     search, or None to skip it."""
@@ -54,7 +56,11 @@ def run_audit(
     with atomic.writing(out):
         out.mkdir(parents=True, exist_ok=True)
         ownership.mark(out, AUDIT)
-    result: dict = {"dataset": dataset or "fashion_mnist", "splits": {s: len(a[1]) for s, a in splits.items()}}
+    result: dict = {
+        "dataset": dataset or "fashion_mnist",
+        "splits": {s: len(a[1]) for s, a in splits.items()},
+        "fingerprint": fingerprint(splits),  # `build --audit` shows these counts only for this very data
+    }
 
     start = time.perf_counter()
     groups = duplicates.exact_groups(splits)
@@ -72,7 +78,9 @@ def run_audit(
         print(near_line(result["near"]))
 
     if plan is not None:
-        result["labels"] = label_errors(ds, label_split, splits, names, plan, out, data_dir=data_dir)
+        result["labels"] = label_errors(
+            ds, label_split, splits, names, plan, out, data_dir=data_dir, filter_by=filter_by
+        )
         print(labels_line(result["labels"]))
     atomic.write_text(out / AUDIT_FILE, json.dumps(result, indent=2) + "\n")
     atomic.write_text(out / "report.md", report_markdown(result))
@@ -157,7 +165,7 @@ def near_duplicates(splits: dict, names: list[str], threshold: float, budget: in
     }
 
 
-def label_errors(ds, split: str, splits: dict, names: list[str], plan, out: Path, *, data_dir) -> dict:
+def label_errors(ds, split: str, splits: dict, names: list[str], plan, out: Path, *, data_dir, filter_by: str) -> dict:
     """The k-fold search through ``train()`` and cleanlab's ranking; the suspects' grid."""
     from .. import plots
     from .label_search import label_issues, out_of_fold_probabilities
@@ -166,7 +174,7 @@ def label_errors(ds, split: str, splits: dict, names: list[str], plan, out: Path
         raise HfFmnistError(f"--label-split {split!r} not found; this dataset has {', '.join(splits)}.")
     images, labels = splits[split]
     probabilities, seconds = out_of_fold_probabilities(ds[split], labels, plan, out / "label_search", data_dir=data_dir)
-    issues = label_issues(labels, probabilities)
+    issues = label_issues(labels, probabilities, filter_by)
     suggested = probabilities.argmax(axis=1)
     suspects = [
         {
@@ -190,7 +198,8 @@ def label_errors(ds, split: str, splits: dict, names: list[str], plan, out: Path
         f"suggested label and its probability",
     )
     return {
-        "method": "cleanlab.filter.find_label_issues on out-of-fold softmax probabilities, ranked by self-confidence",
+        "method": f"cleanlab.filter.find_label_issues (filter_by={filter_by}) on out-of-fold softmax probabilities, "
+        "ranked by self-confidence",
         "split": split,
         "search": plan.describe(),
         "k": plan.k,

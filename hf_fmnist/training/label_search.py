@@ -200,15 +200,20 @@ def _num_classes(rows) -> int:
     return rows.features[find_columns(rows.features)[1]].num_classes
 
 
-def label_issues(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """Indices of likely label errors, most likely first (cleanlab's ``find_label_issues``, ranked by
-    self-confidence)."""
+FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
+
+
+def label_issues(labels: np.ndarray, probabilities: np.ndarray, filter_by: str = FILTERS[0]) -> np.ndarray:
+    """Indices of likely label errors, most likely first: cleanlab's ``find_label_issues`` with ``filter_by`` (its
+    default, confident learning's noise-rate pruning, unless told), ranked by self-confidence."""
     from ..extras import require
 
     require("cleanlab", extra="audit", command="audit")
     from cleanlab.filter import find_label_issues
 
     return np.asarray(
-        find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence", n_jobs=1),
+        find_label_issues(
+            labels, probabilities, filter_by=filter_by, return_indices_ranked_by="self_confidence", n_jobs=1
+        ),
         dtype=np.int64,
     )
