@@ -101,7 +101,7 @@ def main() -> int:
             command = ["hf-fmnist", "embed", "--model", args.model, "--output-dir", str(out), "--method", method]
             times, _ = timed(lambda c=command: subprocess.run([*c, *limit, *data], check=True), args.repeats)
             print(f"embed --method {method} (whole command): {stats(times)}")
-    from hf_fmnist.maps import reduce_2d
+    from hf_fmnist.data.maps import reduce_2d
 
     pixels = test.reshape(len(test), -1).astype(np.float32)
     times, _ = timed(lambda: reduce_2d(pixels, "umap"), args.repeats)

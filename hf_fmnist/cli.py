@@ -32,7 +32,7 @@ def _summary(args: argparse.Namespace) -> None:
     from .data.tensors import local_root, open_dataset
 
     if args.map:
-        from .maps import require_method
+        from .data.maps import require_method
 
         require_method(args.map_method, "summary --map")
     dataset = open_dataset(args.dataset, data_dir=args.data_dir, verify=not args.no_verify)

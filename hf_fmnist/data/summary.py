@@ -60,8 +60,8 @@ def pixel_map(
     root: str | os.PathLike | None = None,
 ) -> None:
     """Save a 2-D map of the raw pixels of ``split`` (its first :data:`MAX_MAP_IMAGES` images), coloured by class."""
-    from .. import maps
     from ..errors import HfFmnistError
+    from . import maps
     from .tensors import load_arrays
 
     split = split or next(iter(dataset))

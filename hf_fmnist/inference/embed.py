@@ -60,9 +60,10 @@ def embed_model(
     """Features of ``split`` (default: test) from ``model_ref``, mapped to 2-D; the folder's files (see above)."""
     import torch
 
-    from .. import atomic, maps, ownership
+    from .. import atomic, ownership
     from ..core.loader import DeviceLoader, Preprocess
     from ..core.models import inference_activation_bytes
+    from ..data import maps
     from ..data.tensors import eval_split_of, find_columns, load_arrays, local_root, open_dataset
     from ..image_limits import check_table, fit_batch
     from .evaluate import load_for_inference

@@ -21,8 +21,8 @@ PCA_BEFORE = 50  # UMAP and t-SNE read the first 50 principal components (t-SNE'
 
 def require_method(method: str, command: str) -> None:
     """Fail fast, in one line, when ``method`` needs an extra that is not installed."""
-    from .errors import HfFmnistError
-    from .extras import require
+    from ..errors import HfFmnistError
+    from ..extras import require
 
     if method not in METHODS:
         raise HfFmnistError(f"--method {method!r}: choose one of {', '.join(METHODS)}.")
@@ -115,7 +115,7 @@ def scatter(
 ) -> Path:
     """A PNG scatter of ``points`` coloured by class, with a legend of class names; with ``thumbnails``, that many
     images (sampled with ``seed``) drawn at their points."""
-    from .plots import _pyplot, save_figure
+    from ..plots import _pyplot, save_figure
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 7.5))
