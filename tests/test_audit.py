@@ -70,7 +70,7 @@ def test_planted_duplicates_are_found_with_their_labels(planted, tmp_path, capsy
     for name in ("report.md", "exact_duplicates.png", "near_duplicates.png", "near_distances.png"):
         assert (tmp_path / "report" / name).is_file()
     printed = capsys.readouterr().out
-    assert "Near duplicates within RMS 8 of a train image: test 2 of 60" in printed
+    assert "Near duplicates within RMS 10 of a train image: test 2 of 60" in printed
 
 
 def test_a_clean_dataset_reports_no_duplicates(tmp_path):
@@ -157,7 +157,7 @@ def test_the_dataset_card_shows_the_measured_known_issues(tmp_path, capsys):
         in section
     )
     assert (
-        "at most 8): 2 of 60 `test` images\n  (1 exact copies; 2 within 4, 60 within 16),\n  1 with a different label."
+        "at most 10): 2 of 60 `test` images\n  (1 exact copies; 2 within 5, 60 within 20),\n  1 with a different label."
         in section
     )
     assert (
@@ -174,3 +174,8 @@ def test_the_dataset_card_shows_the_measured_known_issues(tmp_path, capsys):
     (report / "audit.json").write_text(json.dumps(stored))
     assert cli.main([*build, str(tmp_path / "bad"), "--audit", str(report)]) == 2
     assert "malformed audit result" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_the_command_line_default_threshold_is_the_documented_one():
+    args = cli.build_parser().parse_args(["audit", "--output-dir", "x"])
+    assert args.threshold == duplicates.NEAR_THRESHOLD and args.folds == 5 and args.recipe == "cpu-5min"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-NEAR_THRESHOLD = 8.0  # RMS gray levels; see docs/dataset.md ("Audit") for the measurement behind it
+NEAR_THRESHOLD = 10.0  # RMS gray levels; docs/dataset.md ("Auditing the data") gives the measurement behind it
 
 
 def exact_groups(splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[dict]:

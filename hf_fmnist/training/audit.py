@@ -22,7 +22,7 @@ from ..errors import HfFmnistError, printable
 
 AUDIT = "audit-output"  # the ownership marker of a report folder
 AUDIT_FILE = "audit.json"
-GRID_PAIRS = 20  # nearest cross-split pairs shown (each pair takes two cells)
+GRID_PAIRS = 30  # nearest cross-split pairs shown (each pair takes two cells): enough to see past the threshold
 GRID_SUSPECTS = 40
 EXACT_METHOD = "sha256 of the decoded 28×28 gray pixels (byte-identical images)"
 NEAR_METHOD = (
