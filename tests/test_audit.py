@@ -153,7 +153,7 @@ def test_the_dataset_card_shows_the_measured_known_issues(tmp_path, capsys):
     card = (tmp_path / "with" / "README.md").read_text()
     section = card[card.index("## Known issues") : card.index("## Source")]
     assert (
-        "1 extra copy within `train`; 0 extra copies within `test`;\n1 image(s) shared across splits; 1 of them"
+        "1 extra copy within `train`; 0 extra copies within `test`;\n  1 image(s) shared across splits; 1 of them"
         in section
     )
     assert (

@@ -421,6 +421,7 @@ def test_the_card_shows_ece_beside_accuracy_and_the_top_pairs(tmp_path):
     assert "| expected calibration error (15 equal-width confidence bins) | 0.0188 |" in text
     assert "| negative log-likelihood (nats per image) | 0.2468 |" in text
     assert "| Shirt | T-shirt/top | 123 of 1,000 |\n| Pullover | Coat | 87 of 1,000 |" in text
+    assert validate_card("model", text) == []
     # a folder trained before calibration was recorded: no ECE, no pairs, no empty table
     older = cards.render_model_card(model_folder(tmp_path / "older"))
     assert "calibration" not in older and "| true | predicted |" not in older
