@@ -119,3 +119,19 @@ def test_umap_map_of_raw_pixels_and_sigterm_during_it(model_and_data, tmp_path):
     assert time.monotonic() - start < 10
     assert proc.returncode == 143, err
     assert not list(tmp_path.glob(".hf_fmnist-map-*")) and not (tmp_path / "tsne.png").exists()
+
+
+def test_features_beyond_the_memory_budget_are_refused_in_one_line(model_and_data, tmp_path, capsys, monkeypatch):
+    """Hostile sizes: the whole split's feature vectors are judged from the first batch against the budget, before
+    they pile up; nothing is written."""
+    from hf_fmnist.inference import embed
+
+    model, dataset = model_and_data
+    real = embed.pooled_features
+    monkeypatch.setenv("HF_FMNIST_MEMORY_MB", "4")  # the images and a batch fit; 40 × 128,000 features do not
+    monkeypatch.setattr(embed, "pooled_features", lambda m, x: real(m, x).repeat(1, 1000))
+    args = ["embed", "--model", model, "--dataset", dataset, "--output-dir", str(tmp_path / "m"), "--method", "pca"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: 40 feature vectors asks for about") and "HF_FMNIST_MEMORY_MB" in err
+    assert not (tmp_path / "m").exists()
