@@ -18,7 +18,7 @@ def _build(args: argparse.Namespace) -> None:
     from .data.export import export
 
     start = time.perf_counter()
-    folder = export(args.output_dir, data_dir=args.data_dir, verify=not args.no_verify)
+    folder = export(args.output_dir, data_dir=args.data_dir, verify=not args.no_verify, audit=args.audit)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     size = sum(p.stat().st_size for p in files)
     print(f"Wrote {folder} ({len(files)} files, {size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
@@ -31,8 +31,38 @@ def _summary(args: argparse.Namespace) -> None:
     from .data.summary import print_summary
     from .data.tensors import local_root, open_dataset
 
+    if args.map:
+        from .data.maps import require_method
+
+        require_method(args.map_method, "summary --map")
     dataset = open_dataset(args.dataset, data_dir=args.data_dir, verify=not args.no_verify)
     print_summary(dataset, grid=args.grid, root=local_root(args.dataset))
+    if args.map:
+        from .data.summary import pixel_map
+
+        pixel_map(dataset, args.map, method=args.map_method, split=args.split, root=local_root(args.dataset))
+
+
+def _embed(args: argparse.Namespace) -> None:
+    from .errors import printable
+    from .inference.embed import embed_model
+
+    result = embed_model(
+        args.model,
+        args.output_dir,
+        dataset=args.dataset,
+        split=args.split,
+        method=args.method,
+        thumbnails=args.thumbnails,
+        max_samples=args.max_samples,
+        data_dir=args.data_dir,
+        seed=args.seed,
+    )
+    out = printable(result["output_dir"])
+    print(
+        f"Mapped {result['images']:,} images' {result['features']}-dimensional pooled features with {args.method}: "
+        f"{out}/map.png, {out}/map.csv; projector: tensorboard --logdir {out}/projector"
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -81,13 +111,18 @@ def _push_dataset(args: argparse.Namespace) -> None:
 
     from .hub.push import push_dataset
 
+    if args.dataset_dir and args.audit:
+        raise HfFmnistError(
+            "--audit applies when push-dataset builds the export; for --dataset-dir, build it with "
+            "`hf-fmnist build --audit REPORT`."
+        )
     if args.dataset_dir:
         url = push_dataset(args.repo_id, args.dataset_dir, **_push_kwargs(args))
     else:
         from .data.export import export
 
         with tempfile.TemporaryDirectory() as tmp:
-            folder = export(f"{tmp}/dataset", data_dir=args.data_dir)
+            folder = export(f"{tmp}/dataset", data_dir=args.data_dir, audit=args.audit)
             url = push_dataset(args.repo_id, folder, **_push_kwargs(args))
     print(f"{'Pull request' if '/discussions/' in url else 'Dataset'} at {url}")
 
@@ -170,6 +205,41 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from .training.audit import run_audit
+    from .training.label_search import SearchPlan
+    from .training.preemption import EXIT_PREEMPTED, Preempted
+
+    plan = None
+    if not args.skip_labels:
+        from .extras import require
+
+        require("cleanlab", extra="audit", command="audit")  # before hours of folds, not after
+        plan = SearchPlan(
+            k=args.folds,
+            recipe=args.recipe,
+            seed=args.seed,
+            num_train_epochs=args.num_train_epochs,
+            per_device_train_batch_size=args.per_device_train_batch_size,
+            model_name_or_path=args.model,
+        )
+    try:
+        run_audit(
+            args.output_dir,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            threshold=args.threshold,
+            plan=plan,
+            label_split=args.label_split,
+            filter_by=args.filter_by,
+        )
+    except Preempted as e:  # a fold's training was stopped: its checkpoint and the finished folds are kept
+        print(f"{printable(str(e))}\nRun the same audit command again to resume the label search.", file=sys.stderr)
+        return EXIT_PREEMPTED
+    print(f"Report in {args.output_dir} (report.md, audit.json and the grids)")
+    return 0
+
+
 def _push_kwargs(args: argparse.Namespace) -> dict:
     return {
         "token": args.token,
@@ -223,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_flags(build)
     build.add_argument("--output-dir", required=True, help="folder to write (replaced if it is an earlier export)")
+    build.add_argument(
+        "--audit", help="an `hf-fmnist audit` report folder of this data: its counts become the card's Known issues"
+    )
     build.set_defaults(run=_build)
 
     summary = sub.add_parser(
@@ -235,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", help="an exported folder or a Hub dataset id; default: the built-in Fashion-MNIST"
     )
     summary.add_argument("--grid", help="where to save the sample grid PNG (default: no grid)")
+    summary.add_argument(
+        "--map", help="where to save a 2-D map PNG of the raw pixels, coloured by class (default: no map)"
+    )
+    summary.add_argument(
+        "--map-method", choices=["umap", "tsne", "pca"], default="umap", help="umap and tsne need the 'embed' extra"
+    )
+    summary.add_argument("--split", help="the split of the map (default: the first, train)")
     summary.set_defaults(run=_summary)
 
     evaluate = sub.add_parser(
@@ -272,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     push_ds.add_argument("--dataset-dir", help="a folder written by `hf-fmnist build`")
     push_ds.add_argument("--data-dir", help="raw files, when building the export now")
+    push_ds.add_argument(
+        "--audit",
+        help="when building the export now: an `hf-fmnist audit` report folder of this data, for the card's Known "
+        "issues (an export from `build --audit` already has them)",
+    )
     _add_push_flags(push_ds, "hf_fmnist")
     push_ds.set_defaults(run=_push_dataset)
 
@@ -350,6 +435,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse, before any work, a model whose type transformers.js cannot run (today's cnn and pvt presets)",
     )
     export.set_defaults(run=_export)
+
+    embed = sub.add_parser(
+        "embed",
+        help="2-D map and TensorBoard projector of a model's features (UMAP/t-SNE: the 'embed' extra)",
+        description="Run a model folder or Hub id over a split, take its pooled penultimate features (the "
+        "backbone's pooler_output, or its last hidden state averaged), and write map.png (UMAP, t-SNE or PCA, "
+        "coloured by class), map.csv and a TensorBoard projector folder (sprite and class metadata).",
+    )
+    embed.add_argument("--model", required=True, help="a training output folder or a Hub model id")
+    embed.add_argument("--output-dir", required=True, help="folder to write (new, empty, or an earlier embed's)")
+    embed.add_argument("--dataset", help="an exported folder or a Hub dataset id; default: built-in Fashion-MNIST")
+    embed.add_argument("--split", help="default: test (or validation)")
+    embed.add_argument("--method", choices=["umap", "tsne", "pca"], default="umap", help="default: umap")
+    embed.add_argument("--thumbnails", type=int, default=0, help="draw this many sampled images on the map")
+    embed.add_argument("--max-samples", type=int, help="only the first N images")
+    embed.add_argument("--seed", type=int, default=0, help="seed of the map and of the thumbnails' sample")
+    embed.add_argument("--data-dir", help="raw files for the built-in dataset")
+    embed.set_defaults(run=_embed)
+
+    audit = sub.add_parser(
+        "audit",
+        help="exact and near duplicates and likely label errors of a dataset (label search: the 'audit' extra)",
+        description="Check a dataset for byte-identical images (within and across splits, with their labels), near "
+        "duplicates across splits (RMS gray-level difference to the nearest image of the first split, at most "
+        "--threshold), and likely label errors (cleanlab on out-of-fold probabilities of a k-fold search that "
+        "trains --recipe with the training script's own loop; resumable: run the same command again). Writes a "
+        "report folder: report.md, audit.json (for `build --audit`) and image grids.",
+    )
+    audit.add_argument("--dataset", help="an exported folder or a Hub dataset id; default: built-in Fashion-MNIST")
+    audit.add_argument("--data-dir", help="raw files for the built-in dataset")
+    audit.add_argument("--output-dir", required=True, help="the report folder (new, empty, or an earlier audit's)")
+    audit.add_argument(
+        "--threshold",
+        type=float,
+        default=10.0,  # data.duplicates.NEAR_THRESHOLD (not imported here: --help stays light)
+        help="near-duplicate threshold, RMS gray levels (0-255); default 10 (docs/dataset.md says why)",
+    )
+    audit.add_argument("--skip-labels", action="store_true", help="duplicates only: no k-fold label search")
+    audit.add_argument("--label-split", default="train", help="the split searched for label errors (default: train)")
+    audit.add_argument("--folds", type=int, default=5, help="k of the k-fold search (default 5)")
+    audit.add_argument("--recipe", default="cpu-5min", help="the training recipe of every fold (default cpu-5min)")
+    audit.add_argument("--model", help="a preset or checkpoint instead of the recipe's model")
+    audit.add_argument("--num-train-epochs", type=int, help="epochs per fold; default: the recipe's")
+    audit.add_argument("--per-device-train-batch-size", type=int, help="default: the recipe's")
+    audit.add_argument(
+        "--filter-by",
+        choices=["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"],
+        default="prune_by_noise_rate",
+        help="cleanlab's find_label_issues rule (default: its own, prune_by_noise_rate); changing it reuses the folds",
+    )
+    audit.add_argument("--seed", type=int, default=42, help="seed of the folds and of fold i's training (seed + i)")
+    audit.set_defaults(run=_audit)
 
     sub.add_parser(
         "train",

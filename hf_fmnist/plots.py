@@ -1,4 +1,5 @@
-"""PNG figures: sample grids (with class names, and predictions when given), learning curves, confusion matrices.
+"""PNG figures: sample grids (with class names), the top losses, learning curves, confusion matrices, reliability
+diagrams.
 
 Matplotlib, headless.
 """
@@ -35,7 +36,8 @@ def image_grid(
     plt = _pyplot()
     n = len(images)
     nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, 1.45 * nrows + (0.4 if suptitle else 0)))
+    row_height = 1.45 + 0.15 * max((t.count("\n") for t in titles), default=0)  # two-line titles need room
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, row_height * nrows + (0.4 if suptitle else 0)))
     for i, ax in enumerate(np.atleast_1d(axes).ravel()):
         ax.axis("off")
         if i < n:
@@ -140,27 +142,72 @@ def text_color(rgba) -> str:
     return "black" if luminance > 0.179 else "white"
 
 
-def predictions_grid(
+def top_losses_grid(
     images: np.ndarray,
     labels: np.ndarray,
-    predictions: np.ndarray,
+    probabilities: np.ndarray,
+    picks: np.ndarray,
     names: Sequence[str],
     path: str | os.PathLike,
-    count: int = 40,
+    *,
+    split: str = "test",
 ) -> Path:
-    """The first ``count`` images, titled "true → predicted" in red where wrong, plus the first mistakes."""
-    right = np.flatnonzero(labels == predictions)[: count // 2]
-    wrong = np.flatnonzero(labels != predictions)[: count - len(right)]
-    picks = np.concatenate([right, wrong])[:count]
+    """The mistakes ``picks`` (the top losses, the least probable true label first: ``core.metrics.top_losses``), each
+    titled "true → predicted" and the confidence of the prediction (its softmax probability, from ``probabilities``)."""
+    picks = np.asarray(picks, dtype=np.int64)
     titles = [
-        f"{names[labels[i]]}" if labels[i] == predictions[i] else f"{names[labels[i]]}\n→ {names[predictions[i]]}"
-        for i in picks
+        f"{names[labels[i]]}\n→ {names[int(probabilities[i].argmax())]} {probabilities[i].max():.0%}"
+        for i in picks.tolist()
     ]
-    colors = ["black" if labels[i] == predictions[i] else "red" for i in picks]
-    return image_grid(
-        images[picks],
-        titles,
-        path,
-        title_colors=colors,
-        suptitle="Test images: true label (→ prediction when wrong, in red)",
+    what = f"the {len(picks)} mistakes of highest loss (true → predicted, confidence)" if len(picks) else "no mistakes"
+    return image_grid(images[picks], titles, path, suptitle=f"Fashion-MNIST {split}: {what}")
+
+
+def reliability_diagram(bins: dict, path: str | os.PathLike, *, split: str, ece: float) -> Path:
+    """Accuracy against mean confidence per equal-width confidence bin (``core.metrics.calibration_bins``), with the
+    diagonal of perfect calibration, and below it how many images fall in each bin."""
+    plt = _pyplot()
+    edges = np.asarray(bins["edges"])
+    count = np.asarray(bins["count"], dtype=float)
+    filled = count > 0
+    accuracy = np.divide(np.asarray(bins["correct"], float), count, out=np.zeros_like(count), where=filled)
+    confidence = np.divide(np.asarray(bins["confidence_sum"]), count, out=np.zeros_like(count), where=filled)
+    width = np.diff(edges)
+    fig, (ax, axn) = plt.subplots(2, 1, figsize=(5.5, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.bar(edges[:-1][filled], accuracy[filled], width=width[filled], align="edge", edgecolor="black",
+           color="tab:blue", alpha=0.8, label="accuracy of the bin's images")  # fmt: skip
+    ax.plot(confidence[filled], confidence[filled], "o", color="tab:red", markersize=4,
+            label="mean confidence of the bin")  # fmt: skip
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy",
+           title=f"Reliability diagram, {split} split\n{len(width)} equal-width bins, ECE {ece:.4f}")  # fmt: skip
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    axn.bar(edges[:-1], count, width=width, align="edge", edgecolor="black", color="tab:gray", label="images")
+    axn.set(
+        xlabel="confidence (top softmax probability)", ylabel="images", yscale="log" if count.max() > 0 else "linear"
     )
+    axn.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def distance_histogram(distances: np.ndarray, threshold: float, path: str | os.PathLike, *, what: str) -> Path:
+    """How far each image's nearest image of the other split is (RMS gray levels), with the near-duplicate threshold
+    marked: a reader sees whether it sits in the sparse tail or cuts into the bulk."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    top = float(np.percentile(distances, 99)) if len(distances) else 1.0
+    shown = distances[distances <= top]
+    ax.hist(shown, bins=100, color="tab:blue", label=f"images ({len(distances):,}; the closest 99% shown)")
+    ax.axvline(threshold, color="tab:red", linestyle="--", label=f"threshold T = {threshold:g}")
+    ax.set(
+        xlabel="RMS gray-level difference to the nearest image of the other split",
+        ylabel="images (log scale)",
+        yscale="log",
+        title=f"Nearest cross-split distances ({what})",
+    )
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)

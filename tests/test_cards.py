@@ -443,3 +443,24 @@ def test_the_card_lists_the_onnx_files_with_their_measured_accuracy_and_the_tran
     (folder / export_record.RECORD).write_text(json.dumps(record))
     with pytest.raises(HfFmnistError, match="int8: correct is not a count of at most 10000"):
         cards.render_model_card(folder, repo_id="user/fm", endpoint="https://hub.test")
+
+
+def test_the_card_shows_ece_beside_accuracy_and_the_top_pairs(tmp_path):
+    pairs = [
+        {"true": "Shirt", "predicted": "T-shirt/top", "count": 123, "of": 1000},
+        {"true": "Pullover", "predicted": "Coat", "count": 87, "of": 1000},
+    ]
+    results = _results(eval_ece=0.01876, eval_ece_bins=15, eval_nll=0.2468, eval_confused_pairs=pairs)
+    text = cards.render_model_card(model_folder(tmp_path / "with", results=results))
+    assert "**Test accuracy: 91.23%** (expected calibration error 0.0188) on" in text
+    assert "| expected calibration error (15 equal-width confidence bins) | 0.0188 |" in text
+    assert "| negative log-likelihood (nats per image) | 0.2468 |" in text
+    assert "| Shirt | T-shirt/top | 123 of 1,000 |\n| Pullover | Coat | 87 of 1,000 |" in text
+    assert validate_card("model", text) == []
+    # a folder trained before calibration was recorded: no ECE, no pairs, no empty table
+    older = cards.render_model_card(model_folder(tmp_path / "older"))
+    assert "calibration" not in older and "| true | predicted |" not in older
+    # a stranger's results: a pair claiming more mistakes than the class has images is refused in one line
+    bad = _results(eval_confused_pairs=[{"true": "Shirt", "predicted": "Coat", "count": 5, "of": 4}])
+    with pytest.raises(HfFmnistError, match="eval_confused_pairs"):
+        cards.render_model_card(model_folder(tmp_path / "bad", results=bad))

@@ -102,3 +102,46 @@ def test_evaluate_module_equals_the_report():
     got = metrics.compute(logits, labels, names)
     assert got == expected
     assert got["per_class_accuracy"]["class 9"] is None and 0.5 < got["accuracy"] < 1
+
+
+# Calibration, by hand. Two classes; confidences 0.9 (right), 0.9 (wrong), 0.58 (right), 0.52 (wrong). Fifteen
+# equal-width bins: 0.9 falls in (13/15, 14/15], 0.58 in (8/15, 9/15], 0.52 in (7/15, 8/15]. Per bin |correct -
+# sum of confidences|: 2 images, 1 right, 1.8 -> 0.8; 0.58 right -> 0.42; 0.52 wrong -> 0.52. ECE = 1.74 / 4.
+# Ten bins would put 0.52 and 0.58 together ((0.5, 0.6]: |1 - 1.1| = 0.1), giving 0.9 / 4 instead.
+CAL_PROBS = np.array([[0.9, 0.1], [0.1, 0.9], [0.58, 0.42], [0.52, 0.48]])
+CAL_LABELS = np.array([0, 0, 0, 1])
+
+
+def test_ece_uses_fifteen_equal_width_bins_recomputed_by_hand():
+    logits = np.log(CAL_PROBS)
+    bins = metrics.calibration_bins(logits, CAL_LABELS)
+    assert [k for k, c in enumerate(bins["count"]) if c] == [7, 8, 13]
+    assert [bins["count"][k] for k in (7, 8, 13)] == [1, 1, 2]
+    assert [bins["correct"][k] for k in (7, 8, 13)] == [0, 1, 1]
+    assert metrics.expected_calibration_error(logits, CAL_LABELS) == pytest.approx(1.74 / 4)
+    assert metrics.expected_calibration_error(logits, CAL_LABELS, bins=10) == pytest.approx(0.9 / 4)
+
+
+def test_nll_is_the_mean_minus_log_probability_of_the_label():
+    # -log of the label's probability: 0.9, 0.1, 0.58, 0.48
+    expected = -(np.log(0.9) + np.log(0.1) + np.log(0.58) + np.log(0.48)) / 4
+    assert metrics.negative_log_likelihood(np.log(CAL_PROBS), CAL_LABELS) == pytest.approx(expected)
+    # a huge confident mistake stays finite (log-sum-exp), which a softmax-then-log would turn into inf
+    assert metrics.per_image_loss(np.array([[1000.0, -1000.0]]), np.array([1])).tolist() == [2000.0]
+
+
+def test_top_losses_are_the_most_confident_mistakes_first():
+    logits = np.log(np.array([[0.6, 0.4], [0.05, 0.95], [0.3, 0.7], [0.99, 0.01], [0.2, 0.8]]))
+    labels = np.array([1, 0, 0, 0, 1])  # mistakes: 0 (p=0.4), 1 (0.05), 2 (0.3); 3 and 4 are right
+    assert metrics.top_losses(logits, labels, 10).tolist() == [1, 2, 0]
+    assert metrics.top_losses(logits, labels, 2).tolist() == [1, 2]
+
+
+def test_most_confused_pairs_by_count_with_class_sizes():
+    pairs = metrics.most_confused_pairs(metrics.confusion_matrix(LABELS, PREDICTIONS, 5), NAMES5)
+    # c -> a twice (c has 2 images), then a -> b and b -> d once each, by class index
+    assert pairs == [
+        {"true": "c", "predicted": "a", "count": 2, "of": 2},
+        {"true": "a", "predicted": "b", "count": 1, "of": 3},
+        {"true": "b", "predicted": "d", "count": 1, "of": 2},
+    ]

@@ -128,3 +128,49 @@ def test_missing_model_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "x.png").write_bytes(b"")
     assert cli.main(["predict", "--model", str(tmp_path / "nope"), str(tmp_path / "x.png")]) == 2
     assert "Cannot load model" in capsys.readouterr().err
+
+
+def test_evaluate_saves_calibration_pairs_and_top_losses_that_recompute(model_dir, tmp_path, capsys):
+    """ECE recomputed by hand from the saved logits (15 equal-width bins), the printed and saved pairs from the
+    confusion matrix, and the top losses from the saved losses."""
+    import csv
+
+    from hf_fmnist.core import metrics
+
+    out, dataset = model_dir
+    assert cli.main(["evaluate", "--model", str(out), "--dataset", str(dataset), "--output-dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((tmp_path / "eval_results.json").read_text())
+    rows = list(csv.DictReader((tmp_path / "predictions.csv").open()))
+    assert [int(r["index"]) for r in rows] == list(range(saved["eval_samples"]))
+    logits = np.array([[float(r[f"logit_{k}"]) for k in range(10)] for r in rows])
+    labels = np.array([int(r["label"]) for r in rows])
+    # by hand: softmax, top probability, bin k holds confidences in (k/15, (k+1)/15]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    conf, right = p.max(1), p.argmax(1) == labels
+    ece = sum(
+        abs(right[m].sum() - conf[m].sum()) for k in range(15) if (m := (conf > k / 15) & (conf <= (k + 1) / 15)).any()
+    ) / len(labels)
+    assert saved["eval_ece_bins"] == 15 and saved["eval_ece"] == pytest.approx(ece, abs=1e-9)
+    assert saved["eval_nll"] == pytest.approx(-np.log(p[np.arange(len(labels)), labels]).mean(), abs=1e-6)
+    assert int(right.sum()) == round(saved["eval_accuracy"] * len(labels))
+    assert (tmp_path / "reliability_diagram.png").is_file()
+    # pairs: the off-diagonal cells of the saved confusion matrix, largest first, printed and saved
+    cm = np.array(saved["eval_confusion_matrix"])
+    off = sorted((-int(cm[t, q]), t, q) for t in range(10) for q in range(10) if t != q and cm[t, q])
+    off = [(-c, t, q) for c, t, q in off]
+    names = list(saved["eval_per_class_accuracy"])
+    assert [(x["count"], x["true"], x["predicted"], x["of"]) for x in saved["eval_confused_pairs"]] == [
+        (c, names[t], names[q], int(cm[t].sum())) for c, t, q in off[:10]
+    ]
+    pairs_file = list(csv.DictReader((tmp_path / "confused_pairs.csv").open()))
+    assert [int(r["count"]) for r in pairs_file] == [c for c, _, _ in off[:10]]
+    for pair in saved["eval_confused_pairs"]:
+        assert f"{pair['true']} → {pair['predicted']}: {pair['count']:,} of {pair['of']:,}" in printed
+    # top losses: the wrong rows with the largest saved loss
+    loss = np.array([float(r["loss"]) for r in rows])
+    wrong = np.flatnonzero(~right)
+    assert len(wrong) and off  # the tiny model makes mistakes, so the checks above compare something
+    expected = wrong[np.argsort(-loss[wrong], kind="stable")][:40]
+    assert metrics.top_losses(logits, labels, 40).tolist() == expected.tolist()

@@ -381,11 +381,16 @@ def test_evaluate_report_prints_names_from_files_escaped():
             "eval_top5_accuracy": 1.0,
             "eval_macro_f1": 1.0,
             "eval_per_class_accuracy": {hostile: 1.0},
+            "eval_ece": 0.0,
+            "eval_ece_bins": 15,
+            "eval_nll": 0.0,
+            "eval_confused_pairs": [{"true": hostile, "predicted": hostile, "count": 1, "of": 1}],
             "output_dir": "out\nforged",
         }
     )
     assert "\x1b" not in report and "\x07" not in report
-    assert len(report.splitlines()) == 7 and "error: your token" not in "".join(
+    # header, 3 metrics, ECE, NLL, "per class:", 1 class, "most confused pairs", 1 pair, "Saved ..."
+    assert len(report.splitlines()) == 11 and "error: your token" not in "".join(
         line for line in report.splitlines() if line.startswith("error")
     )
 

@@ -249,6 +249,7 @@ def _folder_name(folder: Path) -> str:
 _FRACTION, _COUNT, _SPLIT, _AMOUNT = "a number from 0 to 1", "a whole number of at least 0", "a split name", "a number"
 _PER_CLASS = "an object of class names to numbers from 0 to 1"
 _RESUMES = "a list of resume records (step, written_by_processes, num_processes, stopped_by)"
+_PAIRS = "a list of at most 100 confused pairs (true, predicted, count, of)"
 RESULTS_SCHEMA: dict[str, tuple[str, bool]] = {  # field -> (what it must be, optional)
     "eval_accuracy": (_FRACTION, False),
     "eval_macro_f1": (_FRACTION, False),
@@ -260,6 +261,10 @@ RESULTS_SCHEMA: dict[str, tuple[str, bool]] = {  # field -> (what it must be, op
     "num_parameters": (_COUNT, True),
     "epochs": (_AMOUNT, True),
     "eval_per_class_accuracy": (_PER_CLASS, True),
+    "eval_ece": (_FRACTION, True),
+    "eval_ece_bins": (_COUNT, True),
+    "eval_nll": (_AMOUNT, True),
+    "eval_confused_pairs": (_PAIRS, True),
     "num_processes": (_COUNT, False),
     "train_samples": (_COUNT, False),
     "train_runtime": (_AMOUNT, False),
@@ -305,11 +310,23 @@ def _is_kind(value, kind: str) -> bool:
         return isinstance(value, str) and 0 < len(value) <= 100
     if kind == _RESUMES:
         return isinstance(value, list) and len(value) <= MAX_RESUMES and not any(map(resume_problem, value))
+    if kind == _PAIRS:
+        return isinstance(value, list) and len(value) <= 100 and all(map(_is_pair, value))
     if kind == _PER_CLASS:
         return isinstance(value, dict) and all(_is_kind(v, _FRACTION) for v in value.values())
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         return False
     return {_FRACTION: value <= 1, _COUNT: isinstance(value, int), _AMOUNT: True}[kind]
+
+
+def _is_pair(entry) -> bool:
+    """One confused pair of ``all_results.json`` (``core.metrics.most_confused_pairs``): names of sane length and
+    counts, no more than the class's images."""
+    if not isinstance(entry, dict) or set(entry) != {"true", "predicted", "count", "of"}:
+        return False
+    names_ok = all(isinstance(entry[k], str) and 0 < len(entry[k]) <= 100 for k in ("true", "predicted"))
+    counts_ok = all(_is_kind(entry[k], _COUNT) for k in ("count", "of"))
+    return names_ok and counts_ok and entry["count"] <= entry["of"]
 
 
 def check_results(results, path: Path) -> dict:

@@ -20,13 +20,16 @@ def template_path(name: str) -> str:
     return str(resources.files(TEMPLATES).joinpath(name))
 
 
-def dataset_card(dataset, info, counts: dict, *, repo_id: str = LOCAL, verified: bool = True):
+def dataset_card(
+    dataset, info, counts: dict, *, repo_id: str = LOCAL, verified: bool = True, issues: dict | None = None
+):
     """The ``README.md`` of an exported Fashion-MNIST folder: YAML as push_to_hub writes it, plus a full body.
 
     ``dataset`` is the ``DatasetDict``; ``info`` a ``DatasetInfo`` whose splits and sizes describe the written
     Parquet files; ``counts`` the examples per class of each split, computed from the labels
     (``tensors.class_counts``), not assumed. ``repo_id``: the Hub dataset repo the
     card's snippet loads; default ``"."`` (the folder itself), replaced by :func:`dataset_card_for_repo` on push.
+    ``issues``: the checked view of an audit of this data (``known_issues.read_audit``), shown as "Known issues".
     """
     from datasets.info import DatasetInfosDict
     from datasets.utils.metadata import MetadataConfigs
@@ -67,6 +70,7 @@ def dataset_card(dataset, info, counts: dict, *, repo_id: str = LOCAL, verified:
         checksums=idx.SHA256 if verified else {},
         license_text="MIT, as the original release (Copyright (c) 2017 Zalando SE).",
         citation=CITATION.strip(),
+        issues=issues,
     )
 
 

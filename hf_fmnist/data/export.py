@@ -32,22 +32,30 @@ def export(
     verify: bool = True,
     cache_dir: str | None = None,
     max_shard_bytes: int = MAX_SHARD_BYTES,
+    audit: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``output_dir`` laid out as ``DatasetDict.push_to_hub`` lays out a repo; returns its absolute path.
 
     ``data/{split}-{i:05d}-of-{n:05d}.parquet`` plus a ``README.md`` dataset card. The folder is assembled in a
     sibling temp folder and renamed into place, so a failure leaves no ``output_dir`` (or the previous one intact).
-    An existing ``output_dir`` is replaced only if it is empty or an earlier export.
+    An existing ``output_dir`` is replaced only if it is empty or an earlier export. ``audit``: an ``hf-fmnist
+    audit`` report folder (or its ``audit.json``) of this same data, whose counts the card shows as "Known issues".
     """
     output_dir = Path(output_dir).absolute()
     check_replaceable(output_dir)
     dataset = load_dataset(data_dir, verify=verify, cache_dir=cache_dir)
+    issues = None
+    if audit is not None:
+        from .known_issues import read_audit
+        from .tensors import load_arrays
+
+        issues = read_audit(audit, {split: load_arrays(split, dataset) for split in dataset})
     with atomic.writing(output_dir):
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
     try:
         with atomic.writing(output_dir, staging=tmp):  # a full disk: one line, the previous export untouched
-            write_export(dataset, tmp, max_shard_bytes=max_shard_bytes, verified=verify)
+            write_export(dataset, tmp, max_shard_bytes=max_shard_bytes, verified=verify, issues=issues)
             ownership.mark(tmp, ownership.EXPORT)
         atomic.replace_dir(tmp, output_dir)
     except BaseException:
@@ -56,7 +64,9 @@ def export(
     return output_dir
 
 
-def write_export(dataset, folder: Path, *, max_shard_bytes: int = MAX_SHARD_BYTES, verified: bool = True) -> None:
+def write_export(
+    dataset, folder: Path, *, max_shard_bytes: int = MAX_SHARD_BYTES, verified: bool = True, issues: dict | None = None
+) -> None:
     """Write the Parquet shards and the dataset card of ``dataset`` (a ``DatasetDict``) into ``folder``."""
     from datasets import DatasetInfo, SplitDict, SplitInfo
 
@@ -82,7 +92,7 @@ def write_export(dataset, folder: Path, *, max_shard_bytes: int = MAX_SHARD_BYTE
         info.splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=len(ds)))
         info.dataset_size += nbytes
     info.size_in_bytes = info.download_size + info.dataset_size
-    card.dataset_card(dataset, info, class_counts(dataset), verified=verified).save(folder / "README.md")
+    card.dataset_card(dataset, info, class_counts(dataset), verified=verified, issues=issues).save(folder / "README.md")
 
 
 def check_replaceable(output_dir: Path) -> None:

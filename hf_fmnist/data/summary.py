@@ -46,3 +46,33 @@ def print_summary(
     picked, titles = class_samples(images, labels, ds.features[label_col].names)
     path = image_grid(picked, titles, grid, suptitle=f"Fashion-MNIST {split}: 4 samples per class")
     print(f"\nSaved a grid of {len(picked)} {split} images with their class names to {path}")
+
+
+MAX_MAP_IMAGES = 20_000  # a raw-pixel map of more images is a map of the first 20,000 (UMAP's time grows fast)
+
+
+def pixel_map(
+    dataset,
+    path: str | os.PathLike,
+    *,
+    method: str = "umap",
+    split: str | None = None,
+    root: str | os.PathLike | None = None,
+) -> None:
+    """Save a 2-D map of the raw pixels of ``split`` (its first :data:`MAX_MAP_IMAGES` images), coloured by class."""
+    from ..errors import HfFmnistError
+    from . import maps
+    from .tensors import load_arrays
+
+    split = split or next(iter(dataset))
+    if split not in dataset:
+        raise HfFmnistError(f"--split {split!r} not found; this dataset has {', '.join(dataset)}.")
+    ds = dataset[split]
+    rows = ds.select(range(min(len(ds), MAX_MAP_IMAGES)))
+    images, labels = load_arrays(split, rows, root=root)
+    _, label_col = find_columns(ds.features)
+    names = ds.features[label_col].names
+    points = maps.reduce_2d(images.reshape(len(images), -1).astype("float32"), method)
+    title = f"{maps.LABELS[method]} of the raw pixels, {split} split ({len(images):,} images)"
+    written = maps.scatter(points, labels, names, path, method=method, title=title)
+    print(f"Saved a {maps.LABELS[method]} map of {len(images):,} {split} images' raw pixels to {written}")

@@ -23,7 +23,19 @@ if TYPE_CHECKING:
     from ..core.loader import DeviceLoader
 
 RESULTS_FILE = "eval_results.json"
-OUTPUT_FILES = (RESULTS_FILE, "confusion_matrix.png", "predictions.png")  # everything evaluate writes
+PREDICTIONS_FILE = "predictions.csv"  # every image's label, prediction, confidence, loss and logits
+PAIRS_FILE = "confused_pairs.csv"
+# everything evaluate writes; predictions.png is the grid of the top losses (the most confident mistakes)
+OUTPUT_FILES = (
+    RESULTS_FILE,
+    "confusion_matrix.png",
+    "predictions.png",
+    "reliability_diagram.png",
+    PREDICTIONS_FILE,
+    PAIRS_FILE,
+)
+TOP_PAIRS = 10  # confused pairs printed and saved
+TOP_LOSSES = 40  # mistakes in predictions.png
 
 
 def load_for_inference(model_ref: str, token: str | None = None):
@@ -100,6 +112,7 @@ def evaluate_model(
     )
     logits, got_labels = evaluate_logits(model, loader)
     report = metrics.compute(logits, got_labels, names)
+    report.update(metrics.calibration_and_mistakes(logits, got_labels, names, top=TOP_PAIRS))
     out = Path(output_dir) if output_dir else default_output_dir(model_ref)
     check_output_dir(out, given=output_dir is not None)
     results = {
@@ -118,13 +131,58 @@ def evaluate_model(
         with atomic.writing(out, staging=staging):
             atomic.write_text(staging / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
             plots.confusion_matrix(np.asarray(report["confusion_matrix"]), names, staging / OUTPUT_FILES[1])
-            plots.predictions_grid(images, got_labels, logits.argmax(1), names, staging / OUTPUT_FILES[2])
+            plots.top_losses_grid(
+                images,
+                got_labels,
+                metrics.softmax(logits),
+                metrics.top_losses(logits, got_labels, TOP_LOSSES),
+                names,
+                staging / OUTPUT_FILES[2],
+                split=split,
+            )
+            plots.reliability_diagram(
+                report["calibration_bins"], staging / OUTPUT_FILES[3], split=split, ece=report["ece"]
+            )
+            atomic.write_text(staging / PREDICTIONS_FILE, predictions_csv(logits, got_labels))
+            atomic.write_text(staging / PAIRS_FILE, pairs_csv(report["confused_pairs"]))
         for name in OUTPUT_FILES:
             os.replace(staging / name, out / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     results["output_dir"] = str(out)
     return results
+
+
+def predictions_csv(logits: np.ndarray, labels: np.ndarray) -> str:
+    """One row per image, in dataset order: index, label, prediction, confidence, loss, then the float32 logits
+    (9 significant digits: they read back bit for bit), so ECE and the top losses can be recomputed from the file."""
+    from ..core.metrics import per_image_loss, softmax
+
+    probs, loss = softmax(logits), per_image_loss(logits, labels)
+    head = ["index", "label", "prediction", "confidence", "loss"] + [f"logit_{k}" for k in range(logits.shape[1])]
+    lines = [",".join(head)]
+    for i, (row, label) in enumerate(zip(np.asarray(logits, dtype=np.float32), labels.tolist())):
+        values = ",".join(f"{v:.9g}" for v in row.tolist())
+        lines.append(f"{i},{label},{int(row.argmax())},{probs[i].max():.9g},{loss[i]:.9g},{values}")
+    return "\n".join(lines) + "\n"
+
+
+def pairs_csv(pairs: list[dict]) -> str:
+    """The most confused pairs as CSV: true class, predicted class, images, images of the true class."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["true", "predicted", "count", "of_true_class"])
+    for p in pairs:
+        writer.writerow([p["true"], p["predicted"], p["count"], p["of"]])
+    return buffer.getvalue()
+
+
+def pair_lines(pairs: list[dict]) -> list[str]:
+    """``Shirt → T-shirt/top: 123 of 1,000`` per pair (names escaped: they come from the model's files)."""
+    return [f"{printable(p['true'])} → {printable(p['predicted'])}: {p['count']:,} of {p['of']:,}" for p in pairs]
 
 
 def evaluate_logits(model, loader: DeviceLoader, accelerator=None) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +259,15 @@ def format_report(results: dict) -> str:
     width = max(len(n) for n in per_class)
     for name, value in per_class.items():
         lines.append(f"    {name:<{width}}  {'n/a' if value is None else f'{value:.4f}'}")
+    lines.insert(
+        4,
+        f"  ECE             {results['eval_ece']:.4f}  ({results['eval_ece_bins']} equal-width confidence bins)",
+    )
+    lines.insert(5, f"  NLL             {results['eval_nll']:.4f}  (nats per image)")
+    lines.append("  most confused pairs (true → predicted: images):")
+    lines.extend(f"    {line}" for line in pair_lines(results["eval_confused_pairs"]) or ["none: no mistakes"])
     lines.append(
-        f"Saved {RESULTS_FILE}, confusion_matrix.png and predictions.png in {printable(results['output_dir'])}"
+        f"Saved {', '.join(OUTPUT_FILES)} in {printable(results['output_dir'])} "
+        "(predictions.png: the most confident mistakes)"
     )
     return "\n".join(lines)

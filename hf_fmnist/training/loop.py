@@ -549,6 +549,10 @@ def finish(run: Run, evaluation: Evaluation | None = None) -> dict | None:
         model = accelerator.unwrap_model(run.model, keep_torch_compile=False)
         results = {
             **{f"eval_{k}": v for k, v in evaluation.report.items()},
+            **{
+                f"eval_{k}": v
+                for k, v in metrics.calibration_and_mistakes(evaluation.logits, evaluation.labels, data.names).items()
+            },
             "eval_split": data.eval_split,
             "num_processes": accelerator.num_processes,
             "train_runtime": round(state.train_seconds, 3),

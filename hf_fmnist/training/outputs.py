@@ -1,10 +1,10 @@
 """The model folder a training run leaves: everything the Hub and stock transformers need, written atomically.
 
 ``model.safetensors``, ``config.json``, ``preprocessor_config.json``, ``all_results.json``, ``training_config.json``,
-``learning_curves.png``, ``confusion_matrix.png``, ``predictions.png``, ``examples/*.png`` (a few test images for
-the Hub's widget) and the ``README.md`` model card, rendered from those files (so a push renders it again for its
-repo). Files are assembled in a temp folder inside the output folder and moved into place one by one, so no file is
-ever half written and checkpoints or logs already there are left alone.
+``learning_curves.png``, ``confusion_matrix.png``, ``predictions.png`` (the top losses), ``examples/*.png`` (a few
+test images for the Hub's widget) and the ``README.md`` model card, rendered from those files (so a push renders it
+again for its repo). Files are assembled in a temp folder inside the output folder and moved into place one by one,
+so no file is ever half written and checkpoints or logs already there are left alone.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ import numpy as np
 from .. import atomic, ownership, plots
 from ..core import card as cards
 from ..core.card import EXAMPLES_DIR, RESULTS_FILE
+from ..core.metrics import softmax, top_losses
 from ..data import idx
 from ..errors import printable
 
 __all__ = ["RESULTS_FILE", "write_model_folder", "is_original_split", "write_examples"]
+TOP_LOSSES = 40  # mistakes in predictions.png
 NUM_EXAMPLES = 6  # widget images: one per class, of the first classes met in the test split
 
 
@@ -58,10 +60,17 @@ def write_model_folder(
             processor.save_pretrained(tmp)
             (tmp / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
             config.save(tmp, **resolved, num_processes=results["num_processes"])
-            predictions = logits.argmax(axis=1)
             plots.learning_curves(results["history"], tmp / "learning_curves.png")
             plots.confusion_matrix(np.asarray(results["eval_confusion_matrix"]), names, tmp / "confusion_matrix.png")
-            plots.predictions_grid(images, labels, predictions, names, tmp / "predictions.png")
+            plots.top_losses_grid(
+                images,
+                labels,
+                softmax(logits),
+                top_losses(logits, labels, TOP_LOSSES),
+                names,
+                tmp / "predictions.png",
+                split=results["eval_split"],
+            )
             write_examples(images, labels, names, tmp / EXAMPLES_DIR)
             from huggingface_hub import constants
 
