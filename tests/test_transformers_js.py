@@ -148,8 +148,12 @@ def pytorch_top1(folder: Path, images: np.ndarray) -> np.ndarray:
     return np.concatenate(tops)
 
 
-def int8_top1(folder: Path, images: np.ndarray) -> np.ndarray:
-    """onnxruntime's (Python, CPU) top-1 class of each image on the int8 file, preprocessed as PyTorch is."""
+MARGIN = 0.1  # logits: a top-2 gap beyond int8 kernels' rounding (see the Chromium test)
+
+
+def int8_top1(folder: Path, images: np.ndarray, *, margins: bool = False):
+    """onnxruntime's (Python, CPU) top-1 class of each image on the int8 file, preprocessed as PyTorch is; with
+    ``margins``, also each image's gap between its top two logits."""
     import torch
 
     from hf_fmnist.core.loader import Preprocess
@@ -158,7 +162,11 @@ def int8_top1(folder: Path, images: np.ndarray) -> np.ndarray:
     preprocess = Preprocess.from_processor(load_image_processor(str(folder)), 3)
     session = ort.InferenceSession(str(folder / "onnx" / "model_quantized.onnx"), providers=["CPUExecutionProvider"])
     pixels = preprocess(torch.from_numpy(images)).contiguous().numpy()
-    return session.run(["logits"], {"pixel_values": pixels})[0].argmax(1)
+    logits = session.run(["logits"], {"pixel_values": pixels})[0]
+    if not margins:
+        return logits.argmax(1)
+    top = np.sort(logits, axis=1)
+    return logits.argmax(1), top[:, -1] - top[:, -2]
 
 
 def label_ids(folder: Path, labels: list[str]) -> np.ndarray:
@@ -384,7 +392,14 @@ def test_chromium_runs_each_preset_int8_by_default(preset, trained, browser, har
     images.tofile(site_folder / "images.u8")
     shutil.copytree(folder, site_folder / "models" / preset, dirs_exist_ok=True)
     repo_id = publish(folder, f"js-browser-{preset}")
-    expected = int8_top1(folder, images)
+    # onnxruntime-web runs the int8 file's QDQ graph with other kernels than the CPU build (which fuses it): on a model
+    # trained for 16 steps, whose median top-2 logit gap is 0.15 (vit, measured), 9 of 100 near-ties flipped, and 3 of
+    # the 57 images with a gap of at least MARGIN (vit; resnet and convnext: none). Agreement is counted on those
+    # clear images, and up to a tenth of them may differ: a broken file, wrong preprocessing or the fp32 file in
+    # place of the int8 one differ on far more (a changed image_mean: half of them).
+    expected, gaps = int8_top1(folder, images, margins=True)
+    clear = gaps >= MARGIN
+    assert clear.sum() >= len(images) // 4, f"only {clear.sum()} of {len(images)} images have a clear top-1"
     requested(browser)
     for query in (f"source=local&model={preset}", f"source=hub&hub={hub.endpoint}/&model={repo_id}"):
         labels = browser_labels(browser, f"{site.url}index.html?{query}")
@@ -392,8 +407,10 @@ def test_chromium_runs_each_preset_int8_by_default(preset, trained, browser, har
         assert not offline(urls), offline(urls)
         assert any(u.endswith("/onnx/model_quantized.onnx") for u in urls), sorted(urls)
         assert not any(u.endswith("/onnx/model.onnx") for u in urls)
-        agree = int((label_ids(folder, labels) == expected).sum())
-        assert agree >= len(images) - 1, f"{query}: {agree} of {len(images)}"
+        agree = int((label_ids(folder, labels) == expected)[clear].sum())
+        assert agree >= int(clear.sum()) - int(clear.sum()) // 10, (
+            f"{query}: {agree} of {int(clear.sum())} clear images"
+        )
 
 
 # --- the static Space --------------------------------------------------------------------------------------------
@@ -433,9 +450,10 @@ def test_push_space_static_refuses_a_model_transformers_js_cannot_run(hub, train
 
     space_id = unique_repo("static")
     regnet().config.save_pretrained(tmp_path / "regnet")
-    assert (
-        main(["push-space", "--static", "--model", publish(tmp_path / "regnet", "regnet"), "--repo-id", space_id]) == 2
-    )
+    regnet_repo = unique_repo("regnet")  # a stranger's repo: only its config.json
+    HfApi().create_repo(regnet_repo)
+    HfApi().upload_folder(repo_id=regnet_repo, folder_path=tmp_path / "regnet")
+    assert main(["push-space", "--static", "--model", regnet_repo, "--repo-id", space_id]) == 2
     assert "is a 'regnet' model, which transformers.js 4.3.1 does not run" in one_error_line(capsys)
     no_int8 = unique_repo("no-int8")
     HfApi().create_repo(no_int8)
