@@ -23,6 +23,23 @@ DEFAULT_MEMORY_MB = 1024
 INPUT_OVERHEAD = 4
 
 
+# Classes: one bound wherever a count of classes is read from a stranger (a dataset card's names, a ClassLabel's
+# num_classes, the names kept in Parquet files' own schema metadata, a model's config.json num_labels and id2label).
+# ImageNet-1k's 1,000 is the largest real class count a Fashion-MNIST-sized model is trained on here; past it the
+# confusion matrix (classes² counts, then a JSON list of them), the card's per-class table and the plots stop being
+# small (120,000 classes asked for a 107 GB matrix, and 100,000 in a config.json for a 4.5 MB error line).
+MAX_CLASSES = 1_000
+
+
+def check_classes(count: int, what: str) -> None:
+    """Refuse ``count`` classes beyond :data:`MAX_CLASSES`, one line naming ``what`` asked for them."""
+    if count > MAX_CLASSES:
+        raise HfFmnistError(
+            f"{what} has {count:,} classes, more than the {MAX_CLASSES:,} hf_fmnist accepts; refused (merge classes, "
+            f"or use a dataset or model with fewer)."
+        )
+
+
 def memory_budget() -> int:
     """The budget in bytes: ``$HF_FMNIST_MEMORY_MB`` megabytes, or 1 GB."""
     value = os.environ.get(MEMORY_ENV, "").strip()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .. import CLASS_NAMES
 from ..errors import HfFmnistError, one_line, printable
+from ..image_limits import MAX_CLASSES, check_classes
 
 MEAN, STD = 0.2860, 0.3530  # of Fashion-MNIST train pixels scaled to [0, 1]
 IMAGE_SIZE = 28
@@ -373,7 +374,7 @@ def _refusal(source: str) -> HfFmnistError:
     )
 
 
-MAX_LABELS = 100_000  # ImageNet-22k has 21,843 classes
+MAX_LABELS = MAX_CLASSES  # one bound for classes, wherever they are read (image_limits.MAX_CLASSES)
 WIDTHS = ("hidden_size", "hidden_sizes", "embedding_size", "intermediate_size", "embed_dim", "d_model", "hidden_dim")
 # Layer and block counts: each bounded as plain JSON, so that building the model even on the meta device (to count
 # its parameters, :func:`check_parameters`) stays quick; the parameters themselves are what the budget bounds.
@@ -450,8 +451,7 @@ def check_config_sizes(path: Path) -> None:
         ("num_labels", labels or 0),
         *((f, len(config.get(f) or {})) for f in ("id2label", "label2id")),
     ):
-        if count > MAX_LABELS:
-            raise HfFmnistError(f"{path}: field {field!r} asks for {count:,} classes, more than {MAX_LABELS:,}.")
+        check_classes(count, f"{path}: field {field!r}")
     for field in WIDTHS:
         values = config.get(field)
         values = values if isinstance(values, list) else [values]

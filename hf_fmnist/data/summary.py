@@ -45,4 +45,4 @@ def print_summary(
     images, labels = decode(head, root)
     picked, titles = class_samples(images, labels, ds.features[label_col].names)
     path = image_grid(picked, titles, grid, suptitle=f"Fashion-MNIST {split}: 4 samples per class")
-    print(f"\nSaved a grid of {len(picked)} {split} images with their class names to {path}")
+    print(f"\nSaved a grid of {len(picked)} {split} images with their class names to {printable(str(path))}")

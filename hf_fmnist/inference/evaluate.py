@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import HfFmnistError, one_line, printable
+from ..errors import HfFmnistError, listing, one_line, printable
 
 if TYPE_CHECKING:
     from ..core.loader import DeviceLoader
@@ -77,12 +77,12 @@ def evaluate_model(
     ds = open_dataset(dataset, data_dir=data_dir)
     split = split or eval_split_of(ds)
     if split is None or split not in ds:
-        raise HfFmnistError(f"Split {split!r} not found; this dataset has {', '.join(ds)}.")
+        raise HfFmnistError(f"Split {printable(str(split))!r} not found; this dataset has {listing(ds)}.")
     names = list(ds[split].features[find_columns(ds[split].features)[1]].names)
     if names != model_names:
         raise HfFmnistError(
-            f"The model's classes ({', '.join(model_names)}) differ from the dataset's ({', '.join(names)}); "
-            f"evaluate on the dataset it was trained for."
+            f"The model's {len(model_names):,} classes ({listing(model_names)}) differ from the dataset's "
+            f"{len(names):,} ({listing(names)}); evaluate on the dataset it was trained for."
         )
     rows = ds[split] if max_eval_samples is None else ds[split].select(range(min(max_eval_samples, len(ds[split]))))
     images, labels = load_arrays(split, rows, root=local_root(dataset))  # only the rows evaluated are decoded

@@ -453,7 +453,10 @@ def load(folder: Path, accelerator, model, optimizer, scheduler, max_steps: int 
 def resumed_line(folder, state: TrainState, num_processes: int) -> str:
     """The log line of a resume: ``Resumed from F at step S (written by N processes, now M)``."""
     written = state.written_by_processes
-    return f"Resumed from {folder} at step {state.step} (written by {_processes(written)}, now {num_processes})"
+    return (
+        f"Resumed from {printable(str(folder))} at step {state.step} (written by {_processes(written)}, "
+        f"now {num_processes})"
+    )
 
 
 def _processes(n: int | None) -> str:

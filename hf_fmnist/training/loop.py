@@ -31,7 +31,7 @@ from ..core import metrics
 from ..core.config import TrainConfig
 from ..core.loader import DeviceLoader, Preprocess
 from ..core.models import check_output_apart, load_model
-from ..errors import HfFmnistError, printable
+from ..errors import HfFmnistError, error_line, printable
 from ..image_limits import check_batches
 from ..inference.evaluate import evaluate_logits
 from . import checkpoint
@@ -427,9 +427,9 @@ def describe(run: Run) -> str:
     """The line that opens training: what is trained, how, on what, for how long."""
     s, accelerator = run.settings, run.accelerator
     return (
-        f"Training {s.model_name_or_path} ({sum(p.numel() for p in run.model.parameters()):,} parameters, recipe "
-        f"{s.recipe}, {s.mixed_precision} mixed precision) on {len(run.data.train_images):,} images for "
-        f"{s.max_train_steps} steps ({s.num_train_epochs} epochs of {s.steps_per_epoch}), "
+        f"Training {printable(str(s.model_name_or_path))} ({sum(p.numel() for p in run.model.parameters()):,} "
+        f"parameters, recipe {s.recipe}, {s.mixed_precision} mixed precision) on {len(run.data.train_images):,} "
+        f"images for {s.max_train_steps} steps ({s.num_train_epochs} epochs of {s.steps_per_epoch}), "
         f"{accelerator.num_processes} process(es) on {accelerator.device}"
     )
 
@@ -555,14 +555,14 @@ def finish(run: Run, evaluation: Evaluation | None = None) -> dict | None:
         accelerator.print(
             f"Test accuracy {results['eval_accuracy']:.2%}, top-5 {results['eval_top5_accuracy']:.2%}, "
             f"macro-F1 {results['eval_macro_f1']:.4f} on {results['eval_samples']:,} images. "
-            f"Model, card and plots in {config.output_dir}"
+            f"Model, card and plots in {printable(str(config.output_dir))}"
         )
     accelerator.wait_for_everyone()
     if config.push_to_hub and accelerator.is_main_process:
         from ..hub.push import push_model
 
         url = push_model(config.hub_model_id, config.output_dir, token=config.hub_token, private=config.hub_private)
-        accelerator.print(f"Pushed to {url}")
+        accelerator.print(f"Pushed to {printable(str(url))}")
     return results
 
 
@@ -647,10 +647,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         train(config)
     except HfFmnistError as e:
         if os.environ.get("LOCAL_RANK", "0") == "0":  # every process refuses; one line per machine says why
-            print(f"error: {printable(str(e))}", file=sys.stderr)
+            print(error_line(e), file=sys.stderr)
         return 2
     except Preempted as e:
         if int(os.environ.get("RANK", "0")) == 0:  # one line for the run, not one per process
-            print(printable(str(e)), file=sys.stderr)
+            print(error_line(e, prefix=""), file=sys.stderr)
         return EXIT_PREEMPTED
     return 0
