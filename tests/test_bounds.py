@@ -4,6 +4,7 @@ what happened before."""
 
 import json
 import shutil
+import struct
 import time
 from pathlib import Path
 
@@ -121,3 +122,140 @@ def test_any_error_line_is_cut_below_500_characters(monkeypatch, capsys):
     line = _bounded(one_error_line(capsys))
     assert len(line) <= MAX_LINE and "more characters)" in line and line.startswith("error: keys: k0, k1")
     assert error_line("short") == "error: short"
+
+
+# 1. Tensors and metadata entries in a safetensors header ------------------------------------------------------------
+
+
+def _empty_tensors_header(count: int, metadata: dict | None = None) -> bytes:
+    """A safetensors file of ``count`` empty tensors (the issue's header had 1,649,996), written by hand: quick."""
+    entries = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(count)}
+    if metadata is not None:
+        entries["__metadata__"] = metadata
+    header = json.dumps(entries).encode()
+    return struct.pack("<Q", len(header)) + header
+
+
+def _add_to_safetensors(path: Path, tensors: int = 0, metadata_entries: int = 0, prefix: str = "extra") -> None:
+    """``path`` with extra empty tensors (letters only in their names: transformers folds numbered keys into one
+    report row) and extra metadata entries, written by safetensors itself."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(path, "pt") as f:
+        metadata = dict(f.metadata() or {})
+    weights = load_file(path)
+    for i in range(tensors):
+        weights[f"{prefix}.{_letters(i)}"] = torch.zeros(0)
+    metadata.update({f"k{i}": "v" for i in range(metadata_entries)})
+    save_file(weights, path, metadata=metadata)
+
+
+def _letters(i: int) -> str:
+    return "".join(chr(97 + int(d)) for d in str(i))
+
+
+def test_a_header_of_more_tensors_than_the_bound_is_refused_quickly(tmp_path):
+    from hf_fmnist.image_limits import MAX_TENSORS, check_safetensors_header
+
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(_empty_tensors_header(MAX_TENSORS + 1))
+    start = time.monotonic()
+    with pytest.raises(HfFmnistError, match=f"{MAX_TENSORS + 1:,} tensors"):
+        check_safetensors_header(path)
+    assert time.monotonic() - start < 5
+    path.write_bytes(_empty_tensors_header(3, {f"k{i}": "v" for i in range(5_000)}))
+    with pytest.raises(HfFmnistError, match="5,000 entries"):
+        check_safetensors_header(path)
+    with path.open("wb") as f:  # a header length of 10⁹ bytes: refused from the first 8 bytes, nothing else read
+        f.write(struct.pack("<Q", 10**9))
+    with pytest.raises(HfFmnistError, match="1,000,000,000 bytes"):
+        check_safetensors_header(path)
+    path.write_bytes(_empty_tensors_header(100, {"format": "pt"}))
+    check_safetensors_header(path)  # a small header passes
+
+
+def test_model_weights_with_many_extra_tensors_are_refused_before_transformers(model_folder, tmp_path, capsys):
+    """Before: 1,640,000 extra empty tensors in model.safetensors: exit 0 after 46 MB of UNEXPECTED lines."""
+    from hf_fmnist.image_limits import MAX_TENSORS
+
+    folder = Path(shutil.copytree(model_folder, tmp_path / "m"))
+    _add_to_safetensors(folder / "model.safetensors", tensors=MAX_TENSORS + 1)
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(image)
+    assert cli.main(["predict", "--model", str(folder), str(image)]) == 2
+    line = _bounded(one_error_line(capsys))
+    assert "model.safetensors" in line and "tensors, more than" in line, line
+
+
+def test_transformers_load_report_is_one_bounded_line(model_folder, tmp_path, capsys, caplog):
+    """Below the bound, transformers' report of unexpected keys (one row each, as the file names them) is cut to
+    one line of counts and the first few names."""
+    import logging
+
+    from hf_fmnist.inference.evaluate import load_for_inference
+
+    folder = Path(shutil.copytree(model_folder, tmp_path / "m"))
+    _add_to_safetensors(folder / "model.safetensors", tensors=2_000, prefix="x\x1b[2J")
+    with caplog.at_level(logging.WARNING):
+        load_for_inference(str(folder))
+    err = capsys.readouterr().err + caplog.text
+    reports = [line for line in err.splitlines() if "weights from" in line or "UNEXPECTED" in line]
+    assert len(reports) <= 2 and all(len(line) < 500 for line in reports), [r[:200] for r in reports[:5]]
+    assert any("2,000 unexpected" in line for line in reports) and "\x1b[2J" not in err
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> str:
+    from conftest import synthetic_export
+
+    return str(synthetic_export(tmp_path_factory.mktemp("bounds"), sizes=(128, 40)))
+
+
+@pytest.fixture(scope="module")
+def run_with_checkpoint(tmp_path_factory, tiny_dataset) -> Path:
+    """A finished run of 4 steps of 32 images, with checkpoint step_2."""
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args
+
+    out = tmp_path_factory.mktemp("run") / "out"
+    assert train_main(tiny_train_args(out, tiny_dataset, "--checkpointing_steps", "2")) == 0
+    return out
+
+
+def _resigned(run: Path, tmp_path: Path, **edit) -> Path:
+    """A copy of the run's step_2 with its optimizer file edited and every digest recomputed, as anyone can."""
+    import hashlib
+
+    from hf_fmnist.training import checkpoint
+
+    folder = Path(shutil.copytree(run / "step_2", tmp_path / "downloaded"))
+    _add_to_safetensors(folder / checkpoint.OPTIMIZER_FILE, **edit)
+    path = folder / checkpoint.STATE_FILE
+    saved = json.loads(path.read_text())
+    saved["files"] = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in saved["files"]}
+    path.write_text(json.dumps(saved))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "edit, says", [({"tensors": 20_001}, "tensors, more than 20,000"), ({"metadata_entries": 5_000}, "5,002 entries")]
+)
+def test_a_checkpoint_header_of_many_entries_is_refused_quickly(
+    run_with_checkpoint, tiny_dataset, tmp_path, capsys, edit, says
+):
+    """Before: 1.6 million empty tensors in optimizer.safetensors, digest updated, were refused only after 54 s and
+    2.9 GB; 5 million metadata entries became a 58.9 MB error line listing every key."""
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args
+
+    folder = _resigned(run_with_checkpoint, tmp_path, **edit)
+    out = tmp_path / "out"
+    assert train_main(tiny_train_args(out, tiny_dataset, "--resume_from_checkpoint", str(folder))) == 2
+    line = _bounded(one_error_line(capsys))
+    assert "optimizer.safetensors" in line and says in line, line

@@ -31,13 +31,14 @@ def load_for_inference(model_ref: str, token: str | None = None):
     import torch
     from transformers import AutoModelForImageClassification
 
-    from ..core.models import load_config, load_image_processor, remote_code_refusal
+    from ..core.models import bounded_load_report, load_config, load_image_processor, remote_code_refusal
 
     config = load_config(model_ref, token, repr(model_ref))  # every gate, before transformers reads a weight
     try:
-        model = AutoModelForImageClassification.from_pretrained(
-            model_ref, config=config, token=token, trust_remote_code=False
-        )
+        with bounded_load_report():
+            model = AutoModelForImageClassification.from_pretrained(
+                model_ref, config=config, token=token, trust_remote_code=False
+            )
     except Exception as e:  # OSError (missing), ValueError (not a classifier), HTTP errors
         raise remote_code_refusal(e, repr(model_ref)) or HfFmnistError(
             f"Cannot load model {model_ref!r} ({type(e).__name__}: {one_line(e)}); pass a folder written by "

@@ -31,6 +31,7 @@ import torch
 from .. import atomic
 from ..core.card import MAX_RESUMES, STOP_SIGNALS, resume_problem
 from ..errors import HfFmnistError, one_line, printable
+from ..image_limits import check_safetensors_header
 from .accelerator import agree
 
 FORMAT = "hf_fmnist-checkpoint"
@@ -418,6 +419,9 @@ def load(folder: Path, accelerator, model, optimizer, scheduler, max_steps: int 
     _check_scaler(folder, saved.get("scaler"))
     _check_present(folder, saved["files"], accelerator)
     _check_digests(folder, saved["files"])
+    for name in saved["files"]:  # a forged header, digest updated, is refused before safetensors parses it
+        if name.endswith(".safetensors"):
+            check_safetensors_header(folder / name, f"checkpoint {folder}: {name}")
     # safetensors takes "cpu", "cuda:0"..., not "cpu:0": what Accelerate names the CPU of a process that a launcher
     # gave a LOCAL_RANK (torchrun, accelerate launch, several machines)
     device = "cpu" if torch.device(accelerator.device).type == "cpu" else str(accelerator.device)
