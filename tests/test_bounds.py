@@ -259,3 +259,157 @@ def test_a_checkpoint_header_of_many_entries_is_refused_quickly(
     assert train_main(tiny_train_args(out, tiny_dataset, "--resume_from_checkpoint", str(folder))) == 2
     line = _bounded(one_error_line(capsys))
     assert "optimizer.safetensors" in line and says in line, line
+
+
+# 3. Numbers that cannot be trained ----------------------------------------------------------------------------------
+
+
+def _float_flags() -> list[str]:
+    import dataclasses
+    import typing
+
+    from hf_fmnist.core.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    return [
+        f.name for f in dataclasses.fields(TrainConfig) if float in typing.get_args(hints[f.name]) + (hints[f.name],)
+    ]
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+@pytest.mark.parametrize("flag", _float_flags())
+def test_every_float_flag_refuses_non_finite_values(flag, value):
+    """Before: --learning_rate nan was refused but inf was not (it trained to loss nan and wrote a NaN model with a
+    card claiming its accuracy); --weight_decay inf passed too."""
+    from hf_fmnist.core.config import TrainConfig
+
+    with pytest.raises(HfFmnistError, match=f"--{flag}"):
+        TrainConfig.from_args(["--output_dir", "out", f"--{flag}={value}"])
+
+
+def test_the_float_flags_are_found():
+    assert {"learning_rate", "weight_decay", "label_smoothing", "random_erasing"} <= set(_float_flags())
+
+
+@pytest.mark.parametrize(
+    "flag, value, says",
+    [
+        ("--max_train_steps", str(10**21), "more than 1,000,000"),
+        ("--num_train_epochs", str(10**9), "more than 10,000"),
+        ("--seed", str(10**30), "more than 2,147,483,647"),
+        ("--checkpointing_steps", "1", None),  # within bounds: accepted
+    ],
+)
+def test_step_and_epoch_counts_are_bounded(flag, value, says):
+    """Before: --max_train_steps 10**21 was accepted: "8547008547008546816 epochs of 117"."""
+    from hf_fmnist.core.config import TrainConfig
+
+    if says is None:
+        TrainConfig.from_args(["--output_dir", "out", flag, value])
+        return
+    with pytest.raises(HfFmnistError, match=says):
+        TrainConfig.from_args(["--output_dir", "out", flag, value])
+
+
+def test_epochs_times_steps_beyond_the_bound_is_refused_before_training(tiny_dataset, tmp_path, capsys):
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args
+
+    args = tiny_train_args(tmp_path / "out", tiny_dataset, "--num_train_epochs", "9000")  # 4 steps an epoch: fine
+    args[args.index("--per_device_train_batch_size") + 1] = "1"  # 128 steps an epoch: 1,152,000 steps
+    assert train_main(args) == 2
+    assert "1,152,000 optimizer steps, more than the 1,000,000" in _bounded(one_error_line(capsys))
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_a_diverging_run_stops_with_one_line_writes_no_model_and_pushes_nothing(tiny_dataset, tmp_path, hub, capsys):
+    """Before: --learning_rate inf trained to "loss nan", then wrote a NaN model, a card claiming its accuracy, and
+    pushed it. A huge finite rate now diverges the same way, and is stopped at the first read of the loss."""
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args, unique_repo
+
+    out, repo_id = tmp_path / "out", unique_repo("diverged")
+    extra = ("--learning_rate", "1e30", "--push_to_hub", "--hub_model_id", repo_id)
+    assert train_main(tiny_train_args(out, tiny_dataset, *extra)) == 2
+    line = _bounded(one_error_line(capsys))
+    assert line.startswith("error: Training diverged:") and "--learning_rate" in line, line
+    assert not any((out / name).exists() for name in ("model.safetensors", "README.md", "all_results.json"))
+    assert ("model", repo_id) not in hub.state.repos
+
+
+def test_a_resumed_run_that_diverges_keeps_the_last_good_checkpoint_and_model(
+    run_with_checkpoint, tiny_dataset, tmp_path, capsys
+):
+    import hashlib
+
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args
+
+    out = Path(shutil.copytree(run_with_checkpoint, tmp_path / "out"))
+
+    def digests() -> dict:
+        return {p.relative_to(out): hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()}
+
+    before = digests()
+    extra = ("--resume_from_checkpoint", "latest", "--learning_rate", "1e30", "--checkpointing_steps", "1")
+    assert train_main(tiny_train_args(out, tiny_dataset, "--max_train_steps", "12", *extra)) == 2
+    assert one_error_line(capsys).startswith("error: Training diverged:")
+    after = digests()
+    kept = {k: v for k, v in before.items() if k.name != "training_config.json"}  # each run records its flags first
+    assert {k: v for k, v in after.items() if k in kept} == kept  # the finished model and step_2 untouched
+    for path in set(after) - set(before):  # checkpoints written before it diverged hold finite weights
+        if path.name == "model.safetensors":
+            from hf_fmnist.core.finite import check_finite_weights
+
+            check_finite_weights(out / path, str(path))
+
+
+def _with_nan_weights(folder: Path) -> None:
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    weights = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in load_file(path).items()}
+    save_file(weights, path, metadata=metadata)
+
+
+def test_push_model_and_the_card_writer_refuse_nan_weights(run_with_checkpoint, tmp_path, hub, capsys):
+    from hf_fmnist.core.card import render_model_card
+
+    from conftest import unique_repo
+
+    folder = Path(shutil.copytree(run_with_checkpoint, tmp_path / "m"))
+    render_model_card(folder)  # finite: fine
+    _with_nan_weights(folder)
+    with pytest.raises(HfFmnistError, match="NaN or infinite"):
+        render_model_card(folder)
+    repo_id = unique_repo("nanweights")
+    assert cli.main(["push-model", "--repo-id", repo_id, "--model-dir", str(folder)]) == 2
+    assert "NaN or infinite" in _bounded(one_error_line(capsys))
+    assert ("model", repo_id) not in hub.state.repos
+
+
+def test_check_finite_weights_takes_a_model_a_state_dict_or_a_file(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from hf_fmnist.core.finite import check_finite_weights
+
+    model = torch.nn.Linear(2, 2)
+    check_finite_weights(model, "m")
+    with torch.no_grad():
+        model.bias[1] = float("inf")
+    with pytest.raises(HfFmnistError, match=r"m: 1 weight tensor\(s\) hold NaN or infinite values \(bias\)"):
+        check_finite_weights(model, "m")
+    state = {f"w{i}": torch.full((2,), float("nan")) for i in range(10)} | {"n": torch.tensor([1, 2])}
+    with pytest.raises(HfFmnistError, match=r"10 weight tensor\(s\).*w0, w1, w2 … and 7 more"):
+        check_finite_weights(state, "sd")
+    save_file(state, tmp_path / "w.safetensors")
+    with pytest.raises(HfFmnistError, match="10 weight"):
+        check_finite_weights(tmp_path / "w.safetensors", "file")

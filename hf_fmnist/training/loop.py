@@ -311,6 +311,7 @@ def train(config: TrainConfig) -> dict | None:
         progress = Progress(run.accelerator, settings.max_train_steps, state.step)
         run.first_step_at = time.perf_counter()
         evaluation = None
+        cleanup.callback(progress.close)  # also when a refusal (a diverged loss) ends the loop: no bar after it
         while state.step < settings.max_train_steps:
             epoch = state.step // settings.steps_per_epoch
             loss, due, stop = train_epoch(run, epoch, progress, signals)
@@ -364,6 +365,7 @@ def train_epoch(run: Run, epoch: int, progress: Progress, signals: StopSignals) 
         steps += 1
         progress.update(settings.train_batch_size)
         if state.step % LOSS_EVERY == 0:
+            check_loss(run, loss)
             lr = float(run.scheduler.get_last_lr()[0])  # a tensor only with a tensor lr
             progress.show(loss.item(), lr)
             if config.with_tracking:
@@ -375,6 +377,7 @@ def train_epoch(run: Run, epoch: int, progress: Progress, signals: StopSignals) 
             else:
                 state.train_seconds += time.perf_counter() - start
                 start = time.perf_counter()
+                check_loss(run, loss_sum)
                 save_checkpoint(run, f"step_{state.step}")
         if epoch_ends:
             break
@@ -382,7 +385,32 @@ def train_epoch(run: Run, epoch: int, progress: Progress, signals: StopSignals) 
         if stop is not None:
             break
     state.train_seconds += time.perf_counter() - start
+    check_loss(run, loss_sum)  # before the epoch is evaluated, recorded or checkpointed
     return (loss_sum.item() / steps if steps else float("nan")), due, stop
+
+
+def check_loss(run: Run, loss: torch.Tensor) -> None:
+    """Stop a run whose training loss is no longer finite (``--learning_rate`` far too high: every later step is
+    NaN), with one line, before anything is checkpointed or written: every process calls this at the same steps, and
+    the processes' losses are summed (one collective), so that all of them stop together."""
+    total = loss.detach().float().reshape(1)
+    if run.accelerator.num_processes > 1:
+        total = run.accelerator.reduce(total, "sum")
+    if not bool(torch.isfinite(total).all()):
+        raise diverged(run, f"the training loss is {float(total[0])} at step {run.state.step}")
+
+
+def diverged(run: Run, what: str) -> HfFmnistError:
+    """The one line of a run that diverged: no model folder is written, the last good checkpoint is kept."""
+    kept = (
+        f"the last good checkpoint, {printable(str(run.checkpointed[1]))}, is kept"
+        if run.checkpointed is not None
+        else "checkpoints from before this run are kept as they were"
+    )
+    return HfFmnistError(
+        f"Training diverged: {what}; stopped without writing the model ({kept}). Train again with a lower "
+        f"--learning_rate."
+    )
 
 
 def evaluate(run: Run, loader: DeviceLoader) -> Evaluation:
@@ -457,9 +485,21 @@ def check_complete(path: Path) -> None:
 
 
 def save_checkpoint(run: Run, name: str) -> Path:
+    check_weights(run)  # a checkpoint of NaN weights would become the "latest" one to resume from
     path = checkpoint.save(run.accelerator, run.model, run.optimizer, run.state, run.config.output_dir, name)
     run.checkpointed = (run.state.step, path)
     return path
+
+
+def check_weights(run: Run) -> None:
+    """Refuse to keep weights that are no longer finite (the loss of the step that broke them was still finite);
+    every process holds the same weights, so all of them stop together."""
+    from ..core.finite import check_finite_weights
+
+    try:
+        check_finite_weights(run.accelerator.unwrap_model(run.model, keep_torch_compile=False), "the model")
+    except HfFmnistError:
+        raise diverged(run, f"the weights hold NaN or infinite values after step {run.state.step}") from None
 
 
 def stop_checkpoint(run: Run, signal_name: str) -> Path:
@@ -510,6 +550,7 @@ def finish(run: Run, evaluation: Evaluation | None = None) -> dict | None:
     from . import outputs
 
     config, accelerator, data, state = run.config, run.accelerator, run.data, run.state
+    check_weights(run)  # no model folder, card or push for a run that diverged
     assert_same_weights(accelerator, run.model)
     validation = evaluation if run.held_out_loader else None
     if evaluation is None or validation is not None:
