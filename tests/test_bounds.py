@@ -413,3 +413,41 @@ def test_check_finite_weights_takes_a_model_a_state_dict_or_a_file(tmp_path):
     save_file(state, tmp_path / "w.safetensors")
     with pytest.raises(HfFmnistError, match="10 weight"):
         check_finite_weights(tmp_path / "w.safetensors", "file")
+
+
+# 4. No writing through links, by any writer -------------------------------------------------------------------------
+
+# Every folder and fixed-name file a run with tracking and checkpoints writes below --output_dir, as a link to a
+# folder (or file) of the user's: the TensorBoard writer's runs/ and runs/hf_fmnist/ and its hparams.yml, the example
+# images, the checkpoints.
+LINKED = ["runs", "runs/hf_fmnist", "runs/hf_fmnist/hparams.yml", "examples", "step_2", "epoch_1"]
+
+
+@pytest.mark.parametrize("linked", LINKED)
+def test_no_folder_a_run_writes_is_written_through_a_link(tiny_dataset, tmp_path, linked, capsys):
+    """Before: a runs/ that was a link to a user folder got TensorBoard's event files and hparams.yml, exit 0."""
+    import hashlib
+
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args
+
+    user = tmp_path / "user"
+    (user / "folder").mkdir(parents=True)
+    (user / "folder" / "notes.txt").write_text("mine")
+    (user / "file.yml").write_text("mine: 1\n")
+    out = tmp_path / "out"
+    (out / Path(linked).parent).mkdir(parents=True, exist_ok=True)
+    (out / linked).symlink_to(user / ("file.yml" if linked.endswith(".yml") else "folder"))
+
+    def snapshot() -> dict:
+        return {str(p.relative_to(user)): hashlib.sha256(p.read_bytes()).hexdigest() for p in user.rglob("*")
+                if p.is_file()}  # fmt: skip
+
+    before = snapshot()
+    extra = ("--with_tracking", "--checkpointing_steps", "2", "--overwrite_output_dir")
+    status = train_main(tiny_train_args(out, tiny_dataset, *extra))
+    assert snapshot() == before, linked
+    err = capsys.readouterr().err
+    if status != 0:
+        assert status == 2 and "link" in [line for line in err.splitlines() if line.startswith("error: ")][0], err

@@ -209,7 +209,9 @@ def foreign_files(folder: Path) -> list[str]:
     A folder without ``trainer_state.json`` is all foreign (ours only ever appear complete, by rename); one whose
     ``trainer_state.json`` is damaged raises :class:`CheckpointError`, which says so more usefully.
     """
-    if folder.is_symlink() or not folder.is_dir():
+    if folder.is_symlink():
+        return [f"{folder.name} (a link)"]
+    if not folder.is_dir():
         return [folder.name]
     if not (folder / STATE_FILE).exists():
         return sorted(p.name for p in folder.iterdir()) or [f"{folder.name}/ without {STATE_FILE}"]

@@ -206,6 +206,8 @@ def prepare_run(config: TrainConfig, start_time: float, cleanup: contextlib.Exit
                 # held until train() ends (cleanup): one run at a time writes into the folder
                 cleanup.callback(ownership.unlock, ownership.lock(config.output_dir, "--output_dir"))
                 ownership.mark(config.output_dir, ownership.TRAINING_OUTPUT)
+                if config.with_tracking:  # before any tracker writes: none of its files go through a link
+                    atomic.check_no_links_below(config.output_dir, tracker_root(config), "Tracker folder")
                 config.save(
                     config.output_dir,
                     **settings.to_dict(),
@@ -225,6 +227,14 @@ def prepare_run(config: TrainConfig, start_time: float, cleanup: contextlib.Exit
         config, settings, accelerator, data, model, processor, optimizer, scheduler, train_loader, eval_loader,
         state, start_time, held_out_loader=held_out_loader,
     )  # fmt: skip
+
+
+def tracker_root(config: TrainConfig) -> Path:
+    """The one folder every tracker writes its local files under (TensorBoard's ``runs/hf_fmnist/``, and any other
+    tracker's below it): checked as a whole by :func:`hf_fmnist.atomic.check_no_links_below` before they start."""
+    from .accelerator import TRACKER_DIR
+
+    return Path(config.output_dir) / TRACKER_DIR
 
 
 def load_data(config: TrainConfig, accelerator) -> Data:
