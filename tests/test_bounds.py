@@ -2,6 +2,7 @@
 numbers that cannot be trained are refused. Each test replays a row of issue 27's table at a small scale and says
 what happened before."""
 
+import errno
 import json
 import shutil
 import struct
@@ -451,3 +452,43 @@ def test_no_folder_a_run_writes_is_written_through_a_link(tiny_dataset, tmp_path
     err = capsys.readouterr().err
     if status != 0:
         assert status == 2 and "link" in [line for line in err.splitlines() if line.startswith("error: ")][0], err
+
+
+# 6. A cache that cannot be written ----------------------------------------------------------------------------------
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder no process can create, even as root: below /sys (sysfs refuses mkdir) or below a plain file."""
+    sys_dir = Path("/sys/hf_fmnist_test_cache")
+    try:
+        sys_dir.mkdir()
+    except OSError as e:
+        if e.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+            return sys_dir
+    pytest.skip("no read-only place to play a read-only HF_HOME")
+
+
+@pytest.mark.parametrize("command", ["summary", "evaluate", "train"])
+def test_a_dataset_cache_that_cannot_be_written_is_one_line(command, model_folder, tmp_path):
+    """Before: HF_HOME on a read-only filesystem gave the built-in dataset a traceback through data/builder.py
+    make_builder (OSError: Read-only file system); a local dataset folder already got one line."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import Synthetic
+
+    raw = Synthetic(tmp_path / "raw").folder
+    home = _unwritable(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_DATASETS_CACHE",)}
+    env["HF_HOME"] = str(home)
+    args = {
+        "summary": ["-m", "hf_fmnist.cli", "summary", "--data-dir", str(raw)],
+        "evaluate": ["-m", "hf_fmnist.cli", "evaluate", "--model", str(model_folder), "--data-dir", str(raw)],
+        "train": ["train.py", "--output_dir", str(tmp_path / "out"), "--data_dir", str(raw)],
+    }[command]
+    result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    line = _bounded(result.stderr.strip().splitlines()[-1])
+    assert line.startswith(f"error: Cannot write the dataset cache {home}") and "HF_DATASETS_CACHE" in line, line
+    assert "HF_HOME" in line and "HF_FMNIST_CACHE" in line
