@@ -492,3 +492,79 @@ def test_a_dataset_cache_that_cannot_be_written_is_one_line(command, model_folde
     line = _bounded(result.stderr.strip().splitlines()[-1])
     assert line.startswith(f"error: Cannot write the dataset cache {home}") and "HF_DATASETS_CACHE" in line, line
     assert "HF_HOME" in line and "HF_FMNIST_CACHE" in line
+
+
+# 5. SIGTERM during each command's long part -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_raw(tmp_path_factory) -> Path:
+    """Raw files of 60,000 + 10,000 images: building them (PNG encoding, Arrow, Parquet) takes long enough to be
+    interrupted in the middle."""
+    from conftest import Synthetic
+
+    return Synthetic(tmp_path_factory.mktemp("big") / "raw", sizes=(60_000, 10_000)).folder
+
+
+def _terminated(args: list[str], tmp_path: Path, started) -> tuple[int, float, str]:
+    """Run ``hf-fmnist ARGS``, send SIGTERM once ``started()`` holds (its long part is running), and return its exit
+    status, the seconds it took to end after the signal, and its stderr."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache"), "HF_FMNIST_CACHE": str(tmp_path / "fm")}
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as stderr, (tmp_path / "stdout.txt").open("w") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hf_fmnist.cli", *args], env=env, stdout=stdout, stderr=stderr
+        )
+        deadline = time.monotonic() + 240
+        while not started() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert process.poll() is None, f"ended before its long part: {err.read_text()[-2000:]}"
+        time.sleep(1)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            status = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    return status, time.monotonic() - sent, err.read_text()
+
+
+def _has_files(folder: Path):
+    return lambda: folder.exists() and any(p.is_file() for p in folder.rglob("*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["build", "summary", "evaluate", "predict"])
+def test_long_commands_end_within_10_s_of_sigterm(command, big_raw, model_folder, tmp_path):
+    from PIL import Image
+
+    cache = tmp_path / "cache"
+    if command == "predict":
+        images = tmp_path / "images"
+        images.mkdir()
+        for i in range(3000):
+            Image.new("L", (28, 28), i % 256).save(images / f"{i}.png")
+        args = ["predict", "--model", str(model_folder), str(images)]
+        started = lambda: (tmp_path / "stdout.txt").stat().st_size > 0  # noqa: E731 (results are streamed)
+    elif command == "evaluate":
+        from conftest import synthetic_export
+
+        exported = str(synthetic_export(tmp_path / "ds", sizes=(40, 10_000)))
+        args = ["evaluate", "--model", str(model_folder), "--dataset", exported, "--output-dir", str(tmp_path / "e")]
+        started = _has_files(cache)
+    elif command == "build":
+        args = ["build", "--data-dir", str(big_raw), "--no-verify", "--output-dir", str(tmp_path / "out")]
+        started = _has_files(cache)
+    else:
+        args = ["summary", "--data-dir", str(big_raw), "--no-verify"]
+        started = _has_files(cache)
+    status, seconds, err = _terminated(args, tmp_path, started)
+    assert status == 143 and "Traceback" not in err, err[-3000:]
+    assert seconds < 10, seconds
+    assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM)")
