@@ -15,10 +15,12 @@ import yaml
 
 from hf_fmnist import cli
 from hf_fmnist.data import png
-from hf_fmnist.errors import MAX_LINE, HfFmnistError, error_line, listing
-from hf_fmnist.image_limits import MAX_CLASSES
+from hf_fmnist.errors import HfFmnistError
 
 from conftest import one_error_line
+
+# The package's own bounds are imported inside each test (MAX_CLASSES is 1,000, MAX_LINE 480): run against the code
+# before them, each test fails on its own, not the whole module at import.
 
 
 def _bounded(line: str) -> str:
@@ -63,6 +65,8 @@ def model_folder(tmp_path_factory) -> Path:
 def test_a_dataset_of_120000_classes_is_one_quick_line(tmp_path, where, capsys):
     """Before: a card of 120,000 names trained a 120k-class head and asked for a 107 GB confusion matrix; names in
     the Parquet schema printed a 120,000-row summary and exit 0, and evaluate printed them all on one line."""
+    from hf_fmnist.image_limits import MAX_CLASSES
+
     folder = _names_folder(tmp_path / "ds", 120_000, where)
     start = time.monotonic()
     assert cli.main(["summary", "--dataset", str(folder)]) == 2
@@ -72,6 +76,7 @@ def test_a_dataset_of_120000_classes_is_one_quick_line(tmp_path, where, capsys):
 
 
 def test_a_dataset_of_many_classes_is_refused_before_training(tmp_path, capsys):
+    from hf_fmnist.image_limits import MAX_CLASSES
     from hf_fmnist.training.loop import main as train_main
 
     from conftest import tiny_train_args
@@ -105,6 +110,8 @@ def test_a_class_mismatch_lists_a_few_names_and_counts_the_rest(model_folder, tm
 
 
 def test_listing_shows_the_first_few_and_counts_the_rest():
+    from hf_fmnist.errors import listing
+
     assert listing([f"g{i}" for i in range(120_000)]) == "g0, g1, g2, g3, g4 … and 119,995 more"
     assert listing(["a", "b"]) == "a, b"
     assert listing(["x" * 1000]) == "x" * 39 + "…"
@@ -114,6 +121,7 @@ def test_listing_shows_the_first_few_and_counts_the_rest():
 def test_any_error_line_is_cut_below_500_characters(monkeypatch, capsys):
     """The one place messages are printed bounds them, whatever a message quotes (before: a 58.9 MB line)."""
     import hf_fmnist.data.tensors as tensors
+    from hf_fmnist.errors import MAX_LINE, error_line
 
     def huge(*args, **kwargs):
         raise HfFmnistError("keys: " + ", ".join(f"k{i}" for i in range(100_000)) + "\x1b[2J")
