@@ -576,3 +576,20 @@ def test_long_commands_end_within_10_s_of_sigterm(command, big_raw, model_folder
     assert status == 143 and "Traceback" not in err, err[-3000:]
     assert seconds < 10, seconds
     assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM)")
+
+
+# 8. Printed paths are escaped ---------------------------------------------------------------------------------------
+
+
+def test_the_final_line_of_training_prints_the_output_dir_escaped(tiny_dataset, tmp_path, capsys):
+    """Before: the last line printed --output_dir raw: a newline in it forged a line, an ESC sequence reached the
+    terminal (docs/safety.md promises escaped output)."""
+    from hf_fmnist.training.loop import main as train_main
+
+    from conftest import tiny_train_args
+
+    out = tmp_path / "o\nerror: forged\x1b[2J"
+    assert train_main(tiny_train_args(out, tiny_dataset)) == 0
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\nerror: forged" not in printed
+    assert printed.strip().splitlines()[-1].endswith("o\\nerror: forged\\x1b[2J"), printed[-300:]
