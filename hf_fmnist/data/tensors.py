@@ -282,6 +282,7 @@ def _open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verif
                 f"id (namespace/name), or omit --dataset for the built-in Fashion-MNIST."
             )
         check_reads_inside(folder)
+        check_parquet_classes(folder)
         try:
             with _quiet_progress(datasets):  # converting a local export into datasets' cache is not news to the user
                 return datasets.load_dataset(str(folder), cache_dir=_local_cache_dir(folder))
@@ -360,6 +361,33 @@ def check_reads_inside(folder: Path) -> None:
                     f"Dataset folder {folder}: {printable(path.relative_to(folder).as_posix())[:100]} is not a "
                     f"regular file (a FIFO, device or socket); refused."
                 )
+
+
+def check_parquet_classes(folder: Path) -> None:
+    """Refuse a folder whose Parquet files keep more class names in their own ``huggingface`` schema metadata than
+    ``image_limits.MAX_CLASSES``, read from each file's footer before ``datasets`` builds a ClassLabel of them (a
+    million names there took a minute and 800 MB to refuse after loading)."""
+    import json
+
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    from ..image_limits import check_classes
+
+    for path in sorted(folder.rglob("*.parquet")):
+        try:
+            raw = (pq.read_schema(path).metadata or {}).get(b"huggingface")
+            info = json.loads(raw) if raw else None
+        except Exception:  # not Parquet, or metadata that is not JSON: datasets says so in its own words
+            continue
+        described = info.get("info") if isinstance(info, dict) else None
+        features = described.get("features") if isinstance(described, dict) else None
+        for name, feature in features.items() if isinstance(features, dict) else []:
+            if not isinstance(feature, dict):
+                continue
+            names = feature.get("names")
+            if feature.get("_type") == "ClassLabel" and isinstance(names, list):
+                where = f"{printable(str(path.relative_to(folder)))[:80]}: Parquet schema metadata, column"
+                check_classes(len(names), f"Dataset folder {folder}: {where} {printable(str(name))[:40]!r}")
 
 
 def _card_data_files(folder: Path) -> list[tuple[str, str]]:
