@@ -595,3 +595,14 @@ def test_the_final_line_of_training_prints_the_output_dir_escaped(tiny_dataset, 
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "\nerror: forged" not in printed
     assert printed.strip().splitlines()[-1].endswith("o\\nerror: forged\\x1b[2J"), printed[-300:]
+
+
+def test_a_prediction_line_is_bounded_whatever_the_class_names(tmp_path):
+    """A model's id2label may name a class in a megabyte (its config.json may be 16 MB): each printed result stays one
+    line under 500 characters (``--json`` keeps the names whole)."""
+    from hf_fmnist.inference.predict import format_result
+
+    result = {"path": "a\nb.png", "predictions": [{"label": "x" * 1_000_000, "score": 0.5}] * 3}
+    line = _bounded(format_result(result))
+    assert line.startswith("a\\nb.png: xxx") and "more characters)" in line
+    assert _bounded(format_result({"path": "c.png", "error": "y" * 10_000})).startswith("c.png: error: yyy")
