@@ -55,6 +55,7 @@ def render_model_card(
     results = check_results(_read_json(folder / RESULTS_FILE), folder / RESULTS_FILE)
     saved = check_saved_parts(_read_json(folder / CONFIG_FILE), folder / CONFIG_FILE)
     check_config_sizes(folder / "config.json")  # id2label: class indices to names, as transformers reads it
+    check_weights_file(folder)  # a card must not claim the accuracy of a model whose weights are NaN
     model_config = _read_json(folder / "config.json")
     config = TrainConfig.load(folder)
     sources = saved.get("sources") or config.sources()  # folders trained before sources were saved: guessed
@@ -156,6 +157,23 @@ def render_model_card(
             citation=CITATION.strip(),
         )
     )
+
+
+def check_weights_file(folder: Path) -> None:
+    """The card writer's gate on the weights it describes (every ``*.safetensors`` of ``folder``): a bounded header
+    and finite values (:func:`hf_fmnist.core.finite.check_finite_weights`), one line otherwise."""
+    from safetensors import SafetensorError
+
+    from ..errors import HfFmnistError, one_line
+    from ..image_limits import check_safetensors_header
+    from .finite import check_finite_weights
+
+    for path in sorted(folder.glob("*.safetensors")):
+        check_safetensors_header(path)
+        try:
+            check_finite_weights(path, str(path))
+        except (OSError, SafetensorError) as e:
+            raise HfFmnistError(f"{path}: cannot read the weights ({one_line(e, 150)}).") from None
 
 
 def demo_block(readme: str | None) -> str | None:
