@@ -65,7 +65,7 @@ def test_export_matches_pytorch_on_the_whole_test_split(exported):
     got = np.concatenate(
         [session.run(["logits"], {"pixel_values": pixels[i : i + 1000]})[0] for i in range(0, len(pixels), 1000)]
     )
-    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.999
+    assert (got.argmax(1) != expected.argmax(1)).sum() <= 10  # images of 10,000 (99.9% agree)
     assert np.abs(got - expected).max() < 1e-4
     assert sorted(p.name for p in (exported / "onnx").iterdir()) == ["model.onnx"]  # no temp files left
 
