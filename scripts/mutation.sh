@@ -24,13 +24,13 @@ niceness=${MUTATION_NICE:-15}
 # module (under hf_fmnist/, without .py) -> the test files that cover it (pytest node ids work too). The module's
 # own doctests run with them (its path is added below). Fast tests first: mutmut stops a mutant at its first failure.
 declare -A TESTS=(
-    [data/idx]="tests/test_idx.py tests/test_raw.py"
-    [data/png]="tests/test_png.py tests/test_hostile_inputs.py"
+    [data/idx]="tests/test_idx.py tests/test_properties.py tests/test_raw.py"
+    [data/png]="tests/test_png.py tests/test_properties.py tests/test_hostile_inputs.py"
     [core/metrics]="tests/test_metrics.py tests/test_properties.py"
     [core/loader]="tests/test_properties.py tests/test_validation_split.py tests/test_train.py"
     [training/batchnorm]="tests/test_distributed.py"
-    [training/optim]="tests/test_train.py tests/test_gates.py"
-    [core/card]="tests/test_cards.py tests/test_publishing.py"
+    [training/optim]="tests/test_train.py tests/test_recipes.py"
+    [core/card]="tests/test_cards.py tests/test_publishing.py tests/test_hub.py"
     [hub/push]="tests/test_hub.py tests/test_gates.py"
     [hub/files]="tests/test_publishing.py tests/test_gates.py"
     [data/export]="tests/test_builder.py tests/test_cards.py"

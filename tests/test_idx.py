@@ -127,3 +127,106 @@ def test_real_files_verify_and_match_known_facts():
     assert np.bincount(train.labels).tolist() == [6_000] * 10
     assert np.bincount(test.labels).tolist() == [1_000] * 10
     assert abs(train.images.mean() / 255 - 0.2860) < 0.0005
+
+
+FIX = "delete it and download it again (or reinstall the dataset-fashion-mnist package)"
+_IMAGES, _LABELS = (2051).to_bytes(4, "big"), (2049).to_bytes(4, "big")
+
+
+def _u32(*values: int) -> bytes:
+    return b"".join(v.to_bytes(4, "big") for v in values)
+
+
+@pytest.mark.parametrize(
+    "parse, data, line",
+    [
+        (idx.parse_images, _IMAGES[:3], "only 3 bytes, too short for an IDX header"),
+        (idx.parse_images, _IMAGES, "header is 4 bytes, an images file needs 16"),
+        (idx.parse_images, _IMAGES + _u32(0, 28) + b"\0\0\0", "header is 15 bytes, an images file needs 16"),
+        (
+            idx.parse_images,
+            _LABELS + _u32(0),
+            "bad magic number 2049 (0x00000801), expected 2051 for images (a labels file?)",
+        ),
+        (
+            idx.parse_labels,
+            _IMAGES + _u32(0),
+            "bad magic number 2051 (0x00000803), expected 2049 for labels (an images file?)",
+        ),
+        (idx.parse_labels, _u32(7, 0), "bad magic number 7 (0x00000007), expected 2049 for labels (not an IDX file?)"),
+        (idx.parse_images, _IMAGES + _u32(0, 27, 28), "images are 27x28, Fashion-MNIST images are 28x28"),
+        (
+            idx.parse_images,
+            _IMAGES + _u32(2, 28, 28) + bytes(784),
+            "truncated: 800 bytes, the header promises 2 images of 28x28 (1584 bytes)",
+        ),
+        (idx.parse_labels, _LABELS + b"\0\0\0", "header is 7 bytes, a labels file needs 8"),
+        # a count above 2**24: its highest byte matters
+        (
+            idx.parse_labels,
+            _LABELS + _u32(2**24 + 1) + b"\0",
+            "truncated: 9 bytes, the header promises 16777217 labels (16777225 bytes)",
+        ),
+        (idx.parse_labels, _LABELS + _u32(3) + bytes([1, 12, 10]), "label 12 at index 1 is outside 0-9"),
+    ],
+)
+def test_each_refusal_is_its_exact_line(parse, data, line):
+    """The whole line, not key words: a wrong kind, number or file name in it sends the user the wrong way."""
+    with pytest.raises(IdxError) as refused:
+        parse(data, "f")
+    assert str(refused.value) == f"f: {line}; {FIX}."
+
+
+def test_headers_of_exactly_the_minimum_size_hold_zero_items():
+    assert idx.parse_images(_IMAGES + _u32(0, 28, 28), "f").shape == (0, 28, 28)
+    assert idx.parse_labels(_LABELS + _u32(0), "f").shape == (0,)
+
+
+def test_read_refusals_name_what_the_header_promised(tmp_path):
+    labels = tmp_path / "labels"
+    labels.write_bytes(_LABELS + _u32(1))  # 8 bytes: one label promised, none there
+    with pytest.raises(IdxError) as refused:
+        idx.read_bytes(labels, idx.LABELS_MAGIC)
+    assert str(refused.value) == f"{labels}: truncated: 8 bytes, the header promises 1 labels (9 bytes); {FIX}."
+    images = tmp_path / "images"
+    images.write_bytes(_IMAGES + _u32(2, 28, 28) + bytes(784))
+    with pytest.raises(IdxError) as refused:
+        idx.read_bytes(images)
+    assert str(refused.value) == (
+        f"{images}: truncated: 800 bytes, the header promises 2 images of 28x28 (1584 bytes); {FIX}."
+    )
+
+
+def test_a_split_is_read_for_the_kind_each_file_must_be(tmp_path):
+    """A labels file holding (truncated) images is named as the wrong kind, read no further than its header."""
+    test_images, test_labels = idx.FILENAMES["test"]
+    for name in idx.SHA256:
+        (tmp_path / name).write_bytes(
+            idx_images(np.zeros((1, 28, 28))) if "images" in name else idx_labels(np.zeros(1))
+        )
+    (tmp_path / test_labels).write_bytes(_IMAGES + _u32(5, 28, 28) + bytes(784))
+    with pytest.raises(IdxError) as refused:
+        idx.read_split(tmp_path, "test", verify=False)
+    assert str(refused.value) == (
+        f"{tmp_path / test_labels}: bad magic number 2051 (0x00000803), expected 2049 for labels (an images file?); "
+        f"{FIX}."
+    )
+    for name in idx.FILENAMES["test"]:
+        (tmp_path / name).write_bytes(
+            idx_images(np.zeros((0, 28, 28))) if "images" in name else idx_labels(np.zeros(0))
+        )
+    with pytest.raises(IdxError) as refused:
+        idx.read_split(tmp_path, "test", verify=False)
+    assert str(refused.value) == f"{tmp_path / test_images} holds 0 images: a split needs at least one; {FIX}."
+    with pytest.raises(IdxError) as refused:
+        idx.read_split(tmp_path, "validation")
+    assert str(refused.value) == "Unknown split 'validation'; choose one of train, test."
+    (tmp_path / test_images).unlink()
+    (tmp_path / test_labels).unlink()
+    with pytest.raises(IdxError) as refused:
+        idx.find_files(tmp_path)
+    gz = [f"{n}.gz" for n in idx.SHA256]
+    assert str(refused.value) == (
+        f"{tmp_path}: missing {test_images}.gz, {test_labels}.gz; a Fashion-MNIST folder holds the four files "
+        f"{', '.join(gz)} (gzip-compressed or not)."
+    )
