@@ -168,6 +168,11 @@ def _u32(*values: int) -> bytes:
             "truncated: 9 bytes, the header promises 16777217 labels (16777225 bytes)",
         ),
         (idx.parse_labels, _LABELS + _u32(3) + bytes([1, 12, 10]), "label 12 at index 1 is outside 0-9"),
+        (
+            idx.parse_images,
+            _IMAGES + _u32(1, 28, 28) + bytes(787),
+            "3 unexpected trailing bytes after 1 images of 28x28 (800 bytes)",
+        ),
     ],
 )
 def test_each_refusal_is_its_exact_line(parse, data, line):
@@ -188,6 +193,18 @@ def test_read_refusals_name_what_the_header_promised(tmp_path):
     with pytest.raises(IdxError) as refused:
         idx.read_bytes(labels, idx.LABELS_MAGIC)
     assert str(refused.value) == f"{labels}: truncated: 8 bytes, the header promises 1 labels (9 bytes); {FIX}."
+    labels.write_bytes(_LABELS + _u32(3) + b"\1")  # the count is read from the header only, not the labels after it
+    with pytest.raises(IdxError) as refused:
+        idx.read_bytes(labels, idx.LABELS_MAGIC)
+    assert str(refused.value) == f"{labels}: truncated: 9 bytes, the header promises 3 labels (11 bytes); {FIX}."
+    labels.write_bytes(_LABELS + _u32(2**24 + 1) + b"\1")  # refused before reading: its highest byte counts too
+    with pytest.raises(IdxError) as refused:
+        idx.read_bytes(labels, idx.LABELS_MAGIC)
+    assert str(refused.value) == (
+        f"{labels}: the header promises 16,777,217 items, more than the 100,000 a Fashion-MNIST file can hold; {FIX}."
+    )
+    labels.write_bytes(_LABELS + _u32(idx.MAX_EXAMPLES) + bytes(idx.MAX_EXAMPLES))  # the most a file may hold
+    assert len(idx.read_bytes(labels, idx.LABELS_MAGIC)) == 8 + idx.MAX_EXAMPLES
     images = tmp_path / "images"
     images.write_bytes(_IMAGES + _u32(2, 28, 28) + bytes(784))
     with pytest.raises(IdxError) as refused:
