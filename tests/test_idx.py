@@ -247,3 +247,43 @@ def test_a_split_is_read_for_the_kind_each_file_must_be(tmp_path):
         f"{tmp_path}: missing {test_images}.gz, {test_labels}.gz; a Fashion-MNIST folder holds the four files "
         f"{', '.join(gz)} (gzip-compressed or not)."
     )
+
+
+def _refusal(path, magic=None) -> str:
+    with pytest.raises(IdxError) as refused:
+        idx.read_bytes(path, magic)
+    return str(refused.value)
+
+
+def test_trailing_bytes_are_counted_up_to_a_bound_and_read_no_further(tmp_path):
+    """A small gzip file can inflate to gigabytes: the reader stops 1 MiB past the promised end, and says so."""
+    f = tmp_path / "labels.gz"
+    f.write_bytes(gzip.compress(_LABELS + _u32(10) + bytes(10) + bytes(2 << 20)))  # 2 MiB too many
+    assert _refusal(f, idx.LABELS_MAGIC) == (
+        f"{f}: more than 1,048,576 unexpected trailing bytes after 10 labels (18 bytes); {FIX}."
+    )
+    f.write_bytes(gzip.compress(_LABELS + _u32(10) + bytes(10) + bytes(1 << 20)))  # exactly the bound: counted
+    assert _refusal(f) == f"{f}: 1048576 unexpected trailing bytes after 10 labels (18 bytes); {FIX}."
+    f.write_bytes(gzip.compress(_LABELS + _u32(10) + bytes(10) + bytes((1 << 20) + 1)))
+    assert _refusal(f) == f"{f}: more than 1,048,576 unexpected trailing bytes after 10 labels (18 bytes); {FIX}."
+    f.write_bytes(gzip.compress(_LABELS + _u32(10) + bytes(10) + bytes(100)))
+    assert _refusal(f) == f"{f}: 100 unexpected trailing bytes after 10 labels (18 bytes); {FIX}."
+    f.write_bytes(gzip.compress(_LABELS + _u32(8) + bytes(8) + bytes(3)))  # the header's 16 bytes are the whole file
+    assert _refusal(f) == f"{f}: 3 unexpected trailing bytes after 8 labels (16 bytes); {FIX}."
+
+
+def test_a_corrupt_gzip_stream_is_named(tmp_path):
+    f = tmp_path / "labels.gz"
+    data = bytearray(gzip.compress(_LABELS + _u32(1000) + bytes(range(250)) * 4))
+    data[10] = 0b111  # the first deflate block: final, of the reserved type 3
+    f.write_bytes(bytes(data))
+    line = _refusal(f, idx.LABELS_MAGIC)
+    assert line.startswith(f"{f}: gzip stream is corrupt (") and line.endswith(f"); {FIX}."), line
+
+
+def test_image_sizes_are_read_whole_from_the_header(tmp_path):
+    """Rows and columns are 4-byte counts: a highest byte that is not 0 is another size, refused."""
+    f = tmp_path / "images"
+    for rows, cols in ((2**24 + 28, 28), (28, 2**24 + 28)):
+        f.write_bytes(_IMAGES + _u32(1, rows, cols) + bytes(784))
+        assert _refusal(f, idx.IMAGES_MAGIC) == f"{f}: images are {rows}x{cols}, Fashion-MNIST images are 28x28; {FIX}."
