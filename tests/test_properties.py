@@ -249,3 +249,23 @@ def test_idx_refuses_a_label_outside_the_classes_and_names_the_first(labels):
         return
     with pytest.raises(idx.IdxError, match=f"label {labels[bad[0]]} at index {bad[0]} "):
         idx.parse_labels(idx_labels(labels), "f")
+
+
+@FAST
+@given(images=images_arrays)
+def test_png_files_are_valid_chunk_by_chunk(images):
+    """Strict readers (libpng, browsers) check what PIL and our decoder skip: each chunk's CRC over its tag and data,
+    and the IHDR fields (8-bit gray, deflate, adaptive filtering, no interlace)."""
+    for data, image in zip(png.encode_gray(images), images):
+        assert data[:8] == png.SIGNATURE
+        pos, tags = 8, []
+        while pos < len(data):
+            length = int.from_bytes(data[pos : pos + 4], "big")
+            tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+            assert int.from_bytes(data[pos + 8 + length : pos + 12 + length], "big") == zlib.crc32(tag + body), tag
+            tags.append(tag)
+            if tag == b"IHDR":
+                height, width = image.shape
+                assert body == width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+            pos += 12 + length
+        assert tags == [b"IHDR", b"IDAT", b"IEND"] and pos == len(data)
