@@ -265,7 +265,7 @@ def _folder_name(folder: Path) -> str:
 # The fields of all_results.json (written by training) that a card shows, and what each must be: a later field the
 # card uses is added here. Optional fields may be absent or null.
 _FRACTION, _COUNT, _SPLIT, _AMOUNT = "a number from 0 to 1", "a whole number of at least 0", "a split name", "a number"
-_PER_CLASS = "an object of class names to numbers from 0 to 1"
+_PER_CLASS = "an object of class names to numbers from 0 to 1 or null"
 _RESUMES = "a list of resume records (step, written_by_processes, num_processes, stopped_by)"
 _PAIRS = "a list of at most 100 confused pairs (true, predicted, count, of)"
 RESULTS_SCHEMA: dict[str, tuple[str, bool]] = {  # field -> (what it must be, optional)
@@ -331,7 +331,8 @@ def _is_kind(value, kind: str) -> bool:
     if kind == _PAIRS:
         return isinstance(value, list) and len(value) <= 100 and all(map(_is_pair, value))
     if kind == _PER_CLASS:
-        return isinstance(value, dict) and all(_is_kind(v, _FRACTION) for v in value.values())
+        # null: a class absent from the evaluated images (metrics.classification_report); the card shows "n/a"
+        return isinstance(value, dict) and all(v is None or _is_kind(v, _FRACTION) for v in value.values())
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         return False
     return {_FRACTION: value <= 1, _COUNT: isinstance(value, int), _AMOUNT: True}[kind]
