@@ -21,7 +21,7 @@ from hf_fmnist.training import checkpoint
 from hf_fmnist.training.loop import find_checkpoints
 from hf_fmnist.training.loop import main as train_main
 
-from conftest import Synthetic, idx_images, idx_labels, one_error_line, synthetic_export, tiny_train_args
+from conftest import Synthetic, idx_images, idx_labels, one_error_line, real_data, synthetic_export, tiny_train_args
 
 
 @pytest.fixture(scope="module")
@@ -243,20 +243,15 @@ def model_dir(tmp_path) -> Path:
     return folder
 
 
-@pytest.fixture
-def verified(monkeypatch):
-    """Verification passes without the real test split: only where the export writes matters here."""
-    from hf_fmnist.inference import onnx as onnx_export
-
-    monkeypatch.setattr(onnx_export, "verify", lambda *a, **k: {"images": 1, "agreement": 1.0, "max_abs_diff": 0.0})
-
-
 def _listing(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir()}
 
 
+# The export verifies on the real test split, in its child process (where no monkeypatch reaches): the links below are
+# refused before that, and the plain export verifies its fp32 file on 10 images.
+@real_data
 @pytest.mark.parametrize("link", ["onnx", "onnx/model.onnx"])
-def test_export_never_writes_through_a_link_in_the_model_folder(model_dir, tmp_path, verified, link):
+def test_export_never_writes_through_a_link_in_the_model_folder(model_dir, tmp_path, link):
     """Before: `onnx -> users_folder` got model.onnx (and a temp folder) written into the user's folder."""
     from hf_fmnist.inference import onnx as onnx_export
 
@@ -268,11 +263,12 @@ def test_export_never_writes_through_a_link_in_the_model_folder(model_dir, tmp_p
     (model_dir / link).symlink_to(target)
     before = _listing(users)
     with pytest.raises(HfFmnistError, match="is a link"):
-        onnx_export.export_onnx(model_dir, max_samples=10, log=lambda message: None)
+        onnx_export.export_onnx(model_dir, max_samples=10, dtypes=("fp32",), log=lambda message: None)
     assert _listing(users) == before and (model_dir / link).is_symlink()
 
 
-def test_export_never_writes_through_a_dangling_sidecar_link(model_dir, tmp_path, verified):
+@real_data
+def test_export_never_writes_through_a_dangling_sidecar_link(model_dir, tmp_path):
     """Before: --output DIR holding `config.json -> (missing file)` had config.json written where the link pointed."""
     from hf_fmnist.inference import onnx as onnx_export
 
@@ -280,12 +276,13 @@ def test_export_never_writes_through_a_dangling_sidecar_link(model_dir, tmp_path
     out.mkdir()
     (out / "config.json").symlink_to(tmp_path / "users_new_file")
     with pytest.raises(HfFmnistError, match="is a link"):
-        onnx_export.export_onnx(model_dir, out, max_samples=10, log=lambda message: None)
+        onnx_export.export_onnx(model_dir, out, max_samples=10, dtypes=("fp32",), log=lambda message: None)
     assert not (tmp_path / "users_new_file").exists() and not (out / "onnx").exists()
 
 
-def test_export_into_a_plain_folder_still_works(model_dir, verified):
+@real_data
+def test_export_into_a_plain_folder_still_works(model_dir):
     from hf_fmnist.inference import onnx as onnx_export
 
-    report = onnx_export.export_onnx(model_dir, max_samples=10, log=lambda message: None)
+    report = onnx_export.export_onnx(model_dir, max_samples=10, dtypes=("fp32",), log=lambda message: None)
     assert Path(report["path"]) == model_dir / "onnx" / "model.onnx" and not (model_dir / "onnx").is_symlink()

@@ -95,10 +95,14 @@ def test_images() -> np.ndarray:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, test_images):
     """``trained(preset)``: a model folder trained briefly on 1,024 real images (an epoch of 16 steps: agreement is
-    measured, not accuracy, and a trained head has margins an untrained one lacks), exported to ONNX, with an int8
-    file. One per preset, made on first use."""
+    measured, not accuracy, and a trained head has margins an untrained one lacks), exported by `hf-fmnist export`
+    with its int8 and fp16 files. One per preset, made on first use.
+
+    The int8 file's accuracy limit is lifted here: a model trained for 16 steps has small margins, and its int8 file
+    loses 0.5 points on 1,000 images (measured for resnet), past the 0.3 allowed. What these tests measure is
+    transformers.js against PyTorch or onnxruntime on the same file; tests/test_onnx.py holds the export's limits."""
     from hf_fmnist.core.config import TrainConfig
-    from hf_fmnist.inference.onnx import export_onnx
+    from hf_fmnist.inference import onnx as onnx_export
     from hf_fmnist.training.loop import train
 
     folders: dict[str, Path] = {}
@@ -117,25 +121,13 @@ def trained(tmp_path_factory, test_images):
                     per_device_eval_batch_size=100,
                 )
             )
-            export_onnx(folder, max_samples=200, log=quiet)
-            int8_stand_in(folder)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(onnx_export, "MAX_LOSS", {"int8": 10_000, "fp16": 10_000})
+                onnx_export.export_onnx(folder, max_samples=200, log=quiet)
             folders[preset] = folder
         return folders[preset]
 
     return make
-
-
-def int8_stand_in(folder: Path) -> None:
-    """``onnx/model_quantized.onnx``, the file transformers.js loads in a browser (dtype q8), until `hf-fmnist
-    export` writes it (issue 24 item 3, branch i24a): onnxruntime's dynamic quantisation, uint8 weights, as
-    transformers.js' own conversion script makes its q8 files."""
-    if (folder / "onnx" / "model_quantized.onnx").exists():  # the export wrote it
-        return
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(folder / "onnx" / "model.onnx"), str(folder / "onnx" / "model_quantized.onnx"), weight_type=QuantType.QUInt8
-    )
 
 
 def pytorch_top1(folder: Path, images: np.ndarray) -> np.ndarray:
@@ -206,17 +198,11 @@ def refused_by_transformers_js(preset: str, tmp_path: Path, js_modules: Path) ->
 
 
 def publish(folder: Path, name: str) -> str:
-    """The model folder on the loopback Hub, with its ONNX files (push-model publishes them once i24a is in)."""
-    from huggingface_hub import HfApi
+    """The model folder on the loopback Hub as users publish it (`hf-fmnist push-model`: ONNX files, card)."""
+    from hf_fmnist.hub.push import push_model
 
     repo_id = unique_repo(name)
-    api = HfApi()
-    api.create_repo(repo_id)
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=folder,
-        allow_patterns=["README.md", "config.json", "preprocessor_config.json", "model.safetensors", "onnx/*.onnx"],
-    )
+    push_model(repo_id, folder)
     return repo_id
 
 

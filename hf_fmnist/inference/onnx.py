@@ -257,18 +257,23 @@ def _check_replaceable(target: Path) -> None:
     """
     if target.is_symlink():
         raise HfFmnistError(
-            f"{target} is a link (to {printable(os.readlink(target))}); `hf-fmnist export` writes only into the "
-            f"folder itself: remove the link, or pass --output DIR."
+            f"{printable(str(target))} is a link (to {printable(os.readlink(target))}); `hf-fmnist export` writes "
+            "only into the folder itself: remove the link, or pass --output DIR."
         )
     if not target.exists():
         return
     if not target.is_dir():
-        raise HfFmnistError(f"{target} exists and is not a folder; move it away or pass --output DIR.")
+        raise HfFmnistError(f"{printable(str(target))} exists and is not a folder; move it away or pass --output DIR.")
     ours = set(FILES.values()) | {Path(RECORD).name}
     for entry in sorted(target.iterdir()):
         if entry.name.startswith(".onnx-") or entry.name.startswith(".export-"):
             continue  # a temp folder of an export that was killed: ours, and replaced with the folder
-        if entry.is_symlink() or not entry.is_file() or entry.name not in ours:
+        if entry.is_symlink():
+            raise HfFmnistError(
+                f"{printable(str(entry))} is a link (to {printable(os.readlink(entry))}); `hf-fmnist export` never "
+                f"writes through one and replaces the whole {target.name}/ folder: remove it, or pass --output DIR."
+            )
+        if not entry.is_file() or entry.name not in ours:
             raise HfFmnistError(
                 f"{printable(str(entry))} was not written by `hf-fmnist export`, and the export replaces the whole "
                 f"{target.name}/ folder; move it away or pass --output DIR."
