@@ -217,3 +217,45 @@ def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> Path:
     else:
         old.unlink(missing_ok=True)
     return target
+
+
+def check_no_links_below(base: str | os.PathLike, folder: str | os.PathLike, what: str) -> None:
+    """Refuse ``folder`` (inside ``base``) as a place for writers we do not control, such as a tracker's own files,
+    if it or any folder between ``base`` and it is a link, or if anything in it is a link, not a regular file or
+    folder, or a file with another hard link: such a writer opens its files by name (TensorBoard's event files,
+    ``hparams.yml``) and would write through the link into someone's folder. ``base`` itself (``--output_dir``) is
+    the user's choice, link or not. One line naming ``what`` and the entry; the folder may not exist yet.
+
+    Every tracker's files go under one root (``OUTPUT_DIR/runs``): checking that root covers all of them.
+    """
+    import stat
+
+    from .errors import HfFmnistError, printable
+
+    base, folder = Path(base), Path(folder)
+
+    def refuse(path: Path, why: str) -> HfFmnistError:
+        return HfFmnistError(
+            f"{what} {printable(str(path))} is {why}; refused (a run writes only into folders of its own, never "
+            f"through a link). Move it away or choose another --output_dir."
+        )
+
+    path = base
+    for part in folder.relative_to(base).parts:
+        path = path / part
+        if path.is_symlink():
+            raise refuse(path, "a link")
+        if not path.exists():
+            return
+        if not path.is_dir():
+            raise refuse(path, "not a folder")
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in dirnames + filenames:
+            entry = Path(dirpath) / name
+            info = entry.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                raise refuse(entry, "a link")
+            if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
+                raise refuse(entry, "not a regular file")
+            if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+                raise refuse(entry, "a file with another hard link")

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .errors import HfFmnistError, printable
+from .errors import HfFmnistError, error_line, printable
 
 DEFAULT_SPACE_NAME = "fashion-mnist-demo"  # push-space without --repo-id: <your namespace>/fashion-mnist-demo
 
@@ -21,10 +21,11 @@ def _build(args: argparse.Namespace) -> None:
     folder = export(args.output_dir, data_dir=args.data_dir, verify=not args.no_verify, audit=args.audit)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     size = sum(p.stat().st_size for p in files)
-    print(f"Wrote {folder} ({len(files)} files, {size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
+    took = time.perf_counter() - start
+    print(f"Wrote {printable(str(folder))} ({len(files)} files, {size / 1e6:.1f} MB) in {took:.1f} s")
     for p in files:
         print(f"  {p.relative_to(folder)}  {p.stat().st_size:,} bytes")
-    print(f'Load it with: datasets.load_dataset("{folder}")')
+    print(f"Load it with: datasets.load_dataset({printable(repr(str(folder)))})")
 
 
 def _summary(args: argparse.Namespace) -> None:
@@ -517,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = args.run(args)
     except HfFmnistError as e:
-        print(f"error: {printable(str(e))}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -44,3 +44,46 @@ def one_line(error: BaseException, limit: int = 300) -> str:
     'bad value \\\\x1b[2J'
     """
     return printable(" ".join(str(error).split()))[:limit]
+
+
+# Every user-facing line is bounded, whatever it quotes: a stranger's file can hold 10⁶ class names or tensor keys,
+# and a message listing them all was 59 MB on one line. Lists show their first few items and say how many there are
+# (:func:`listing`); a whole line is cut at :data:`MAX_LINE` characters (:func:`error_line`).
+MAX_LINE = 480  # under the 500 a terminal, a log line or a CI annotation shows whole
+LIST_SHOWN = 5
+ITEM_CHARS = 40
+
+
+def listing(items, shown: int = LIST_SHOWN, *, item_chars: int = ITEM_CHARS, quote: bool = False) -> str:
+    """``items`` for a message: the first ``shown``, each escaped and cut to ``item_chars``, then how many more.
+
+    >>> listing([f"g{i}" for i in range(120_000)])
+    'g0, g1, g2, g3, g4 … and 119,995 more'
+    >>> listing(["a\\nb", "c"], quote=True)
+    "'a\\\\nb', 'c'"
+    """
+    items = list(items) if not isinstance(items, (list, tuple)) else items
+    head = []
+    for item in items[:shown]:
+        text = printable(str(item))
+        text = text if len(text) <= item_chars else text[: item_chars - 1] + "…"
+        head.append(f"'{text}'" if quote else text)
+    more = len(items) - len(head)
+    return ", ".join(head) + (f" … and {more:,} more" if more > 0 else "")
+
+
+def error_line(error: BaseException | str, prefix: str = "error: ") -> str:
+    """The line a command prints for ``error``: escaped (:func:`printable`), on one line, at most :data:`MAX_LINE`
+    characters with the prefix; a longer message is cut and says how much was left out.
+
+    >>> len(error_line("x" * 10_000)) <= MAX_LINE
+    True
+    >>> error_line("bad\\nname")
+    'error: bad\\\\nname'
+    """
+    text = printable(str(error))
+    limit = MAX_LINE - len(prefix)
+    if len(text) > limit:
+        kept = limit - 40  # the note below is shorter than 40 characters
+        text = f"{text[:kept]} … ({len(text) - kept:,} more characters)"
+    return prefix + text

@@ -64,7 +64,9 @@ def entries(folder: Path) -> list[str]:
 
 
 def describe(names: list[str], limit: int = 5) -> str:
-    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+    from .errors import listing
+
+    return listing(names, limit)
 
 
 def check_is_folder(folder: Path, flag: str) -> None:

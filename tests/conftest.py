@@ -40,7 +40,6 @@ from hf_fmnist.data import idx, raw  # noqa: E402
 
 # Tests of the CI rule below point REAL_DIR at an empty folder to play a machine without the package.
 REAL_DIR = Path(os.environ.get("HF_FMNIST_TEST_REAL_DIR", raw.DEBIAN_DIR))
-HAVE_REAL = idx.has_files(REAL_DIR)
 # CI installs the real data; there a missing package must fail the run, or CI would pass without the real-data tests.
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 real_data = pytest.mark.real_data  # skipped without the real files; a failure under CI=true
@@ -48,7 +47,7 @@ real_data = pytest.mark.real_data  # skipped without the real files; a failure u
 
 def require_real_data() -> None:
     """Skip (or, under ``CI=true``, fail) the current test when the real Fashion-MNIST files are missing."""
-    if HAVE_REAL:
+    if idx.has_files(REAL_DIR):  # asked per test, not at import: mutmut's first check fails every package call
         return
     missing = f"Debian's dataset-fashion-mnist is not installed ({REAL_DIR})"
     if IN_CI:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hf_fmnist import CLASS_NAMES, plots
 from hf_fmnist.core import card as cards
@@ -464,3 +467,85 @@ def test_the_card_shows_ece_beside_accuracy_and_the_top_pairs(tmp_path):
     bad = _results(eval_confused_pairs=[{"true": "Shirt", "predicted": "Coat", "count": 5, "of": 4}])
     with pytest.raises(HfFmnistError, match="eval_confused_pairs"):
         cards.render_model_card(model_folder(tmp_path / "bad", results=bad))
+
+
+@st.composite
+def _shown_results(draw) -> dict:
+    """all_results.json as training writes it: shares of counted images, a float F1, whole counts, a runtime."""
+    n = draw(st.integers(1, 10_000))
+    correct = draw(st.integers(0, n))
+    per_class = {}
+    for name in CLASS_NAMES:
+        support = draw(st.integers(0, 1_000))
+        per_class[name] = draw(st.integers(0, support)) / support if support else None
+    steps_per_epoch = draw(st.integers(1, 500))
+    return _results(
+        eval_accuracy=correct / n,
+        eval_top5_accuracy=draw(st.integers(correct, n)) / n,
+        eval_macro_f1=draw(st.floats(0, 1)),
+        eval_samples=n,
+        eval_per_class_accuracy=per_class,
+        eval_dataset_verified=n == 10_000,
+        train_steps=draw(st.integers(1, 5 * steps_per_epoch)),
+        steps_per_epoch=steps_per_epoch,
+        train_samples=draw(st.integers(1, 60_000)),
+        num_processes=draw(st.integers(1, 8)),
+        train_runtime=draw(st.floats(0.001, 1e5)),
+        train_samples_per_second=draw(st.floats(0.5, 1e6)),
+    )
+
+
+def _shown(text: str, pattern: str) -> str:
+    [match] = re.findall(pattern, text)
+    return match
+
+
+def _within_half_a_shown_digit(shown: str, value: float, scale: int = 1) -> bool:
+    """``shown`` (as printed, e.g. "87.65") is ``value × scale`` rounded to its own digits: exact decimal arithmetic,
+    the tolerance is half a unit of the last digit shown, nothing derived from binary floating point."""
+    digits = len(shown.split(".")[1]) if "." in shown else 0
+    return abs(Decimal(shown.replace(",", "")) - Decimal(value) * scale) <= Decimal(5) / 10 ** (digits + 1)
+
+
+@pytest.fixture(scope="module")
+def _card_folder(tmp_path_factory) -> Path:
+    return model_folder(tmp_path_factory.mktemp("shown"))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(results=_shown_results())
+def test_every_number_the_card_shows_is_the_one_in_all_results(_card_folder, results):
+    (_card_folder / "all_results.json").write_text(json.dumps(results))
+    text = cards.render_model_card(_card_folder, repo_id="me/fm")
+    meta, body = yaml.safe_load(text.split("---")[1]), text.split("---", 2)[2]
+    r = results
+    assert _within_half_a_shown_digit(_shown(body, r"\*\*Test accuracy: ([\d.]+)%\*\*"), r["eval_accuracy"], 100)
+    for row, key in (
+        ("accuracy", "eval_accuracy"),
+        ("top-5 accuracy", "eval_top5_accuracy"),
+        ("macro-F1", "eval_macro_f1"),
+    ):
+        assert _within_half_a_shown_digit(_shown(body, rf"\n\| {row} \| ([\d.]+) \|"), r[key]), row
+    assert _shown(body, r"\| evaluation images \| ([\d,]+) \(") == f"{r['eval_samples']:,}"
+    assert f"{r['eval_samples']:,} images of the `test` split" in body or f"all {r['eval_samples']:,} images" in body
+    for name, value in r["eval_per_class_accuracy"].items():
+        shown = _shown(body, rf"\n\| {re.escape(name)} \| ([\d.]+|n/a) \|")
+        assert (shown == "n/a") if value is None else _within_half_a_shown_digit(shown, value), name
+    trained = re.search(
+        r"Trained for (\d+) optimizer steps \(([\d.]+) epochs? of (\d+) steps\) on ([\d,]+) images,\n"
+        r"(\d+) process\(es\), in ([\d,]+) s of training\n\(([\d,]+) images/s\)",
+        body,
+    )
+    assert trained, body
+    steps, epochs, per_epoch, images, processes, seconds, speed = trained.groups()
+    assert (int(steps), int(per_epoch), int(processes)) == (r["train_steps"], r["steps_per_epoch"], r["num_processes"])
+    assert int(images.replace(",", "")) == r["train_samples"]
+    assert _within_half_a_shown_digit(epochs, r["train_steps"] / r["steps_per_epoch"])
+    assert _within_half_a_shown_digit(seconds, r["train_runtime"]) and _within_half_a_shown_digit(
+        speed, r["train_samples_per_second"]
+    )
+    if r["eval_dataset_verified"]:  # the model-index claims the test split: its values are the results', rounded
+        metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+        assert metrics == {"accuracy": round(r["eval_accuracy"], 4), "f1": round(r["eval_macro_f1"], 4)}
+    else:
+        assert "model-index" not in meta

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from counts import correct_images
 
 from hf_fmnist import cli
 
@@ -59,7 +60,7 @@ def test_hf_fmnist_train_trains_and_pushes(trained):
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     saved = json.loads((out / "all_results.json").read_text())
     assert saved["train_steps"] == 8 and saved["eval_samples"] == 40  # 128 images / 32 x 2 epochs
-    assert saved["eval_accuracy"] >= 0.25  # 8 steps on learnable data: above chance (10%), far from done
+    assert correct_images(saved) >= 10  # of 40; 8 steps on learnable data: above chance (4 images), far from done
     assert "Pushed to " in result.stdout.decode() and repo_id in result.stdout.decode()
 
 

@@ -109,7 +109,7 @@ def demo_server(model_dir, tmp_path_factory):
         log,
         HF_HUB_OFFLINE="1",
     )
-    yield url, log
+    yield url, log, process
     stop(process)
 
 
@@ -201,6 +201,60 @@ def test_demo_refuses_broken_and_huge_uploads(demo_url, tmp_path):
         assert response.status == 200
 
 
+def _peak_rss_mb(process: subprocess.Popen) -> int:
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) // 1024
+
+
+def _post(url: str, body, headers: dict) -> tuple[int, bytes]:
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    try:
+        chunked = not isinstance(body, bytes) and "Content-Length" not in headers
+        connection.request("POST", "/gradio_api/upload", body=body, headers=headers, encode_chunked=chunked)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except (BrokenPipeError, ConnectionResetError):  # the server answered 413 and closed before the body was sent
+        return 413, b""
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_demo_bounds_whole_request_bodies_form_fields_included(demo_server, chunked):
+    """Before: a 300 MB and a 700 MB multipart form field (not a file) POSTed to /gradio_api/upload were buffered by
+    Gradio at about 3× their size (2.56 GB), then answered 500. Now any body past MAX_REQUEST_BYTES is answered 413
+    as it streams in, declared (Content-Length) or not (chunked), and the server stays small."""
+    url, _, process = demo_server
+    boundary = "hf-fmnist-boundary"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="field"\r\n\r\n'.encode()
+    size = 300 << 20
+
+    def stream():
+        yield head
+        chunk = b"x" * (1 << 20)
+        for _ in range(size >> 20):
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    declared = {"Content-Length": str(len(head) + size + len(f"\r\n--{boundary}--\r\n"))}
+    status, body = _post(url, stream(), headers if chunked else {**headers, **declared})
+    assert status == 413, (status, body[:200])
+    assert _peak_rss_mb(process) < 1024
+    from hf_fmnist.inference.demo import MAX_REQUEST_BYTES
+
+    small = head + b"x" * 100 + f"\r\n--{boundary}--\r\n".encode()
+    assert len(small) < MAX_REQUEST_BYTES
+    status, _ = _post(url, small, {**headers, "Content-Length": str(len(small))})
+    assert status != 413  # a small request still reaches Gradio
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+
+
 def test_demo_answers_every_upload_itself_like_predict(demo_server, model_dir, tmp_path):
     """Before: a 0-byte file, a non-image or an image over 16.8 MP failed inside Gradio's preprocessing,
     the client got "Could not preprocess input component..." with the server's temporary paths, and the server
@@ -213,7 +267,7 @@ def test_demo_answers_every_upload_itself_like_predict(demo_server, model_dir, t
 
     from hf_fmnist.inference.predict import ImageFileError, load_image
 
-    url, log = demo_server
+    url, log, _ = demo_server
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "text.png").write_text("not an image\n")
     Image.new("L", (4200, 4200)).save(tmp_path / "huge.png")  # 17.6 MP: above PIL's own bomb error at 16.8 MP

@@ -134,7 +134,8 @@ def test_damaged_model_folders_are_one_error(model_folder, tmp_path):
     }
     for name, content in cases.items():
         weights.write_bytes(content)
-        with pytest.raises(HfFmnistError, match=f"Cannot load model folder {folder}") as error:
+        # a lying header length is refused before transformers reads it (image_limits.check_safetensors_header)
+        with pytest.raises(HfFmnistError, match=f"(Cannot load model folder|Model folder) {folder}") as error:
             load_model(str(folder))
         assert "\n" not in str(error.value), name
     weights.unlink()

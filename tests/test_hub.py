@@ -631,3 +631,69 @@ def test_push_dataset_builds_the_real_export_when_no_folder_is_given(hub, tmp_pa
     loaded = datasets.load_dataset(repo_id, cache_dir=str(tmp_path / "clean"))
     assert {split: len(ds) for split, ds in loaded.items()} == {"train": 60_000, "test": 10_000}
     assert loaded["train"][:10]["label"] == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+
+
+def test_two_pushes_racing_to_one_repo_end_with_two_commits_and_the_last_ones_exact_content(model_dir, hub, tmp_path):
+    """Both pushes read the remote state before either commits (a barrier at create_commit); the first then commits.
+    The second commit names the revision it planned against (parent_commit), so the Hub refuses it (412) and the
+    push re-reads the state and commits again: 2 commits, and the repo holds exactly the second folder's files.
+    Without parent_commit the stale plan is applied on top of the first push and predictions.png, which only the
+    first folder has, stays in the repo: a mix of both that neither user pushed."""
+    from huggingface_hub import HfApi
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(model_dir, first)
+    shutil.copytree(model_dir, second)
+    (second / "predictions.png").unlink()  # the first folder has a file the second lacks
+    repo_id = unique_repo("raced")
+    HfApi().create_repo(repo_id)
+    initial = hub.state.commit_count("model", repo_id)
+
+    original = HfApi.create_commit
+    both_planned, first_done, lock = threading.Barrier(2, timeout=60), threading.Event(), threading.Lock()
+    calls: list[tuple[str, str]] = []  # (push, outcome) in the order the commits were answered
+    started: set[str] = set()
+
+    def create_commit(self, *args, **kwargs):
+        me = threading.current_thread().name
+        with lock:
+            first_call = me not in started
+            started.add(me)
+        if first_call:
+            both_planned.wait()  # each push has read the head it will name as parent_commit
+            if me == "second":
+                assert first_done.wait(60)
+        try:
+            info = original(self, *args, **kwargs)
+            calls.append((me, "committed"))
+            return info
+        except Exception as e:
+            calls.append((me, f"refused {getattr(getattr(e, 'response', None), 'status_code', type(e).__name__)}"))
+            raise
+        finally:
+            if me == "first":
+                first_done.set()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(HfApi, "create_commit", create_commit)
+        mp.setattr(publish, "BACKOFF_S", 0.01)
+        results, errors = [], []
+        push = {
+            name: (lambda f=f: publish.push_model(repo_id, f, log=_quiet))
+            for name, f in [("first", first), ("second", second)]
+        }
+        threads = [threading.Thread(name=n, target=_capture, args=(push[n], results, errors)) for n in push]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert not errors and len(results) == 2, errors
+    assert calls == [("first", "committed"), ("second", "refused 412"), ("second", "committed")]
+    assert hub.state.commit_count("model", repo_id) == initial + 2
+
+    solo = unique_repo("solo")  # what a push of the second folder alone publishes, for comparison
+    publish.push_model(solo, second, log=_quiet)
+    raced, alone = hub.state.files("model", repo_id), hub.state.files("model", solo)
+    card = alone.pop("README.md").decode().replace(solo, repo_id).replace(solo.split("/")[1], repo_id.split("/")[1])
+    assert raced.pop("README.md").decode() == card
+    assert raced == alone and "predictions.png" not in raced

@@ -55,6 +55,7 @@ def render_model_card(
     results = check_results(_read_json(folder / RESULTS_FILE), folder / RESULTS_FILE)
     saved = check_saved_parts(_read_json(folder / CONFIG_FILE), folder / CONFIG_FILE)
     check_config_sizes(folder / "config.json")  # id2label: class indices to names, as transformers reads it
+    check_weights_file(folder)  # a card must not claim the accuracy of a model whose weights are NaN
     model_config = _read_json(folder / "config.json")
     config = TrainConfig.load(folder)
     sources = saved.get("sources") or config.sources()  # folders trained before sources were saved: guessed
@@ -158,6 +159,23 @@ def render_model_card(
     )
 
 
+def check_weights_file(folder: Path) -> None:
+    """The card writer's gate on the weights it describes (every ``*.safetensors`` of ``folder``): a bounded header
+    and finite values (:func:`hf_fmnist.core.finite.check_finite_weights`), one line otherwise."""
+    from safetensors import SafetensorError
+
+    from ..errors import HfFmnistError, one_line
+    from ..image_limits import check_safetensors_header
+    from .finite import check_finite_weights
+
+    for path in sorted(folder.glob("*.safetensors")):
+        check_safetensors_header(path)
+        try:
+            check_finite_weights(path, str(path))
+        except (OSError, SafetensorError) as e:
+            raise HfFmnistError(f"{path}: cannot read the weights ({one_line(e, 150)}).") from None
+
+
 def demo_block(readme: str | None) -> str | None:
     """The demo block (:data:`DEMO_START` ... :data:`DEMO_END`) of a remote card, if it holds one."""
     if not readme:
@@ -247,7 +265,7 @@ def _folder_name(folder: Path) -> str:
 # The fields of all_results.json (written by training) that a card shows, and what each must be: a later field the
 # card uses is added here. Optional fields may be absent or null.
 _FRACTION, _COUNT, _SPLIT, _AMOUNT = "a number from 0 to 1", "a whole number of at least 0", "a split name", "a number"
-_PER_CLASS = "an object of class names to numbers from 0 to 1"
+_PER_CLASS = "an object of class names to numbers from 0 to 1 or null"
 _RESUMES = "a list of resume records (step, written_by_processes, num_processes, stopped_by)"
 _PAIRS = "a list of at most 100 confused pairs (true, predicted, count, of)"
 RESULTS_SCHEMA: dict[str, tuple[str, bool]] = {  # field -> (what it must be, optional)
@@ -313,7 +331,8 @@ def _is_kind(value, kind: str) -> bool:
     if kind == _PAIRS:
         return isinstance(value, list) and len(value) <= 100 and all(map(_is_pair, value))
     if kind == _PER_CLASS:
-        return isinstance(value, dict) and all(_is_kind(v, _FRACTION) for v in value.values())
+        # null: a class absent from the evaluated images (metrics.classification_report); the card shows "n/a"
+        return isinstance(value, dict) and all(v is None or _is_kind(v, _FRACTION) for v in value.values())
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         return False
     return {_FRACTION: value <= 1, _COUNT: isinstance(value, int), _AMOUNT: True}[kind]

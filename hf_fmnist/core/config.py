@@ -173,6 +173,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.output_dir:
             raise HfFmnistError("--output_dir is required: the folder for the model, metrics and checkpoints.")
+        check_numbers(self)
         positive = (
             "num_train_epochs",
             "max_train_steps",
@@ -327,6 +328,29 @@ class TrainConfig:
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
             raise HfFmnistError(f"{path}: not a training config written by hf_fmnist ({e}).") from None
         return cls(**check_saved(saved, path))
+
+
+# Numbers that cannot be trained. A run's length is bounded so that no flag can ask for one that never ends
+# (10**21 steps printed "8547008547008546816 epochs of 117"): a million optimizer steps is about 9,000 epochs of the
+# recipes' batch of 512, and weeks of training even for the fastest preset.
+MAX_STEPS = 1_000_000
+MAX_EPOCHS = 10_000
+MAX_INT = 2**31 - 1  # any other whole-number flag: beyond it torch and the OS overflow, as tracebacks
+
+
+def check_numbers(config: TrainConfig) -> None:
+    """Refuse a float flag that is not finite (``inf`` passed every ``> 0`` check and trained to a NaN model) and a
+    whole-number flag past its bound, one line naming the flag and the bound."""
+    import math
+
+    bounds = {"max_train_steps": MAX_STEPS, "num_train_epochs": MAX_EPOCHS}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise HfFmnistError(f"--{f.name} must be a finite number, not {value}.")
+        if isinstance(value, int) and not isinstance(value, bool) and value > bounds.get(f.name, MAX_INT):
+            bound = bounds.get(f.name, MAX_INT)
+            raise HfFmnistError(f"--{f.name} {value:,} is more than {bound:,}, the most hf_fmnist accepts; refused.")
 
 
 def check_saved(saved, path: Path) -> dict:

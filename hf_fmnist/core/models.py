@@ -16,12 +16,14 @@ hf_fmnist.errors.HfFmnistError: Unknown model preset 'resnet9000'; choose one of
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from .. import CLASS_NAMES
 from ..errors import HfFmnistError, one_line, printable
+from ..image_limits import MAX_CLASSES, check_classes, check_safetensors_header
 
 MEAN, STD = 0.2860, 0.3530  # of Fashion-MNIST train pixels scaled to [0, 1]
 IMAGE_SIZE = 28
@@ -328,15 +330,16 @@ def load_model(
     id2label, label2id = label_maps(names)
     same_labels = [config.id2label.get(i) for i in range(len(names))] == list(names) and config.num_labels == len(names)
     try:
-        model = AutoModelForImageClassification.from_pretrained(
-            name_or_path,
-            num_labels=len(names),
-            id2label=id2label,
-            label2id=label2id,
-            ignore_mismatched_sizes=ignore_mismatched_sizes,
-            token=token,
-            trust_remote_code=False,  # explicit: left unset, transformers asks on stdin whether to run the repo's code
-        )
+        with bounded_load_report():
+            model = AutoModelForImageClassification.from_pretrained(
+                name_or_path,
+                num_labels=len(names),
+                id2label=id2label,
+                label2id=label2id,
+                ignore_mismatched_sizes=ignore_mismatched_sizes,
+                token=token,
+                trust_remote_code=False,  # explicit: unset, transformers asks on stdin to run repo code
+            )
     except Exception as e:  # OSError (no weights), SafetensorError (damaged), UnpicklingError (a refused .bin), ...
         if remote_code_refusal(e, source):
             raise _refusal(source) from None
@@ -422,6 +425,9 @@ def check_model_folder(name_or_path: str, token: str | None = None) -> None:
     check_processor_config(folder / "preprocessor_config.json")
     for index in sorted(folder.glob("*.index.json")):
         check_shard_index(index)
+    for weights in sorted(folder.glob("*.safetensors")):  # before transformers parses a header of millions of tensors
+        if weights.is_file():
+            check_safetensors_header(weights, f"Model folder {folder}: {printable(weights.name)}")
     for entry in sorted(folder.iterdir()):
         if entry.is_symlink() and not any(_resolves_inside(entry, root) for root in roots):
             raise HfFmnistError(
@@ -478,7 +484,7 @@ def _refusal(source: str) -> HfFmnistError:
     )
 
 
-MAX_LABELS = 100_000  # ImageNet-22k has 21,843 classes
+MAX_LABELS = MAX_CLASSES  # one bound for classes, wherever they are read (image_limits.MAX_CLASSES)
 WIDTHS = ("hidden_size", "hidden_sizes", "embedding_size", "intermediate_size", "embed_dim", "d_model", "hidden_dim")
 # Layer and block counts: each bounded as plain JSON, so that building the model even on the meta device (to count
 # its parameters, :func:`check_parameters`) stays quick; the parameters themselves are what the budget bounds.
@@ -555,8 +561,7 @@ def check_config_sizes(path: Path) -> None:
         ("num_labels", labels or 0),
         *((f, len(config.get(f) or {})) for f in ("id2label", "label2id")),
     ):
-        if count > MAX_LABELS:
-            raise HfFmnistError(f"{path}: field {field!r} asks for {count:,} classes, more than {MAX_LABELS:,}.")
+        check_classes(count, f"{path}: field {field!r}")
     for field in WIDTHS:
         values = config.get(field)
         values = values if isinstance(values, list) else [values]
@@ -734,3 +739,45 @@ def _reset_head(model) -> None:
 def _describe(name_or_path: str) -> str:
     path = Path(os.path.expanduser(name_or_path))
     return f"folder {path}" if path.exists() else f"{name_or_path!r}"
+
+
+_REPORT_ROW = None  # compiled on first use: core.models is imported by every command
+
+
+class _BoundedLoadReport:
+    """A logging filter that turns transformers' LOAD REPORT (one table row per UNEXPECTED, MISSING or MISMATCH
+    key, names as the weights file spells them) into one escaped line of counts and the first few keys: a weights
+    file with 1.6 million extra tensors printed 46 MB of UNEXPECTED rows."""
+
+    def filter(self, record) -> bool:
+        import re
+
+        from ..errors import listing, printable
+
+        global _REPORT_ROW
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", message)  # transformers colours the report on a terminal
+        if _REPORT_ROW is None:
+            _REPORT_ROW = re.compile(r"^(.*?)\s*\|\s*(UNEXPECTED|MISSING|MISMATCH|CONVERSION)\s*\|", re.M)
+        rows = _REPORT_ROW.findall(plain)
+        counts = {status: sum(1 for _, s in rows if s == status) for status in dict.fromkeys(s for _, s in rows)}
+        head = plain.split("\n", 1)[0].replace(" LOAD REPORT from:", "'s weights from")
+        summary = ", ".join(f"{n:,} {status.lower()}" for status, n in counts.items()) or "no"
+        record.msg = printable(f"{head[:200]}: {summary} key(s) ({listing([k for k, _ in rows], 3)})")
+        record.args = ()
+        return True
+
+
+@contextlib.contextmanager
+def bounded_load_report():
+    """transformers' load report, while the block loads weights, as one bounded line (:class:`_BoundedLoadReport`)."""
+    import logging
+
+    logger, report = logging.getLogger("transformers.modeling_utils"), _BoundedLoadReport()
+    logger.addFilter(report)
+    try:
+        yield
+    finally:
+        logger.removeFilter(report)

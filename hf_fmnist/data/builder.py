@@ -44,6 +44,28 @@ def load_dataset(data_dir: str | os.PathLike | None = None, *, verify: bool = Tr
     ``data_dir``: a folder with the four raw files; default: see :func:`hf_fmnist.data.raw.locate`.
     ``verify=False`` accepts raw files whose sha256 differs from the originals.
     """
-    builder = make_builder(data_dir, verify=verify, cache_dir=cache_dir)
-    builder.download_and_prepare()
-    return builder.as_dataset()
+    from ..atomic import CANNOT_WRITE_ERRNOS
+
+    try:
+        builder = make_builder(data_dir, verify=verify, cache_dir=cache_dir)
+        builder.download_and_prepare()
+        return builder.as_dataset()
+    except OSError as e:  # datasets creates its cache folders first thing: a read-only HF_HOME was a traceback
+        if e.errno not in CANNOT_WRITE_ERRNOS:
+            raise
+        raise cache_error(e, cache_dir) from None
+
+
+def cache_error(error: OSError, cache_dir: str | None):
+    """The one line for a dataset cache that cannot be written: the folder, and the variables that move it."""
+    import datasets
+
+    from ..errors import HfFmnistError, printable
+    from .raw import ENV_CACHE_DIR
+
+    folder = error.filename or cache_dir or datasets.config.HF_DATASETS_CACHE
+    return HfFmnistError(
+        f"Cannot write the dataset cache {printable(str(folder))} ({error.strerror}); point HF_DATASETS_CACHE (or "
+        f"HF_HOME, which holds it by default) at a writable folder; {ENV_CACHE_DIR} moves hf_fmnist's own cache of "
+        f"raw files."
+    )

@@ -11,6 +11,8 @@ import re
 import reprlib
 from importlib import resources
 
+from ..errors import printable
+
 TEMPLATES = "hf_fmnist.model_card"
 LOCAL = "."  # what a card's snippets load before a push: the folder holding the card
 
@@ -136,6 +138,22 @@ def card_configs(metadata, card) -> list[dict]:
             elif not _is_scalar(value):  # config_name, data_dir, default and builder options: plain values
                 raise refuse(f"{where}.{printable(str(key))[:40]}", value, "a string, number or boolean")
     return configs
+
+
+def check_card_classes(metadata, card) -> None:
+    """Refuse a card whose ``dataset_info`` names more classes than ``image_limits.MAX_CLASSES``, from the YAML
+    already read (before ``datasets`` parses the card again and builds a ClassLabel of them)."""
+    from ..image_limits import check_classes
+
+    infos = metadata.get("dataset_info") if isinstance(metadata, dict) else None
+    for info in infos if isinstance(infos, list) else [infos]:
+        features = info.get("features") if isinstance(info, dict) else None
+        for feature in features if isinstance(features, list) else []:
+            dtype = feature.get("dtype") if isinstance(feature, dict) else None
+            label = dtype.get("class_label") if isinstance(dtype, dict) else None
+            names = label.get("names") if isinstance(label, dict) else None
+            if isinstance(names, (list, dict)):
+                check_classes(len(names), f"{card}: dataset_info feature {printable(str(feature.get('name')))[:40]!r}")
 
 
 def _check_data_files(value, where: str, refuse) -> None:

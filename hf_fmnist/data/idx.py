@@ -78,13 +78,14 @@ def read_bytes(path: str | os.PathLike, magic: int | None = None) -> bytes:
                 return head
             data = head[:expected] + stream.read(max(0, expected - len(head)))
             _check_length(len(data), expected, _what(head), path)
-            surplus = len(head) - min(len(head), expected) + len(stream.read(TRAILING_PROBE))
+            # one byte past the probe tells "exactly TRAILING_PROBE" from "more"
+            surplus = len(head) - min(len(head), expected) + len(stream.read(TRAILING_PROBE + 1))
         except EOFError:
             raise IdxError(f"{path}: gzip stream is truncated (download interrupted?); {_FIX}.") from None
         except (OSError, zlib.error) as e:
             raise IdxError(f"{path}: gzip stream is corrupt ({e}); {_FIX}.") from None
     if surplus:
-        count = f"{surplus}" if surplus < TRAILING_PROBE else f"more than {TRAILING_PROBE:,}"
+        count = f"{surplus}" if surplus <= TRAILING_PROBE else f"more than {TRAILING_PROBE:,}"
         raise IdxError(f"{path}: {count} unexpected trailing bytes after {_what(head)} ({expected} bytes); {_FIX}.")
     return data
 

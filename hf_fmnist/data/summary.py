@@ -45,7 +45,7 @@ def print_summary(
     images, labels = decode(head, root)
     picked, titles = class_samples(images, labels, ds.features[label_col].names)
     path = image_grid(picked, titles, grid, suptitle=f"Fashion-MNIST {split}: 4 samples per class")
-    print(f"\nSaved a grid of {len(picked)} {split} images with their class names to {path}")
+    print(f"\nSaved a grid of {len(picked)} {split} images with their class names to {printable(str(path))}")
 
 
 MAX_MAP_IMAGES = 20_000  # a raw-pixel map of more images is a map of the first 20,000 (UMAP's time grows fast)
@@ -75,4 +75,6 @@ def pixel_map(
     points = maps.reduce_2d(images.reshape(len(images), -1).astype("float32"), method)
     title = f"{maps.LABELS[method]} of the raw pixels, {split} split ({len(images):,} images)"
     written = maps.scatter(points, labels, names, path, method=method, title=title)
-    print(f"Saved a {maps.LABELS[method]} map of {len(images):,} {split} images' raw pixels to {written}")
+    print(
+        f"Saved a {maps.LABELS[method]} map of {len(images):,} {split} images' raw pixels to {printable(str(written))}"
+    )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HfFmnistError, one_line, printable
+from ..errors import HfFmnistError, listing, one_line, printable
 from . import png
 
 BUILTIN = "fashion_mnist"
@@ -48,7 +48,7 @@ def load_arrays(split: str = "train", dataset=None, *, data_dir=None, verify: bo
         dataset = load_dataset(data_dir, verify=verify)
     if hasattr(dataset, "keys"):  # a DatasetDict
         if split not in dataset:
-            raise HfFmnistError(f"Split {split!r} not found; this dataset has {', '.join(dataset)}.")
+            raise HfFmnistError(f"Split {printable(split)!r} not found; this dataset has {listing(dataset)}.")
         dataset = dataset[split]
     images, labels = decode_cached(dataset, root)
     check_labels(labels, dataset, split)
@@ -63,7 +63,7 @@ def check_labels(labels: np.ndarray, ds, split: str) -> None:
     bad = (labels < 0) | (labels >= classes)
     if bad.any():
         values = np.unique(labels[bad])
-        shown = ", ".join(str(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        shown = listing(values)
         raise HfFmnistError(
             f"Split {printable(str(ds.split or split))!r}: {int(bad.sum()):,} label(s) of column "
             f"{printable(label_column)!r} outside 0-{classes - 1} (the {classes} class names): {shown}; fix those rows "
@@ -211,7 +211,7 @@ def find_columns(features) -> tuple[str, str]:
     image = next((name for name, f in features.items() if isinstance(f, Image)), None)
     label = next((name for name, f in features.items() if isinstance(f, ClassLabel)), None)
     if image is None or label is None:
-        described = ", ".join(f"{name}: {type(f).__name__}" for name, f in features.items())
+        described = listing(f"{name}: {type(f).__name__}" for name, f in features.items())
         raise HfFmnistError(
             f"Need an Image column and a ClassLabel column, found {described}; "
             f"cast them with dataset.cast_column(name, datasets.Image()) / datasets.ClassLabel(names=[...])."
@@ -242,8 +242,31 @@ def _save_atomic(path: Path, *, images: np.ndarray, labels: np.ndarray) -> None:
 def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify: bool = True):
     """A ``DatasetDict`` from a spec: None or ``"fashion_mnist"`` (built in), an exported folder, or a Hub id.
 
-    Exported folders and Hub repos load through plain ``datasets.load_dataset``, exactly as any user would.
+    Exported folders and Hub repos load through plain ``datasets.load_dataset``, exactly as any user would. Its
+    class count is checked here, as it is read (:func:`check_class_count`), before anything is built from it.
     """
+    dataset = _open_dataset(spec, data_dir=data_dir, verify=verify)
+    check_class_count(dataset, BUILTIN if spec is None else printable(str(spec)))
+    return dataset
+
+
+def check_class_count(dataset, source: str) -> None:
+    """Refuse a dataset whose label column names more than ``image_limits.MAX_CLASSES`` classes (from its card, its
+    Parquet files' schema metadata or a Hub repo): a card of 120,000 names trained a 120,000-class head and then
+    asked for a 107 GB confusion matrix; 10⁶ names kept in the Parquet schema printed a 10⁶-row summary."""
+    from datasets import ClassLabel
+
+    from ..image_limits import check_classes
+
+    for split, ds in dataset.items():
+        for name, feature in ds.features.items():
+            if isinstance(feature, ClassLabel):
+                check_classes(
+                    feature.num_classes, f"Dataset {source}: split {printable(split)!r}, column {printable(name)!r}"
+                )
+
+
+def _open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify: bool = True):
     if spec is None or str(spec) == BUILTIN:
         from .builder import load_dataset
 
@@ -259,6 +282,7 @@ def open_dataset(spec: str | os.PathLike | None = None, *, data_dir=None, verify
                 f"id (namespace/name), or omit --dataset for the built-in Fashion-MNIST."
             )
         check_reads_inside(folder)
+        check_parquet_classes(folder)
         try:
             with _quiet_progress(datasets):  # converting a local export into datasets' cache is not news to the user
                 return datasets.load_dataset(str(folder), cache_dir=_local_cache_dir(folder))
@@ -339,18 +363,47 @@ def check_reads_inside(folder: Path) -> None:
                 )
 
 
+def check_parquet_classes(folder: Path) -> None:
+    """Refuse a folder whose Parquet files keep more class names in their own ``huggingface`` schema metadata than
+    ``image_limits.MAX_CLASSES``, read from each file's footer before ``datasets`` builds a ClassLabel of them (a
+    million names there took a minute and 800 MB to refuse after loading)."""
+    import json
+
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    from ..image_limits import check_classes
+
+    for path in sorted(folder.rglob("*.parquet")):
+        try:
+            raw = (pq.read_schema(path).metadata or {}).get(b"huggingface")
+            info = json.loads(raw) if raw else None
+        except Exception:  # not Parquet, or metadata that is not JSON: datasets says so in its own words
+            continue
+        described = info.get("info") if isinstance(info, dict) else None
+        features = described.get("features") if isinstance(described, dict) else None
+        for name, feature in features.items() if isinstance(features, dict) else []:
+            if not isinstance(feature, dict):
+                continue
+            names = feature.get("names")
+            if feature.get("_type") == "ClassLabel" and isinstance(names, list):
+                where = f"{printable(str(path.relative_to(folder)))[:80]}: Parquet schema metadata, column"
+                check_classes(len(names), f"Dataset folder {folder}: {where} {printable(str(name))[:40]!r}")
+
+
 def _card_data_files(folder: Path) -> list[tuple[str, str]]:
     """Every path pattern that the folder's metadata gives ``datasets`` (``configs`` → ``data_files`` and
     ``data_dir``), with the file naming it: the card's YAML, and ``.huggingface.yaml``, which ``datasets`` merges
     over the card's."""
     import datasets
 
-    from .card import card_configs, config_paths, read_metadata
+    from .card import card_configs, check_card_classes, config_paths, read_metadata
 
     patterns: list[tuple[str, str]] = []
     for path in (folder / "README.md", folder / datasets.config.REPOYAML_FILENAME):
         source = "card (README.md)" if path.name == "README.md" else path.name
-        configs = card_configs(read_metadata(path), path)  # the schema: strings where paths are, no deeper
+        metadata = read_metadata(path)
+        configs = card_configs(metadata, path)  # the schema: strings where paths are, no deeper
+        check_card_classes(metadata, path)
         patterns += [(source, pattern) for pattern, _ in config_paths(configs)]
     return patterns
 

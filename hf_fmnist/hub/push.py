@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import HfFmnistError, printable
+from ..errors import HfFmnistError, listing, printable
 from .files import DATASET_FILES, DATASET_IGNORE, MODEL_FILES, MODEL_IGNORE, LocalFile, gather, model_files
 
 __all__ = ["MODEL_FILES", "MODEL_IGNORE", "DATASET_FILES", "DATASET_IGNORE", "push_folder", "push_model"]
@@ -446,7 +446,7 @@ def _require_data(folder: Path, snapshot: Path, left_out: list[str]) -> None:
         patterns = _card_data_patterns(folder, snapshot / "README.md")
         missing += [rel for rel in others if any(_names(pattern, rel) for pattern in patterns)]
     if missing:
-        shown = printable(", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
+        shown = listing(missing, 3)
         raise HubError(
             f"{folder}: {shown[:300]} cannot be published (see the line above), and the dataset card's splits need "
             f"it; replace it with a plain copy (or remove it and its split) to publish the dataset."

@@ -22,6 +22,10 @@ from ..errors import HfFmnistError
 
 # The package modules the app runs on, copied into the Space (tests/test_space.py runs the copy on its own).
 MAX_UPLOAD = "10mb"  # Gradio refuses bigger files before they reach us
+# Any request body, form fields included: Gradio's multipart parser buffers a field (not a file) whole, about 3× its
+# size (a 700 MB field took the server to 2.6 GB before a 500). Bodies are counted as they stream in and refused
+# past this, so the server holds, and a request writes to disk, at most about this much whatever is posted.
+MAX_REQUEST_BYTES = 12 << 20  # one 10 MB upload and its multipart framing
 MAX_SIDE = 1024  # pixels: larger images are shrunk before the photo preprocessing (the model sees 28x28 anyway)
 VIEW_SIZE = 224  # the model's input is shown enlarged to this, without smoothing
 FOREGROUND = 32  # gray levels above the background that count as the object when cropping a photo
@@ -295,6 +299,64 @@ CSS = """
 """
 
 
+class BoundedBody:
+    """ASGI middleware: a request whose body is larger than ``max_bytes`` is answered 413 before it is buffered.
+
+    A declared ``Content-Length`` over the bound is refused unread; a body streamed without one (chunked) is counted
+    as it arrives, and the request ends once it passes the bound. Outermost but for Starlette's error handler, so it
+    sees every route Gradio serves (uploads, queue, API)."""
+
+    def __init__(self, app, max_bytes: int = MAX_REQUEST_BYTES):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self._refuse(send)
+        received, started = 0, False
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send) -> None:
+        body = f"Request body larger than {self.max_bytes:,} bytes; refused.".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    """Raised in the app's ``receive`` once a body passes the bound: ends the app's reading of it."""
+
+
+def bounded_app_kwargs(app_kwargs: dict | None = None) -> dict:
+    """Gradio's ``launch(app_kwargs=...)`` (the FastAPI app's arguments) with :class:`BoundedBody` added."""
+    from starlette.middleware import Middleware
+
+    app_kwargs = dict(app_kwargs or {})
+    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(BoundedBody)]
+    return app_kwargs
+
+
 def launch(
     app,
     *,
@@ -304,7 +366,8 @@ def launch(
     allowed_paths: list[str] | None = None,
     **kwargs,
 ):
-    """Serve ``app``; uploads above :data:`MAX_UPLOAD` are refused by Gradio itself."""
+    """Serve ``app``; uploads above :data:`MAX_UPLOAD` are refused by Gradio itself, and any request body above
+    :data:`MAX_REQUEST_BYTES` by :class:`BoundedBody`."""
     return app.launch(
         server_name=host,
         server_port=port,
@@ -313,6 +376,7 @@ def launch(
         allowed_paths=allowed_paths,
         show_error=True,
         css=CSS,
+        app_kwargs=bounded_app_kwargs(kwargs.pop("app_kwargs", None)),
         **kwargs,
     )
 
@@ -322,7 +386,13 @@ def main_space(model_ref: str) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     folder = Path(__file__).resolve().parents[2] / "examples"  # the Space repo: app.py, examples/, hf_fmnist/
     app = build_app(model_ref, examples_dir=folder)
-    app.launch(max_file_size=MAX_UPLOAD, allowed_paths=[str(folder)], show_error=True, css=CSS)
+    app.launch(
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=[str(folder)],
+        show_error=True,
+        css=CSS,
+        app_kwargs=bounded_app_kwargs(),
+    )
 
 
 __all__ = ["Classifier", "build_app", "launch", "main_space", "photo_to_fmnist", "write_examples"]

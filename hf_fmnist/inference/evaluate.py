@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import HfFmnistError, one_line, printable
+from ..errors import HfFmnistError, listing, one_line, printable
 
 if TYPE_CHECKING:
     from ..core.loader import DeviceLoader
@@ -43,13 +43,14 @@ def load_for_inference(model_ref: str, token: str | None = None):
     import torch
     from transformers import AutoModelForImageClassification
 
-    from ..core.models import load_config, load_image_processor, remote_code_refusal
+    from ..core.models import bounded_load_report, load_config, load_image_processor, remote_code_refusal
 
     config = load_config(model_ref, token, repr(model_ref))  # every gate, before transformers reads a weight
     try:
-        model = AutoModelForImageClassification.from_pretrained(
-            model_ref, config=config, token=token, trust_remote_code=False
-        )
+        with bounded_load_report():
+            model = AutoModelForImageClassification.from_pretrained(
+                model_ref, config=config, token=token, trust_remote_code=False
+            )
     except Exception as e:  # OSError (missing), ValueError (not a classifier), HTTP errors
         raise remote_code_refusal(e, repr(model_ref)) or HfFmnistError(
             f"Cannot load model {model_ref!r} ({type(e).__name__}: {one_line(e)}); pass a folder written by "
@@ -89,12 +90,12 @@ def evaluate_model(
     ds = open_dataset(dataset, data_dir=data_dir)
     split = split or eval_split_of(ds)
     if split is None or split not in ds:
-        raise HfFmnistError(f"Split {split!r} not found; this dataset has {', '.join(ds)}.")
+        raise HfFmnistError(f"Split {printable(str(split))!r} not found; this dataset has {listing(ds)}.")
     names = list(ds[split].features[find_columns(ds[split].features)[1]].names)
     if names != model_names:
         raise HfFmnistError(
-            f"The model's classes ({', '.join(model_names)}) differ from the dataset's ({', '.join(names)}); "
-            f"evaluate on the dataset it was trained for."
+            f"The model's {len(model_names):,} classes ({listing(model_names)}) differ from the dataset's "
+            f"{len(names):,} ({listing(names)}); evaluate on the dataset it was trained for."
         )
     rows = ds[split] if max_eval_samples is None else ds[split].select(range(min(max_eval_samples, len(ds[split]))))
     images, labels = load_arrays(split, rows, root=local_root(dataset))  # only the rows evaluated are decoded

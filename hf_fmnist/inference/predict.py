@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HfFmnistError, printable
+from ..errors import HfFmnistError, error_line
 from ..image_limits import IMAGE_FORMATS, MAX_PIXELS, fit_batch
 
 MAX_FILE_BYTES = 64 << 20
@@ -236,12 +236,13 @@ def _fit(gray: np.ndarray, size: tuple[int, int]):
 
 
 def format_result(r: dict) -> str:
-    """One result as one line, escaped: nothing in a file name or an error message can start another line."""
+    """One result as one line, escaped and bounded (:func:`hf_fmnist.errors.error_line`): nothing in a file name,
+    a class name or an error message can start another line or run on for megabytes (``--json`` keeps them whole)."""
     if "error" in r:
-        return printable(f"{r['path']}: error: {r['error'].removeprefix(r['path'] + ': ')}")
+        return error_line(f"{r['path']}: error: {r['error'].removeprefix(r['path'] + ': ')}", prefix="")
     best = ", ".join(f"{p['label']} {p['score']:.1%}" for p in r["predictions"])
     note = f"  ({'; '.join(r['notes'])})" if r.get("notes") else ""
-    return printable(f"{r['path']}: {best}{note}")
+    return error_line(f"{r['path']}: {best}{note}", prefix="")
 
 
 def format_results(results: list[dict]) -> str:

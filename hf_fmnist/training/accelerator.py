@@ -14,6 +14,10 @@ import torch
 from ..core.config import TrainConfig
 from ..errors import HfFmnistError
 
+# Where every tracker writes its local files, below --output_dir (TensorBoard: runs/hf_fmnist/); the whole folder is
+# checked for links before any tracker starts (loop.tracker_root, atomic.check_no_links_below).
+TRACKER_DIR = "runs"
+
 
 def gpu_available() -> bool:
     """A CUDA, XPU or MPS device, so the run uses it and the recipes for GPUs apply."""
@@ -49,7 +53,7 @@ def make_accelerator(config: TrainConfig, *, mixed_precision: str = "no", torch_
         tracking = {
             "log_with": prepare(config),
             "project_config": ProjectConfiguration(
-                project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "runs")
+                project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, TRACKER_DIR)
             ),
         }
     expected = int(os.environ.get("WORLD_SIZE", "1"))

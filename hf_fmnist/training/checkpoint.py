@@ -31,6 +31,7 @@ import torch
 from .. import atomic
 from ..core.card import MAX_RESUMES, STOP_SIGNALS, resume_problem
 from ..errors import HfFmnistError, one_line, printable
+from ..image_limits import check_safetensors_header
 from .accelerator import agree
 
 FORMAT = "hf_fmnist-checkpoint"
@@ -208,7 +209,9 @@ def foreign_files(folder: Path) -> list[str]:
     A folder without ``trainer_state.json`` is all foreign (ours only ever appear complete, by rename); one whose
     ``trainer_state.json`` is damaged raises :class:`CheckpointError`, which says so more usefully.
     """
-    if folder.is_symlink() or not folder.is_dir():
+    if folder.is_symlink():
+        return [f"{folder.name} (a link)"]
+    if not folder.is_dir():
         return [folder.name]
     if not (folder / STATE_FILE).exists():
         return sorted(p.name for p in folder.iterdir()) or [f"{folder.name}/ without {STATE_FILE}"]
@@ -418,6 +421,9 @@ def load(folder: Path, accelerator, model, optimizer, scheduler, max_steps: int 
     _check_scaler(folder, saved.get("scaler"))
     _check_present(folder, saved["files"], accelerator)
     _check_digests(folder, saved["files"])
+    for name in saved["files"]:  # a forged header, digest updated, is refused before safetensors parses it
+        if name.endswith(".safetensors"):
+            check_safetensors_header(folder / name, f"checkpoint {folder}: {name}")
     # safetensors takes "cpu", "cuda:0"..., not "cpu:0": what Accelerate names the CPU of a process that a launcher
     # gave a LOCAL_RANK (torchrun, accelerate launch, several machines)
     device = "cpu" if torch.device(accelerator.device).type == "cpu" else str(accelerator.device)
@@ -453,7 +459,10 @@ def load(folder: Path, accelerator, model, optimizer, scheduler, max_steps: int 
 def resumed_line(folder, state: TrainState, num_processes: int) -> str:
     """The log line of a resume: ``Resumed from F at step S (written by N processes, now M)``."""
     written = state.written_by_processes
-    return f"Resumed from {folder} at step {state.step} (written by {_processes(written)}, now {num_processes})"
+    return (
+        f"Resumed from {printable(str(folder))} at step {state.step} (written by {_processes(written)}, "
+        f"now {num_processes})"
+    )
 
 
 def _processes(n: int | None) -> str:

@@ -31,7 +31,7 @@ from ..core import metrics
 from ..core.config import TrainConfig
 from ..core.loader import DeviceLoader, Preprocess
 from ..core.models import check_output_apart, load_model
-from ..errors import HfFmnistError, printable
+from ..errors import HfFmnistError, error_line, printable
 from ..image_limits import check_batches
 from ..inference.evaluate import evaluate_logits
 from . import checkpoint
@@ -219,6 +219,8 @@ def prepare_run(
                 # held until train() ends (cleanup): one run at a time writes into the folder
                 cleanup.callback(ownership.unlock, ownership.lock(config.output_dir, "--output_dir"))
                 ownership.mark(config.output_dir, ownership.TRAINING_OUTPUT)
+                if config.with_tracking:  # before any tracker writes: none of its files go through a link
+                    atomic.check_no_links_below(config.output_dir, tracker_root(config), "Tracker folder")
                 config.save(
                     config.output_dir,
                     **settings.to_dict(),
@@ -243,6 +245,14 @@ def prepare_run(
         config, settings, accelerator, data, model, processor, optimizer, scheduler, train_loader, eval_loader,
         state, start_time, held_out_loader=held_out_loader,
     )  # fmt: skip
+
+
+def tracker_root(config: TrainConfig) -> Path:
+    """The one folder every tracker writes its local files under (TensorBoard's ``runs/hf_fmnist/``, and any other
+    tracker's below it): checked as a whole by :func:`hf_fmnist.atomic.check_no_links_below` before they start."""
+    from .accelerator import TRACKER_DIR
+
+    return Path(config.output_dir) / TRACKER_DIR
 
 
 def load_data(config: TrainConfig, accelerator, *, test: bool = True) -> Data:
@@ -341,6 +351,7 @@ def train(config: TrainConfig, trial: Trial | None = None) -> dict | None:
         progress = Progress(run.accelerator, settings.max_train_steps, state.step)
         run.first_step_at = time.perf_counter()
         evaluation = None
+        cleanup.callback(progress.close)  # also when a refusal (a diverged loss) ends the loop: no bar after it
         while state.step < settings.max_train_steps:
             epoch = state.step // settings.steps_per_epoch
             loss, due, stop = train_epoch(run, epoch, progress, signals)
@@ -394,6 +405,7 @@ def train_epoch(run: Run, epoch: int, progress: Progress, signals: StopSignals) 
         steps += 1
         progress.update(settings.train_batch_size)
         if state.step % LOSS_EVERY == 0:
+            check_loss(run, loss)
             lr = float(run.scheduler.get_last_lr()[0])  # a tensor only with a tensor lr
             progress.show(loss.item(), lr)
             if config.with_tracking:
@@ -405,6 +417,7 @@ def train_epoch(run: Run, epoch: int, progress: Progress, signals: StopSignals) 
             else:
                 state.train_seconds += time.perf_counter() - start
                 start = time.perf_counter()
+                check_loss(run, loss_sum)
                 save_checkpoint(run, f"step_{state.step}")
         if epoch_ends:
             break
@@ -412,7 +425,36 @@ def train_epoch(run: Run, epoch: int, progress: Progress, signals: StopSignals) 
         if stop is not None:
             break
     state.train_seconds += time.perf_counter() - start
+    check_loss(run, loss_sum)  # before the epoch is evaluated, recorded or checkpointed
     return (loss_sum.item() / steps if steps else float("nan")), due, stop
+
+
+def check_loss(run: Run, loss: torch.Tensor) -> None:
+    """Stop a run whose training loss is no longer finite (``--learning_rate`` far too high: every later step is
+    NaN), with one line, before anything is checkpointed or written: every process calls this at the same steps, and
+    the processes' losses are summed (one collective), so that all of them stop together."""
+    total = loss.detach().float().reshape(1)
+    if run.accelerator.num_processes > 1:
+        total = run.accelerator.reduce(total, "sum")
+    if not bool(torch.isfinite(total).all()):
+        raise diverged(run, f"the training loss is {float(total[0])} at step {run.state.step}")
+
+
+class Diverged(HfFmnistError):
+    """A run whose loss or weights are no longer finite: one line for train.py (exit 2), a failed trial for tune."""
+
+
+def diverged(run: Run, what: str) -> Diverged:
+    """The one line of a run that diverged: no model folder is written, the last good checkpoint is kept."""
+    kept = (
+        f"the last good checkpoint, {printable(str(run.checkpointed[1]))}, is kept"
+        if run.checkpointed is not None
+        else "checkpoints from before this run are kept as they were"
+    )
+    return Diverged(
+        f"Training diverged: {what}; stopped without writing the model ({kept}). Train again with a lower "
+        f"--learning_rate."
+    )
 
 
 def evaluate(run: Run, loader: DeviceLoader) -> Evaluation:
@@ -457,9 +499,9 @@ def describe(run: Run) -> str:
     """The line that opens training: what is trained, how, on what, for how long."""
     s, accelerator = run.settings, run.accelerator
     return (
-        f"Training {s.model_name_or_path} ({sum(p.numel() for p in run.model.parameters()):,} parameters, recipe "
-        f"{s.recipe}, {s.mixed_precision} mixed precision) on {len(run.data.train_images):,} images for "
-        f"{s.max_train_steps} steps ({s.num_train_epochs} epochs of {s.steps_per_epoch}), "
+        f"Training {printable(str(s.model_name_or_path))} ({sum(p.numel() for p in run.model.parameters()):,} "
+        f"parameters, recipe {s.recipe}, {s.mixed_precision} mixed precision) on {len(run.data.train_images):,} "
+        f"images for {s.max_train_steps} steps ({s.num_train_epochs} epochs of {s.steps_per_epoch}), "
         f"{accelerator.num_processes} process(es) on {accelerator.device}"
     )
 
@@ -487,9 +529,21 @@ def check_complete(path: Path) -> None:
 
 
 def save_checkpoint(run: Run, name: str) -> Path:
+    check_weights(run)  # a checkpoint of NaN weights would become the "latest" one to resume from
     path = checkpoint.save(run.accelerator, run.model, run.optimizer, run.state, run.config.output_dir, name)
     run.checkpointed = (run.state.step, path)
     return path
+
+
+def check_weights(run: Run) -> None:
+    """Refuse to keep weights that are no longer finite (the loss of the step that broke them was still finite);
+    every process holds the same weights, so all of them stop together."""
+    from ..core.finite import check_finite_weights
+
+    try:
+        check_finite_weights(run.accelerator.unwrap_model(run.model, keep_torch_compile=False), "the model")
+    except HfFmnistError:
+        raise diverged(run, f"the weights hold NaN or infinite values after step {run.state.step}") from None
 
 
 def stop_checkpoint(run: Run, signal_name: str) -> Path:
@@ -540,6 +594,7 @@ def finish(run: Run, evaluation: Evaluation | None = None) -> dict | None:
     from . import outputs
 
     config, accelerator, data, state = run.config, run.accelerator, run.data, run.state
+    check_weights(run)  # no model folder, card or push for a run that diverged
     assert_same_weights(accelerator, run.model)
     validation = evaluation if run.held_out_loader else None
     if evaluation is None or validation is not None:
@@ -589,14 +644,14 @@ def finish(run: Run, evaluation: Evaluation | None = None) -> dict | None:
         accelerator.print(
             f"Test accuracy {results['eval_accuracy']:.2%}, top-5 {results['eval_top5_accuracy']:.2%}, "
             f"macro-F1 {results['eval_macro_f1']:.4f} on {results['eval_samples']:,} images. "
-            f"Model, card and plots in {config.output_dir}"
+            f"Model, card and plots in {printable(str(config.output_dir))}"
         )
     accelerator.wait_for_everyone()
     if config.push_to_hub and accelerator.is_main_process:
         from ..hub.push import push_model
 
         url = push_model(config.hub_model_id, config.output_dir, token=config.hub_token, private=config.hub_private)
-        accelerator.print(f"Pushed to {url}")
+        accelerator.print(f"Pushed to {printable(str(url))}")
     return results
 
 
@@ -693,10 +748,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         train(config)
     except HfFmnistError as e:
         if os.environ.get("LOCAL_RANK", "0") == "0":  # every process refuses; one line per machine says why
-            print(f"error: {printable(str(e))}", file=sys.stderr)
+            print(error_line(e), file=sys.stderr)
         return 2
     except Preempted as e:
         if int(os.environ.get("RANK", "0")) == 0:  # one line for the run, not one per process
-            print(printable(str(e)), file=sys.stderr)
+            print(error_line(e, prefix=""), file=sys.stderr)
         return EXIT_PREEMPTED
     return 0

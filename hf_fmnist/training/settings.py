@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from ..core import recipes
-from ..core.config import TrainConfig
+from ..core.config import MAX_STEPS, TrainConfig
 from ..core.models import PRESETS
 from ..errors import HfFmnistError
 from .accelerator import gpu_available
@@ -144,6 +144,11 @@ def resolve(
 def schedule(config: TrainConfig, epochs: int, steps_per_epoch: int, scheduler: str = "onecycle") -> dict:
     """Step counts: total optimizer steps, epochs they span, warm-up steps."""
     max_steps = config.max_train_steps or epochs * steps_per_epoch
+    if max_steps > MAX_STEPS:  # epochs × steps of an epoch: each within its bound, not always together
+        raise HfFmnistError(
+            f"--num_train_epochs {epochs:,} of {steps_per_epoch:,} steps is {max_steps:,} optimizer steps, more than "
+            f"the {MAX_STEPS:,} hf_fmnist accepts; lower --num_train_epochs or pass --max_train_steps."
+        )
     warmup = config.num_warmup_steps
     if warmup is None:
         warmup = int(0.25 * max_steps) if scheduler == "onecycle" else 0

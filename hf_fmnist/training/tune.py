@@ -26,9 +26,9 @@ from pathlib import Path
 from .. import atomic, ownership
 from ..core import recipes
 from ..core.config import REPORTERS, FlagParser, TrainConfig
-from ..errors import HfFmnistError, one_line, printable
+from ..errors import HfFmnistError, error_line, one_line
 from . import space as search_space
-from .loop import Data, Evaluation, Run, load_data, train
+from .loop import Data, Diverged, Evaluation, Run, load_data, train
 from .preemption import EXIT_PREEMPTED, Preempted, StopSignals
 from .tune_report import TrialProgress, format_table, table, write_plots, write_table
 
@@ -37,10 +37,6 @@ STUDY_FILE = "study.db"
 BEST_RECIPE = "best_recipe.json"
 PRUNERS = ("median", "hyperband", "none")
 ATTR = "hf_fmnist"  # the study's user attribute recording what it searches: a resumed study must search the same
-
-
-class Diverged(Exception):
-    """A trial's training loss is not finite: recorded as failed, and the search goes on."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ class SearchTrial:
         import optuna
 
         if not math.isfinite(loss):
-            raise Diverged(f"trial {self.trial.number}: training loss {loss} after epoch {epoch + 1}")
+            raise Diverged(f"Trial {self.trial.number} diverged: training loss {loss} after epoch {epoch + 1}")
         if evaluation is None:
             return
         self.trial.report(evaluation.report["accuracy"], epoch + 1)
@@ -142,7 +138,9 @@ def tune(args: TuneArgs, signals: StopSignals | None = None) -> dict:
         held = ownership.lock(out, "--output_dir")
         ownership.mark(out, TUNE_OUTPUT)
     if args.report_to and {"trackio", "all"} & {r.strip() for r in args.report_to.split(",")}:
-        # trackio keeps one store per process: the search's, under its output folder, holds every trial's run
+        # trackio keeps one store per process: the search's, under its output folder, holds every trial's run;
+        # like a training run's tracker folder, it is never written through a link
+        atomic.check_no_links_below(out, out / "runs", "Tracker folder")
         os.environ.setdefault("TRACKIO_DIR", str((out / "runs" / "trackio").absolute()))
     try:
         study = open_study(args, base, space, out)
@@ -293,7 +291,7 @@ def search(args: TuneArgs, base: recipes.Recipe, space: list, study, out: Path, 
                 objective,
                 n_trials=None,  # MaxTrialsCallback counts the study's finished trials, those of other workers too
                 timeout=args.timeout,
-                catch=(Diverged,),
+                catch=(Diverged,),  # the loop's check of the loss and weights: a failed trial, the search goes on
                 callbacks=callbacks,
             )
     finally:
@@ -464,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with StopSignals() as signals:
             summary = tune(args, signals)
     except HfFmnistError as e:
-        print(f"error: {printable(str(e))}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 2
     except Preempted as e:
         print(f"Stopped by {e.signal_name}: the trial in progress is recorded as failed, finished trials are kept "
