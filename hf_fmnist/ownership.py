@@ -71,8 +71,23 @@ def describe(names: list[str], limit: int = 5) -> str:
 
 def check_is_folder(folder: Path, flag: str) -> None:
     """A path the user chose for a folder must be one (a link to a folder is the user's choice, and fine)."""
+    from .errors import printable
+
     if folder.exists() and not folder.is_dir():
-        raise HfFmnistError(f"{flag} {folder} is a file; choose a folder path that is new or empty.")
+        raise HfFmnistError(f"{flag} {printable(str(folder))} is a file; choose a folder path that is new or empty.")
+
+
+def check_writable_by(folder: Path, flag: str, kind: str, command: str, *, resume: str = "") -> None:
+    """A command's output folder: new, empty, or one that ``command`` wrote before (marked ``kind``); never a folder
+    of the user's files. ``resume`` ends the line where an earlier folder is also the way to go on."""
+    from .errors import printable
+
+    check_is_folder(folder, flag)
+    if folder.exists() and entries(folder) and not is_marked(folder, kind):
+        raise HfFmnistError(
+            f"{flag} {printable(str(folder))} holds files that `{command}` did not write "
+            f"({describe(entries(folder))}); pass a new or empty folder{resume}."
+        )
 
 
 def lock(folder: str | os.PathLike, flag: str) -> int | None:

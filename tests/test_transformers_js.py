@@ -22,6 +22,7 @@ import http.server
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -539,3 +540,41 @@ def test_static_space_classifies_uploads_and_drawings_in_chromium(hub, trained, 
     assert not offline(urls), offline(urls)
     assert f"{hub.endpoint}/{model_id}/resolve/main/onnx/model_quantized.onnx" in urls
     assert f"{site.url}lib/ort-wasm-simd-threaded.wasm" in urls
+
+
+@real_data
+def test_the_cards_snippet_runs_as_published_in_node(hub, trained, js_modules, test_images, tmp_path):
+    """Issue 24.3: the transformers.js snippet the model card shows is the one that runs. The card's own text (from
+    the pushed README.md), with only the Hub address set before it, classifies a sneaker image from the working
+    folder as PyTorch does: a snippet whose model id, pipeline task or file name drifted from what runs fails."""
+    from huggingface_hub import hf_hub_download
+    from PIL import Image
+
+    folder = trained("resnet")
+    repo_id = publish(folder, "js-snippet")
+    card = Path(hf_hub_download(repo_id, "README.md")).read_text()
+    [snippet] = re.findall(r"```(?:js|javascript)\n(.*?)```", card, re.S)
+    assert 'pipeline("image-classification", "' + repo_id + '")' in snippet
+    sneaker = next(i for i, label in enumerate(load_tensors_labels()) if label == 7)  # a Sneaker of the test split
+    Image.fromarray(test_images[sneaker]).save(tmp_path / "sneaker.png")
+    (tmp_path / "node_modules").symlink_to(js_modules)  # what `npm install @huggingface/transformers` gives a user
+    preamble = (
+        'import { env } from "@huggingface/transformers";\n'
+        f'env.remoteHost = "{hub.endpoint}/"; env.allowLocalModels = false;\n'
+        f'env.cacheDir = "{tmp_path / "cache"}";\n'
+    )
+    (tmp_path / "snippet.mjs").write_text(preamble + snippet)
+    process = subprocess.run(
+        [NODE, "snippet.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=os.environ.copy()
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    label, score = process.stdout.strip().splitlines()[-1].rsplit(" ", 1)  # console.log(best.label, best.score)
+    id2label = json.loads((folder / "config.json").read_text())["id2label"]
+    assert label == id2label[str(int(pytorch_top1(folder, test_images[sneaker : sneaker + 1])[0]))]
+    assert 0 < float(score) <= 1
+
+
+def load_tensors_labels() -> np.ndarray:
+    from hf_fmnist.data.tensors import load_tensors
+
+    return load_tensors("test")[1].numpy()

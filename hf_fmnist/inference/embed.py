@@ -124,14 +124,10 @@ def embed_model(
 
 
 def check_output_dir(out: Path) -> None:
+    """A new or empty folder, or one that `hf-fmnist embed` wrote before."""
     from .. import ownership
 
-    ownership.check_is_folder(out, "--output-dir")
-    if out.exists() and ownership.entries(out) and not ownership.is_marked(out, EMBED):
-        raise HfFmnistError(
-            f"--output-dir {out} holds files that `hf-fmnist embed` did not write "
-            f"({ownership.describe(ownership.entries(out))}); pass a new or empty folder."
-        )
+    ownership.check_writable_by(out, "--output-dir", EMBED, "hf-fmnist embed")
 
 
 def points_csv(points: np.ndarray, labels: np.ndarray) -> str:

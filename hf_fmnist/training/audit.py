@@ -88,13 +88,10 @@ def run_audit(
 
 
 def check_output_dir(out: Path) -> None:
-    """A new or empty folder, or one an earlier audit wrote (its label search resumes there)."""
-    ownership.check_is_folder(out, "--output-dir")
-    if out.exists() and ownership.entries(out) and not ownership.is_marked(out, AUDIT):
-        raise HfFmnistError(
-            f"--output-dir {out} holds files that `hf-fmnist audit` did not write "
-            f"({ownership.describe(ownership.entries(out))}); pass a new or empty folder."
-        )
+    """A new or empty folder, or one that `hf-fmnist audit` wrote before."""
+    ownership.check_writable_by(
+        out, "--output-dir", AUDIT, "hf-fmnist audit", resume=", or the folder of the audit to resume"
+    )
 
 
 def near_duplicates(splits: dict, names: list[str], threshold: float, budget: int, out: Path) -> dict:

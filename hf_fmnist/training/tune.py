@@ -345,13 +345,10 @@ def trial_config(args: TuneArgs, recipe_file: Path, folder: Path) -> TrainConfig
 
 
 def check_output_dir(out: Path) -> None:
-    ownership.check_is_folder(out, "--output_dir")
-    if out.exists() and ownership.entries(out) and not ownership.is_marked(out, TUNE_OUTPUT):
-        raise HfFmnistError(
-            f"--output_dir {out} already holds files that hf-fmnist tune did not write "
-            f"({ownership.describe(ownership.entries(out))}); choose a new or empty folder, or the folder of the "
-            f"search to resume."
-        )
+    """A new or empty folder, or one that `hf-fmnist tune` wrote before."""
+    ownership.check_writable_by(
+        out, "--output_dir", TUNE_OUTPUT, "hf-fmnist tune", resume=", or the folder of the search to resume"
+    )
 
 
 # --- what users see ----------------------------------------------------------------------------------------------
