@@ -196,6 +196,24 @@ def _export_dtypes(text: str) -> tuple[str, ...]:
     return dtypes
 
 
+def _gray_levels(text: str) -> float:
+    """A near-duplicate threshold: a finite RMS distance in gray levels, more than 0 and at most 255."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 255):
+        raise argparse.ArgumentTypeError("a number of gray levels, more than 0 and at most 255")
+    return value
+
+
+def _count(text: str) -> int:
+    """A whole number from 0 to 1,000,000."""
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -328,8 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", help="an exported folder or a Hub dataset id; default: built-in Fashion-MNIST")
     evaluate.add_argument("--split", help="default: test (or validation)")
     evaluate.add_argument("--output-dir", help="default: MODEL/evaluation, or ./evaluation-NAME for a Hub id")
-    evaluate.add_argument("--batch-size", type=int, default=1000, help="images per forward pass")
-    evaluate.add_argument("--max-eval-samples", type=int, help="only the first N images")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=1000, help="images per forward pass")
+    evaluate.add_argument("--max-eval-samples", type=_positive_int, help="only the first N images")
     evaluate.add_argument("--data-dir", help="raw files for the built-in dataset")
     evaluate.set_defaults(run=_evaluate)
 
@@ -449,8 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--dataset", help="an exported folder or a Hub dataset id; default: built-in Fashion-MNIST")
     embed.add_argument("--split", help="default: test (or validation)")
     embed.add_argument("--method", choices=["umap", "tsne", "pca"], default="umap", help="default: umap")
-    embed.add_argument("--thumbnails", type=int, default=0, help="draw this many sampled images on the map")
-    embed.add_argument("--max-samples", type=int, help="only the first N images")
+    embed.add_argument(
+        "--thumbnails", type=_count, default=0, help="draw this many sampled images on the map (0 to 1,000,000)"
+    )
+    embed.add_argument("--max-samples", type=_positive_int, help="only the first N images")
     embed.add_argument("--seed", type=int, default=0, help="seed of the map and of the thumbnails' sample")
     embed.add_argument("--data-dir", help="raw files for the built-in dataset")
     embed.set_defaults(run=_embed)
@@ -469,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--output-dir", required=True, help="the report folder (new, empty, or an earlier audit's)")
     audit.add_argument(
         "--threshold",
-        type=float,
+        type=_gray_levels,
         default=10.0,  # data.duplicates.NEAR_THRESHOLD (not imported here: --help stays light)
         help="near-duplicate threshold, RMS gray levels (0-255); default 10 (docs/dataset.md says why)",
     )

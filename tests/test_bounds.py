@@ -606,3 +606,28 @@ def test_a_prediction_line_is_bounded_whatever_the_class_names(tmp_path):
     line = _bounded(format_result(result))
     assert line.startswith("a\\nb.png: xxx") and "more characters)" in line
     assert _bounded(format_result({"path": "c.png", "error": "y" * 10_000})).startswith("c.png: error: yyy")
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["evaluate", "--model", "cnn", "--max-eval-samples", "-5"], "--max-eval-samples"),
+        (["evaluate", "--model", "cnn", "--batch-size", "0"], "--batch-size"),
+        (["embed", "--model", "cnn", "--output-dir", "o", "--max-samples", "0"], "--max-samples"),
+        (["embed", "--model", "cnn", "--output-dir", "o", "--thumbnails", "-3"], "--thumbnails"),
+        (["audit", "--output-dir", "o", "--threshold", "nan"], "--threshold"),
+        (["audit", "--output-dir", "o", "--threshold", "inf"], "--threshold"),
+        (["audit", "--output-dir", "o", "--threshold", "-1"], "--threshold"),
+    ],
+)
+def test_counts_and_thresholds_out_of_range_are_refused_by_the_parser(argv, flag, capsys, tmp_path, monkeypatch):
+    """Review of issue 27: these gave a numpy/torch traceback (exit 1), or, for the audit's threshold, exit 0 with
+    every test image a "near duplicate" (inf). Now argparse refuses them, naming the flag, before any work."""
+    from hf_fmnist import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and "Traceback" not in err and not (tmp_path / "o").exists()

@@ -78,6 +78,22 @@ def test_embed_writes_map_points_and_projector(model_and_data, tmp_path, capsys)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
     assert cli.main([*args[:-4], "--output-dir", str(tmp_path / "mine"), "--method", "pca"]) == 2
+    # review of issue 27: a user's file put in projector/ was deleted by the next run, and projector/ as a link to
+    # another folder gave a traceback: both are one line now, before any work, and nothing of theirs changes
+    capsys.readouterr()
+    (projector / "00000" / "notes.txt").write_text("mine")
+    assert cli.main(args) == 2
+    assert "notes.txt was not written by TensorBoard's projector" in capsys.readouterr().err
+    assert (projector / "00000" / "notes.txt").read_text() == "mine"
+    (projector / "00000" / "notes.txt").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("theirs")
+    projector.rename(tmp_path / "old-projector")
+    projector.symlink_to(elsewhere)
+    assert cli.main(args) == 2
+    assert "projector is a link" in capsys.readouterr().err
+    assert os.listdir(elsewhere) == ["keep.txt"] and projector.is_symlink()
 
 
 def test_a_missing_extra_is_one_line_naming_it(model_and_data, tmp_path, capsys, monkeypatch):

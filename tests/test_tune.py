@@ -124,14 +124,16 @@ def test_a_diverged_trial_is_recorded_failed_and_the_search_goes_on(tmp_path, da
 def test_sigterm_marks_the_trial_in_progress_failed_and_the_same_command_resumes(tmp_path, data, recipe):
     out = tmp_path / "search"
     space = tmp_path / "space.json"
-    space.write_text(json.dumps({"num_train_epochs": {"choices": [2]}, "learning_rate": {"low": 1e-3, "high": 1e-2}}))
+    # 8 epochs: a trial lasts a second or more here, so the poll below (every 0.1 s) sees the third one running; with
+    # 2 epochs (0.4 s a trial) all 4 could finish between two polls, and the signal came too late (exit 0)
+    space.write_text(json.dumps({"num_train_epochs": {"choices": [8]}, "learning_rate": {"low": 1e-3, "high": 1e-2}}))
     command = [sys.executable, "-m", "hf_fmnist.cli", "tune", *tune_args(out, data, recipe, "--n_trials", "4")]
     command += ["--space", str(space), "--pruner", "none"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     worker = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and worker.poll() is None:  # stop it once 2 trials are done and a 3rd runs
-        time.sleep(0.5)
+        time.sleep(0.1)
         states = _states(out / "study.db")  # read-only: opening it with Optuna would race the worker creating it
         if states.count("COMPLETE") >= 2 and "RUNNING" in states:
             worker.send_signal(signal.SIGTERM)
@@ -237,6 +239,40 @@ def test_the_output_folder_must_be_new_or_a_search(tmp_path, recipe, capsys):
     (out / "notes.txt").write_text("mine")
     assert tune_main(tune_args(out, tmp_path, recipe)) == 2
     assert "did not write" in one_error_line(capsys) and os.listdir(out) == ["notes.txt"]
+
+
+def test_an_earlier_searchs_trials_folder_swapped_for_a_link_is_refused(tmp_path, data, recipe, capsys):
+    """Review of issue 27: `trials/` of an earlier search replaced by a link to someone's folder got the next trial's
+    recipe file, marker and training_config.json written there (exit 0). Refused in one line; that folder untouched."""
+    from hf_fmnist import ownership
+    from hf_fmnist.training.tune import TUNE_OUTPUT
+
+    out, victim = tmp_path / "search", tmp_path / "victims"
+    out.mkdir()
+    victim.mkdir()
+    ownership.mark(out, TUNE_OUTPUT)
+    (out / "trials").symlink_to(victim)
+    assert tune_main(tune_args(out, data, recipe, "--n_trials", "1")) == 2
+    assert "Trial folder" in one_error_line(capsys) and os.listdir(victim) == []
+
+
+def test_a_space_past_the_recipe_rules_ends_in_one_line_without_optunas_traceback(tmp_path, data, recipe):
+    """Review of issue 27: epochs up to 1e15 passed the space file's check, the trial's recipe was refused, and
+    Optuna's warning printed a 20-line traceback before the `error:` line. Now the one line is all of stderr."""
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"num_train_epochs": {"low": 1, "high": 10**15}}))
+    command = [
+        sys.executable,
+        "-m",
+        "hf_fmnist.cli",
+        "tune",
+        *tune_args(tmp_path / "s", data, recipe, "--n_trials", "1"),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run([*command, "--space", str(space)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    [line] = [line for line in done.stderr.splitlines() if line.strip() and "%|" not in line]  # the bar aside
+    assert line.startswith("error: ") and "num_train_epochs" in line and "Traceback" not in done.stderr
 
 
 def test_a_multi_process_launch_is_refused_in_one_line(tmp_path, recipe, capsys, monkeypatch):

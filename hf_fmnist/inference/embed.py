@@ -13,6 +13,7 @@ class names as metadata; ``tensorboard --logdir OUTPUT/projector`` opens it).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -124,10 +125,45 @@ def embed_model(
 
 
 def check_output_dir(out: Path) -> None:
-    """A new or empty folder, or one that `hf-fmnist embed` wrote before."""
+    """A new or empty folder, or one that `hf-fmnist embed` wrote before; its ``projector/`` is replaced whole, so
+    it must hold only what TensorBoard's projector writes (never a link, never a file of the user's)."""
     from .. import ownership
 
     ownership.check_writable_by(out, "--output-dir", EMBED, "hf-fmnist embed")
+    check_projector(out / "projector")
+
+
+# What SummaryWriter.add_embedding writes: the event file and projector config at the top, and per embedding a
+# numbered folder with one for the tag (00000/pooled_features/) holding the vectors, the metadata and the sprite
+_PROJECTOR_TOP = re.compile(r"(events\.out\.tfevents\.[\w.-]+|projector_config\.pbtxt)")
+_PROJECTOR_STEP = re.compile(r"\d{5}/[\w.-]+/(tensors\.tsv|metadata\.tsv|sprite\.png)")
+
+
+def check_projector(folder: Path) -> None:
+    """Refuse, in one line naming the entry, a ``projector/`` that is a link or holds anything not of the projector's
+    own shape: replacing it would otherwise delete a user's files or follow a link elsewhere."""
+    from ..errors import printable
+
+    def refuse(path: Path, why: str) -> HfFmnistError:
+        return HfFmnistError(
+            f"{printable(str(path))} {why}; `hf-fmnist embed` replaces projector/ whole and never deletes or writes "
+            "through what it did not write: move it away or pass a new --output-dir."
+        )
+
+    if folder.is_symlink():
+        raise refuse(folder, "is a link")
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise refuse(folder, "is not a folder")
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            raise refuse(path, "is a link")
+        if path.is_dir() and re.fullmatch(r"\d{5}(/[\w.-]+)?", name):
+            continue
+        if not path.is_file() or not (_PROJECTOR_TOP.fullmatch(name) or _PROJECTOR_STEP.fullmatch(name)):
+            raise refuse(path, "was not written by TensorBoard's projector")
 
 
 def points_csv(points: np.ndarray, labels: np.ndarray) -> str:

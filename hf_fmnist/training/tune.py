@@ -263,6 +263,8 @@ def search(args: TuneArgs, base: recipes.Recipe, space: list, study, out: Path, 
     done = len(study.get_trials(deepcopy=False, states=finished))
     wanted = args.trials_wanted
     cache = DataCache()
+    # an earlier search's trials/ (or anything below it) swapped for a link would take each trial's files elsewhere
+    atomic.check_no_links_below(out, out / "trials", "Trial folder")
     (out / "trials").mkdir(exist_ok=True)
     progress = TrialProgress(study, wanted, done)
 
@@ -472,5 +474,7 @@ def _optuna():
     from ..extras import require
 
     optuna = require("optuna", extra="tune", command="tune")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar and the table say what happens
+    # the bar and the table say what happens; a failed trial is a row of the table, and an error that ends the search
+    # is one line from main(): Optuna's own warning would print its traceback first
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
