@@ -228,3 +228,18 @@ def test_summary_escapes_class_and_split_names():
     assert "\x1b" not in text and "\x07" not in text
     assert len(text.splitlines()) == 6  # rows, blank, header, 2 classes, total: no forged line
     assert "Dress\\x1b]0;owned" in text
+
+
+def test_summary_cuts_a_class_name_of_100000_characters():
+    """Review of issue 27: a card naming a class with 100,000 characters gave a table of 100,028-character lines."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features
+    from datasets import Image as ImageFeature
+
+    from hf_fmnist.data.summary import format_summary
+
+    names = ["x" * 100_000, "Coat"]
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=names)})
+    blobs = png.encode_gray(np.zeros((2, 28, 28), np.uint8))
+    ds = Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in blobs], "label": [0, 1]}, features=features)
+    lines = format_summary(DatasetDict({"train": ds})).splitlines()
+    assert len(lines) == 6 and max(map(len, lines)) < 100 and "x" * 39 + "…" in lines[3]

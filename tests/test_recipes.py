@@ -140,6 +140,8 @@ def _bad(tmp_path, **change):
         ({"learning_rate": float("nan")}, "'learning_rate' must be float"),
         ({"num_train_epochs": 2.5}, "'num_train_epochs' must be int"),
         ({"hflip": 1}, "'hflip' must be bool"),
+        ({"name": "n" * 60_000}, "'name' must be printable text of at most 200 characters (60,000 given)"),
+        ({"tuned_for": "a\x1b[2Jb"}, "'tuned_for' must be printable text"),
         ({"model": "someone/model"}, "'model' must be a preset"),
         ({"model_config": {"hidden_sizes": [10**9]}}, "model_config['hidden_sizes']"),
         ({"pad_crop": 99}, "pad_crop must be in [0, 8]"),

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..errors import HfFmnistError
+from ..errors import HfFmnistError, printable
 
 PRECISIONS = ("no", "fp16", "bf16")
 SCHEDULERS = ("onecycle", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -111,6 +111,10 @@ MAX_SHAPE_INT = 4096
 MAX_SHAPE_LIST = 16
 
 
+TEXT_FIELDS = ("name", "tuned_for", "result")
+MAX_TEXT = 200  # characters of a recipe's name, what it was tuned for, and its result line
+
+
 def from_dict(data, where: str) -> Recipe:
     """A :class:`Recipe` from a JSON object, its fields checked (names, types, ranges); else one line naming
     ``where`` (the file) and the field. The one reader of a recipe: the built-ins and files given to ``--recipe``."""
@@ -131,6 +135,13 @@ def from_dict(data, where: str) -> Recipe:
         if not any(_fits(value, kind) for kind in kinds):
             wanted = " or ".join("null" if k is type(None) else getattr(k, "__name__", str(k)) for k in kinds)
             raise HfFmnistError(f"{where}: recipe field {name!r} must be {wanted}, not {json.dumps(value)[:60]}.")
+    for name in TEXT_FIELDS:  # shown in --help, in the card and on the training line: one short printable line
+        text = data.get(name)
+        if isinstance(text, str) and (len(text) > MAX_TEXT or not text.isprintable()):
+            raise HfFmnistError(
+                f"{where}: recipe field {name!r} must be printable text of at most {MAX_TEXT} characters "
+                f"({len(text):,} given)."
+            )
     _check_shape(data.get("model_config", {}), where)
     from .models import PRESETS
 
@@ -153,7 +164,7 @@ def load_file(path: str | os.PathLike) -> Recipe:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise HfFmnistError(f"--recipe {path}: not a JSON recipe file ({type(e).__name__}: {e}).") from None
-    return from_dict(data, f"--recipe {path}")
+    return from_dict(data, f"--recipe {printable(str(path))}")
 
 
 def to_dict(recipe: Recipe) -> dict:

@@ -8,18 +8,29 @@ from ..errors import printable
 from .tensors import class_counts, decode, find_columns
 
 
+def _cut(name: str) -> str:
+    """A name from a stranger's files, at most :data:`hf_fmnist.errors.ITEM_CHARS` characters in a table cell."""
+    from ..errors import ITEM_CHARS
+
+    return name if len(name) <= ITEM_CHARS else name[: ITEM_CHARS - 1] + "…"
+
+
 def format_summary(dataset) -> str:
     """Rows per split, then a class-by-split table of counts.
 
     Class and split names come from the dataset's own files, maybe a stranger's: they are escaped
-    (:func:`hf_fmnist.errors.printable`), so a name cannot clear the terminal or forge a line of the table.
+    (:func:`hf_fmnist.errors.printable`), so a name cannot clear the terminal or forge a line of the table, and cut
+    to 40 characters, so that no line of the table runs to the length of a name.
     """
     first = dataset[next(iter(dataset))]
-    names = [printable(n) for n in first.features[find_columns(first.features)[1]].names]
+    names = [_cut(printable(n)) for n in first.features[find_columns(first.features)[1]].names]
     counts = class_counts(dataset)
     width = max(len(n) for n in names) + 2
-    lines = ["Rows per split: " + ", ".join(f"{printable(split)} {len(ds):,}" for split, ds in dataset.items()), ""]
-    lines.append(f"{'label':<6}{'class':<{width}}" + "".join(f"{printable(split):>10}" for split in counts))
+    lines = [
+        "Rows per split: " + ", ".join(f"{_cut(printable(split))} {len(ds):,}" for split, ds in dataset.items()),
+        "",
+    ]
+    lines.append(f"{'label':<6}{'class':<{width}}" + "".join(f"{_cut(printable(split)):>10}" for split in counts))
     for i, name in enumerate(names):
         lines.append(f"{i:<6}{name:<{width}}" + "".join(f"{int(c[i]):>10,}" for c in counts.values()))
     lines.append(f"{'':<6}{'total':<{width}}" + "".join(f"{int(c.sum()):>10,}" for c in counts.values()))
