@@ -4,6 +4,7 @@ what happened before."""
 
 import errno
 import json
+import os
 import shutil
 import struct
 import time
@@ -504,6 +505,28 @@ def test_a_dataset_cache_that_cannot_be_written_is_one_line(command, model_folde
     assert "HF_HOME" in line and "HF_FMNIST_CACHE" in line
 
 
+@pytest.mark.parametrize("variable", ["HF_DATASETS_CACHE", "HF_HOME", "HF_FMNIST_CACHE"])
+def test_a_cache_variable_set_but_empty_is_one_line_and_writes_nothing_here(variable, tmp_path, monkeypatch):
+    """Review of issue 27: `HF_DATASETS_CACHE=` (set, empty) made datasets write a 36 MB cache and a lock file into
+    the current folder (one was committed at the repository root). Now one line, and the folder stays empty."""
+    import subprocess
+    import sys
+
+    from conftest import Synthetic
+
+    raw = Synthetic(tmp_path / "raw").folder
+    here = tmp_path / "here"
+    here.mkdir()
+    env = {**os.environ, variable: ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_fmnist.cli", "summary", "--data-dir", str(raw)],
+        env=env, cwd=here, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"error: {variable} is set but empty" in result.stderr.strip().splitlines()[-1]
+    assert os.listdir(here) == []
+
+
 # 5. SIGTERM during each command's long part -------------------------------------------------------------------------
 
 
@@ -558,8 +581,10 @@ def test_long_commands_end_within_10_s_of_sigterm(command, big_raw, model_folder
     if command == "predict":
         images = tmp_path / "images"
         images.mkdir()
+        # 256×256 (each resized to 28×28): 3,000 of 28×28 were all classified within the second this test waits
+        # before its signal on an idle machine, which then found the default handler back (exit -15, not 143)
         for i in range(3000):
-            Image.new("L", (28, 28), i % 256).save(images / f"{i}.png")
+            Image.new("L", (256, 256), i % 256).save(images / f"{i}.png")
         args = ["predict", "--model", str(model_folder), str(images)]
         started = lambda: (tmp_path / "stdout.txt").stat().st_size > 0  # noqa: E731 (results are streamed)
     elif command == "evaluate":

@@ -511,7 +511,15 @@ def test_fifos_in_dataset_and_model_folders_are_refused_not_read(dataset_copy, m
 
 @pytest.mark.parametrize(
     "fields, named",
-    [({"size": "big"}, "'size'"), ({"crop_size": [1, 2]}, "'crop_size'"), ({"do_resize": "yes"}, "'do_resize'")],
+    [
+        ({"size": "big"}, "'size'"),
+        ({"crop_size": [1, 2]}, "'crop_size'"),
+        ({"do_resize": "yes"}, "'do_resize'"),
+        # review of issue 27: NaN passed (our preprocessing ignores it; a stock pipeline made every pixel NaN)
+        ({"rescale_factor": float("nan")}, "'rescale_factor' must be a finite number above 0"),
+        ({"rescale_factor": float("inf")}, "'rescale_factor' must be a finite number above 0"),
+        ({"rescale_factor": 0}, "'rescale_factor' must be a finite number above 0"),
+    ],
 )
 def test_preprocessor_config_fields_are_checked_as_json_first(model_folder, tmp_path, capsys, fields, named):
     """Before: "Cannot use the image processor ... (ValueError: Could not convert size input to size dict: big);

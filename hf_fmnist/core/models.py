@@ -656,6 +656,7 @@ def check_processor_config(path: Path) -> None:
     checked as plain JSON before transformers parses them: one line naming the file and the field. Their values
     (sizes from 1 to 1,024, finite mean/std) are checked afterwards, by ``Preprocess.from_processor``."""
     import json
+    import math
 
     if not path.is_file():
         return
@@ -669,7 +670,8 @@ def check_processor_config(path: Path) -> None:
     checks = {  # the shapes transformers parses; what the values may be is Preprocess.from_processor's to say
         "size": ("a number of pixels or an object of sides", lambda v: _whole(v) or _sides(v)),
         "crop_size": ("a number of pixels or an object of sides", lambda v: _whole(v) or _sides(v)),
-        "rescale_factor": ("a number", number),
+        # transformers multiplies every pixel by it: NaN or inf makes every pixel NaN in a stock pipeline
+        "rescale_factor": ("a finite number above 0", lambda v: number(v) and math.isfinite(v) and v > 0),
         **{
             flag: ("true or false", lambda v: isinstance(v, bool))
             for flag in ("do_resize", "do_rescale", "do_normalize", "do_center_crop", "do_convert_rgb")
@@ -678,8 +680,8 @@ def check_processor_config(path: Path) -> None:
     for field, (wanted, fits) in checks.items():
         if config.get(field) is not None and not fits(config[field]):
             raise HfFmnistError(
-                f"Cannot use the image processor of folder {path.parent}: {path.name} field {field!r} must be "
-                f"{wanted}, not {json.dumps(config[field])[:60]}."
+                f"Cannot use the image processor of folder {printable(str(path.parent))}: {path.name} field "
+                f"{field!r} must be {wanted}, not {json.dumps(config[field])[:60]}."
             )
 
 

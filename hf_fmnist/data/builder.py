@@ -46,6 +46,7 @@ def load_dataset(data_dir: str | os.PathLike | None = None, *, verify: bool = Tr
     """
     from ..atomic import CANNOT_WRITE_ERRNOS
 
+    check_cache_variables()
     try:
         builder = make_builder(data_dir, verify=verify, cache_dir=cache_dir)
         builder.download_and_prepare()
@@ -54,6 +55,23 @@ def load_dataset(data_dir: str | os.PathLike | None = None, *, verify: bool = Tr
         if e.errno not in CANNOT_WRITE_ERRNOS:
             raise
         raise cache_error(e, cache_dir) from None
+
+
+CACHE_VARIABLES = ("HF_DATASETS_CACHE", "HF_HOME", "HF_FMNIST_CACHE")
+
+
+def check_cache_variables() -> None:
+    """A cache variable set but empty is a path too: datasets reads ``HF_DATASETS_CACHE=`` as the current folder and
+    writes its cache and lock files there. One line instead."""
+    from ..errors import HfFmnistError
+
+    for name in CACHE_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and not value.strip():
+            raise HfFmnistError(
+                f"{name} is set but empty, which would put the dataset cache in the current folder; unset it "
+                f"(unset {name}) or point it at a folder."
+            )
 
 
 def cache_error(error: OSError, cache_dir: str | None):
