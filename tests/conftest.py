@@ -188,3 +188,15 @@ def one_error_line(capsys) -> str:
     errors = [line for line in err if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
     return errors[0]
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    """An untrained ``cnn`` preset saved as train.py saves one: config, safetensors weights, image processor (enough
+    for loading, predicting and the gates; one per test module)."""
+    from hf_fmnist.core import models
+
+    folder = tmp_path_factory.mktemp("model") / "model"
+    models.create_model("cnn").save_pretrained(folder)
+    models.preset_image_processor().save_pretrained(folder)
+    return folder

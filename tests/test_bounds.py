@@ -49,16 +49,6 @@ def _names_folder(root: Path, count: int, where: str) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory) -> Path:
-    from hf_fmnist.core.models import create_model, preset_image_processor
-
-    folder = tmp_path_factory.mktemp("model") / "model"
-    create_model("cnn").save_pretrained(folder)
-    preset_image_processor().save_pretrained(folder)
-    return folder
-
-
 # 1. Classes ---------------------------------------------------------------------------------------------------------
 
 

@@ -310,16 +310,6 @@ def test_outputs_inside_the_dataset_folder_are_refused(trained, dataset_copy, ca
 # Allocating ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory) -> Path:
-    from hf_fmnist.core import models
-
-    folder = tmp_path_factory.mktemp("model") / "model"
-    models.create_model("cnn").save_pretrained(folder)
-    models.preset_image_processor().save_pretrained(folder)
-    return folder
-
-
 def _edited_model(model_folder: Path, tmp_path: Path, name: str, **fields) -> Path:
     import json
 

@@ -13,21 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hf_fmnist.core.models import create_model, load_image_processor, load_model, preset_image_processor
+from hf_fmnist.core.models import load_image_processor, load_model
 from hf_fmnist.data import png
 from hf_fmnist.errors import HfFmnistError
 from hf_fmnist.inference.predict import ImageFileError, load_image, predict
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n(hello from the file author) print\nshowpage\n"
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory) -> Path:
-    """An untrained ``cnn`` preset saved as train.py saves one: config, safetensors weights, image processor."""
-    folder = tmp_path_factory.mktemp("model") / "model"
-    create_model("cnn").save_pretrained(folder)
-    preset_image_processor().save_pretrained(folder)
-    return folder
 
 
 def _copy(model_folder: Path, tmp_path: Path) -> Path:

@@ -44,17 +44,6 @@ def checkpointed_run(tmp_path_factory, tiny_dataset) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory) -> Path:
-    """A randomly initialised preset model saved as a model folder (enough for loading and predicting)."""
-    from hf_fmnist.core import models
-
-    folder = tmp_path_factory.mktemp("model") / "model"
-    models.create_model("cnn").save_pretrained(folder)
-    models.preset_image_processor().save_pretrained(folder)
-    return folder
-
-
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
